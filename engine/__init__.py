@@ -1,0 +1,48 @@
+"""braggtile engine: nanoBragg physics rendered by torch for any pixel window of a frame."""
+
+from __future__ import annotations
+
+import torch
+
+from engine.errors import InputError
+from engine.kernel import render_window
+from engine.model import Experiment
+from engine.setup import FrameSetup, prepare_frame
+from engine.window import Window
+
+__version__ = "0.1.0"
+__all__ = [
+    "Experiment",
+    "FrameSetup",
+    "InputError",
+    "Window",
+    "prepare_frame",
+    "render",
+    "render_window",
+    "resolve_device",
+]
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """'auto' -> CUDA when available else CPU; 'cuda' without a GPU raises InputError."""
+    name = str(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("device", "CUDA was requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def render(
+    experiment: Experiment,
+    window: Window | tuple[int, int, int, int] | None = None,
+    dtype: torch.dtype | str = torch.float32,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
+    """Render ``window`` (slow0, slow1, fast0, fast1; default the whole frame) of ``experiment``."""
+    if isinstance(dtype, str):
+        dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
+    setup = prepare_frame(experiment, dtype, resolve_device(device))
+    det = experiment.detector
+    window = Window(*window) if window is not None else Window.full(det.slow_pixels, det.fast_pixels)
+    return render_window(setup, window)

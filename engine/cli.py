@@ -1,0 +1,153 @@
+"""``braggtile nanobragg``: the nanoBragg-compatible command line."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import numpy as np
+import torch
+
+from engine import resolve_device
+from engine.cli_args import NanoBraggRun, parse_nanobragg
+from engine.errors import InputError
+from engine.kernel import render_window
+from engine.setup import FrameSetup, prepare_frame
+from engine.statistics import FrameStatistics, TileStatistics
+from engine.window import Window
+
+USAGE = """usage: braggtile nanobragg -cell a b c al be ga | -mat A.mat  [-hkl F.hkl | -default_F F] [flags]
+  nanoBragg flags (single dash, C spelling and defaults), plus
+  -dtype float32|float64   precision of the render (default float32)
+  -device cpu|cuda|auto    where to render (default cpu)
+"""
+
+
+def print_geometry(setup: FrameSetup, out=sys.stdout) -> None:
+    """Print the derived geometry in C nanoBragg's words and units."""
+    g = setup.detector
+    lat = setup.lattice
+    p = lambda *a: print(*a, file=out)  # noqa: E731
+    p(f"{g.convention.value.lower()} convention selected.")
+    p("pivoting detector around " + ("sample" if g.pivot.value == "SAMPLE" else "direct beam spot"))
+    cp = lat.cell_parameters
+    p("Unit Cell: " + " ".join(f"{x:g}" for x in cp))
+    p(f"volume = {lat.volume_A3:g} A^3")
+    p("real-space cell vectors (Angstrom):")
+    for i, axis in enumerate("XYZ"):
+        p(f"{axis}: " + " ".join(f"{v[i] * 1e10:11.8f}" for v in (lat.a, lat.b, lat.c)))
+    p("reciprocal-space cell vectors (Angstrom^-1):")
+    for i, axis in enumerate("XYZ"):
+        p(f"{axis}: " + " ".join(f"{v[i]:11.8f}" for v in (lat.a_star, lat.b_star, lat.c_star)))
+    sx, sy, sz = (x * 1e6 for x in lat.size_m)
+    p(f"crystal is {sx:g} x {sy:g} x {sz:g} microns")
+    p(f"  {setup.n_sources} sources, {setup.n_orientations} phi steps x mosaic domains")
+    p(f"  {setup.oversample}x{setup.oversample} pixel oversample steps")
+    p(f"  structure factors: {'tricubic interpolation' if setup.interpolate else 'nearest'}")
+    p(f"  incident fluence: {setup.fluence:g} photons/m^2")
+    p(
+        f"  distance={g.distance:g} detsize={g.detsize_f:g}x{g.detsize_s:g}  pixel={g.pixel_size:g}"
+        f" meters ({g.fast_pixels}x{g.slow_pixels} pixels)"
+    )
+    p(f"  Xbeam={g.xbeam:g} Ybeam={g.ybeam:g}")
+    p(f"  Fbeam={g.fbeam:g} Sbeam={g.sbeam:g}")
+    p(f"  Xclose={g.xclose:g} Yclose={g.yclose:g}")
+    p(f"  Fclose={g.fclose:g} Sclose={g.sclose:g}")
+    p(f"  close_distance={g.close_distance:g}")
+    p("  pix0_vector= " + " ".join(f"{x:g}" for x in g.pix0))
+    p(f"  XDS ORGX={g.orgx:g} ORGY={g.orgy:g}")
+    p("  DIRECTION_OF_DETECTOR_X-AXIS= " + " ".join(f"{x:g}" for x in g.fdet))
+    p("  DIRECTION_OF_DETECTOR_Y-AXIS= " + " ".join(f"{x:g}" for x in g.sdet))
+    p("  DIRECTION_OF_DETECTOR_Z-AXIS= " + " ".join(f"{x:g}" for x in g.odet))
+    p("  INCIDENT_BEAM_DIRECTION= " + " ".join(f"{x:g}" for x in g.beam))
+    p("  spindle ROTATION_AXIS= " + " ".join(f"{x:g}" for x in g.spindle))
+    p("  dials origin= " + " ".join(f"{x:g}" for x in g.dials_origin))
+    fmin, fmax, smin, smax = setup.roi
+    p(f"  roi: {fmin} < x < {fmax} && {smin} < y < {smax}")
+
+
+def max_position(setup: FrameSetup, stats: FrameStatistics) -> tuple[float, float]:
+    """Position (m) C prints for max_I: the last sub-pixel centre of that pixel."""
+    if stats.max_slow < 0:
+        return 0.0, 0.0
+    os_, sub = setup.oversample, setup.subpixel_size
+    last = os_ - 1
+    return (
+        sub * (stats.max_fast * os_ + last) + sub / 2.0,
+        sub * (stats.max_slow * os_ + last) + sub / 2.0,
+    )
+
+
+def roi_mask(setup: FrameSetup) -> np.ndarray:
+    """Boolean (slow, fast) mask of the rendered pixels."""
+    g = setup.detector
+    fmin, fmax, smin, smax = setup.roi
+    mask = np.zeros((g.slow_pixels, g.fast_pixels), dtype=bool)
+    mask[smin : smax + 1, fmin : fmax + 1] = True
+    return mask
+
+
+def render_frame(setup: FrameSetup, progress: bool) -> np.ndarray:
+    """Render the whole frame in row bands, with a progress bar on stderr."""
+    g = setup.detector
+    image = np.zeros((g.slow_pixels, g.fast_pixels), dtype=np.float32)
+    band = max(1, min(g.slow_pixels, (1 << 22) // max(1, g.fast_pixels)))
+    bands = range(0, g.slow_pixels, band)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=g.slow_pixels, unit="row", desc="render", file=sys.stderr, leave=False)
+    for s0 in bands:
+        s1 = min(g.slow_pixels, s0 + band)
+        block = render_window(setup, Window(s0, s1, 0, g.fast_pixels))
+        image[s0:s1] = block.to(torch.float32).cpu().numpy()
+        if bar is not None:
+            bar.update(s1 - s0)
+    if bar is not None:
+        bar.close()
+    return image
+
+
+def run(run_: NanoBraggRun) -> int:
+    from engine.outputs import write_outputs
+
+    dtype = torch.float64 if run_.dtype == "float64" else torch.float32
+    device = resolve_device(run_.device)
+    t0 = time.perf_counter()
+    setup = prepare_frame(run_.experiment, dtype, device)
+    print("nanoBragg-compatible renderer (braggtile engine)")
+    print_geometry(setup)
+    image = render_frame(setup, run_.outputs.progress)
+    seconds = time.perf_counter() - t0
+    stats = TileStatistics.from_tile(
+        image, Window.full(*image.shape), roi_mask(setup)
+    ).summary()
+    write_outputs(setup, image, stats, run_.outputs)
+    x, y = max_position(setup, stats)
+    print(f"max_I = {stats.max_I:g}  at {x:g} {y:g}")
+    print(f"mean= {stats.mean:g} rms= {stats.rms:g} rmsd= {stats.rmsd:g}")
+    mpix = image.size / max(seconds, 1e-9) / 1e6
+    print(f"rendered {image.size} pixels on {device} ({run_.dtype}) in {seconds:.3f} s "
+          f"({mpix:.1f} Mpixel/s)")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """Entry point: returns the process exit status (2 for bad input)."""
+    if not argv or argv[0] in ("-h", "-help", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    try:
+        return run(parse_nanobragg(argv))
+    except InputError as err:
+        print(f"braggtile nanobragg: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"braggtile nanobragg: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,9 @@
+"""Exceptions raised by the engine for bad experiment input."""
+
+
+class InputError(ValueError):
+    """An experiment parameter or input file is invalid; the message names the field."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")

@@ -1,0 +1,239 @@
+"""Detector and crystal geometry derived from an :class:`~engine.model.Experiment`.
+
+Follows C nanoBragg's set-up step by step (in float64, SI units: metres, radians,
+metres^-1) so that the derived numbers equal the ones it prints: Fbeam/Sbeam, pix0,
+close distance, XDS ORGX/ORGY and the DIALS origin.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.model import Convention, Experiment, Pivot
+from engine.orientation import RTD, rotate_axis, rotate_xyz
+
+__all__ = ["RTD", "DetectorGeometry", "detector_geometry", "rotate_axis", "rotate_xyz", "unit"]
+
+# Convention axes: beam, fdet, sdet, odet, twotheta axis, polarisation, spindle.
+_AXES = {
+    Convention.ADXV: ((0, 0, 1), (1, 0, 0), (0, -1, 0), (0, 0, 1), (-1, 0, 0), (1, 0, 0), (1, 0, 0)),
+    Convention.MOSFLM: ((1, 0, 0), (0, 0, 1), (0, -1, 0), (1, 0, 0), (0, 0, -1), (0, 0, 1), (0, 0, 1)),
+    Convention.DENZO: ((1, 0, 0), (0, 0, 1), (0, -1, 0), (1, 0, 0), (0, 0, -1), (0, 0, 1), (0, 0, 1)),
+    Convention.XDS: ((0, 0, 1), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 0, 0), (1, 0, 0), (1, 0, 0)),
+    Convention.DIALS: ((0, 0, 1), (1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 1, 0), (0, 1, 0), (0, 1, 0)),
+    # CUSTOM starts from nanoBragg's built-in defaults, overridden by explicit vectors
+    Convention.CUSTOM: ((1, 0, 0), (0, 0, 1), (0, -1, 0), (1, 0, 0), (0, 0, 1), (0, 0, 1), (0, 0, 1)),
+}
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    """v / |v| (zero vector stays zero)."""
+    n = float(np.sqrt(np.dot(v, v)))
+    return v / n if n != 0.0 else np.zeros(3)
+
+
+@dataclass(frozen=True)
+class DetectorGeometry:
+    """Lab-frame detector: unit axes, first-pixel vector and the derived beam centres (SI units)."""
+
+    fast_pixels: int
+    slow_pixels: int
+    pixel_size: float  # m
+    fdet: np.ndarray
+    sdet: np.ndarray
+    odet: np.ndarray
+    pix0: np.ndarray  # m, sample -> corner of first pixel
+    beam: np.ndarray  # unit, direction of travel
+    polar: np.ndarray  # unit E-vector
+    spindle: np.ndarray
+    twotheta_axis: np.ndarray
+    distance: float  # m, along the beam to the detector plane
+    close_distance: float  # m, perpendicular
+    xbeam: float  # m, header beam centre (convention units)
+    ybeam: float
+    xclose: float
+    yclose: float
+    fbeam: float  # m along fdet from pix0 to the direct-beam spot
+    sbeam: float
+    fclose: float
+    sclose: float
+    orgx: float  # pixels
+    orgy: float
+    dials_origin: tuple[float, float, float]  # mm
+    detsize_f: float
+    detsize_s: float
+    twotheta: float  # rad
+    pivot: Pivot
+    convention: Convention
+    curved: bool
+    point_pixel: bool
+
+    @property
+    def vert(self) -> np.ndarray:
+        """Unit beam x polar: the 'vertical' axis of divergence."""
+        return unit(np.cross(self.beam, self.polar))
+
+
+def detector_geometry(exp: Experiment) -> DetectorGeometry:
+    """Derive the detector geometry exactly as C nanoBragg does."""
+    det, beam = exp.detector, exp.beam
+    px = det.pixel_size_mm / 1000.0
+    fpix, spix = det.fast_pixels, det.slow_pixels
+    detsize_f, detsize_s = px * fpix, px * spix
+    conv = det.convention
+    b, f, s, o, tt_axis, pol, spindle = (np.array(a, dtype=float) for a in _AXES[conv])
+    if conv is Convention.CUSTOM:
+        overrides = (
+            (det.fdet_vector, "f"),
+            (det.sdet_vector, "s"),
+            (det.odet_vector, "o"),
+            (beam.beam_vector, "b"),
+            (beam.polar_vector, "p"),
+            (det.spindle_axis, "x"),
+            (det.twotheta_axis, "t"),
+        )
+        for vec, key in overrides:
+            if vec is None:
+                continue
+            arr = np.array(vec, dtype=float)
+            if key == "f":
+                f = arr
+            elif key == "s":
+                s = arr
+            elif key == "o":
+                o = arr
+            elif key == "b":
+                b = arr
+            elif key == "p":
+                pol = arr
+            elif key == "x":
+                spindle = arr
+            else:
+                tt_axis = arr
+
+    mm = 1e-3
+
+    def opt(v: float | None) -> float:
+        return math.nan if v is None else v * mm
+
+    xbeam, ybeam = opt(det.xbeam_mm), opt(det.ybeam_mm)
+    xclose, yclose = opt(det.xclose_mm), opt(det.yclose_mm)
+    distance = det.distance_mm * mm if det.distance_mm is not None else 0.1
+    close_distance = opt(det.close_distance_mm)
+
+    fclose = (det.orgx - 0.5) * px if det.orgx is not None else math.nan
+    sclose = (det.orgy - 0.5) * px if det.orgy is not None else math.nan
+    if math.isnan(fclose):
+        fclose = detsize_f / 2.0
+    if math.isnan(sclose):
+        sclose = detsize_s / 2.0
+    if math.isnan(xclose):
+        xclose = fclose
+    if math.isnan(yclose):
+        yclose = sclose
+    fbeam, sbeam = fclose, sclose
+
+    if conv is Convention.ADXV:
+        if math.isnan(xbeam):
+            xbeam = (detsize_f + px) / 2.0
+        if math.isnan(ybeam):
+            ybeam = (detsize_s - px) / 2.0
+        fbeam, sbeam = xbeam, detsize_s - ybeam
+    elif conv in (Convention.MOSFLM, Convention.DENZO):
+        if math.isnan(xbeam):
+            xbeam = (detsize_s + px) / 2.0
+        if math.isnan(ybeam):
+            ybeam = (detsize_f + px) / 2.0
+        shift = 0.5 * px if conv is Convention.MOSFLM else 0.0
+        fbeam, sbeam = ybeam + shift, xbeam + shift
+    elif conv in (Convention.XDS, Convention.DIALS):
+        if math.isnan(xbeam):
+            xbeam = xclose
+        if math.isnan(ybeam):
+            ybeam = yclose
+        fbeam, sbeam = xbeam, ybeam
+    else:  # CUSTOM
+        if math.isnan(xbeam):
+            xbeam = xclose
+        if math.isnan(ybeam):
+            ybeam = yclose
+        fbeam, sbeam = xbeam, ybeam
+        fclose, sclose = xbeam, ybeam
+
+    b, f, s = unit(b), unit(f), unit(s)
+    # C keeps odet only if it was already a unit vector, else rebuilds it as f x s
+    o = o if float(np.sqrt(np.dot(o, o))) == 1.0 else unit(np.cross(f, s))
+    pol, spindle = unit(pol), unit(spindle)
+    tt_axis = np.array(tt_axis, dtype=float)
+
+    pivot = det.resolved_pivot
+    rx, ry, rz = det.rotx_deg / RTD, det.roty_deg / RTD, det.rotz_deg / RTD
+    twotheta = det.twotheta_deg / RTD
+
+    ratio = float(np.dot(b, rotate_xyz(o, rx, ry, rz)))
+    if ratio == 0.0:
+        ratio = np.finfo(float).tiny
+    if math.isnan(close_distance):
+        close_distance = abs(ratio * distance)
+    distance = close_distance / ratio
+
+    pix0 = np.zeros(3)
+    if pivot is Pivot.SAMPLE:
+        pix0 = -fclose * f - sclose * s + close_distance * o
+        pix0 = rotate_axis(rotate_xyz(pix0, rx, ry, rz), tt_axis, twotheta)
+    f = rotate_axis(rotate_xyz(f, rx, ry, rz), tt_axis, twotheta)
+    s = rotate_axis(rotate_xyz(s, rx, ry, rz), tt_axis, twotheta)
+    o = rotate_axis(rotate_xyz(o, rx, ry, rz), tt_axis, twotheta)
+    if pivot is Pivot.BEAM:
+        pix0 = -fbeam * f - sbeam * s + distance * b
+    if det.pix0_vector_m is not None:
+        # an explicit first-pixel vector is final: the beam centres are derived from it
+        pix0 = np.array(det.pix0_vector_m, dtype=float)
+
+    fclose = -float(np.dot(pix0, f))
+    sclose = -float(np.dot(pix0, s))
+    close_distance = float(np.dot(pix0, o))
+    hit = close_distance / ratio * b - pix0
+    fbeam = float(np.dot(f, hit))
+    sbeam = float(np.dot(s, hit))
+    distance = close_distance / ratio
+    orgx = fclose / px + 0.5
+    orgy = sclose / px + 0.5
+    dials = (1000.0 * pix0[2], 1000.0 * pix0[1], -1000.0 * pix0[0])
+
+    return DetectorGeometry(
+        fast_pixels=fpix,
+        slow_pixels=spix,
+        pixel_size=px,
+        fdet=f,
+        sdet=s,
+        odet=o,
+        pix0=pix0,
+        beam=b,
+        polar=pol,
+        spindle=spindle,
+        twotheta_axis=tt_axis,
+        distance=distance,
+        close_distance=close_distance,
+        xbeam=xbeam,
+        ybeam=ybeam,
+        xclose=xclose,
+        yclose=yclose,
+        fbeam=fbeam,
+        sbeam=sbeam,
+        fclose=fclose,
+        sclose=sclose,
+        orgx=orgx,
+        orgy=orgy,
+        dials_origin=(float(dials[0]), float(dials[1]), float(dials[2])),
+        detsize_f=detsize_f,
+        detsize_s=detsize_s,
+        twotheta=twotheta,
+        pivot=pivot,
+        convention=conv,
+        curved=det.curved,
+        point_pixel=det.point_pixel,
+    )
