@@ -44,5 +44,7 @@ def render(
         dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
     setup = prepare_frame(experiment, dtype, resolve_device(device))
     det = experiment.detector
-    window = Window(*window) if window is not None else Window.full(det.slow_pixels, det.fast_pixels)
+    window = (
+        Window(*window) if window is not None else Window.full(det.slow_pixels, det.fast_pixels)
+    )
     return render_window(setup, window)

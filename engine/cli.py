@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 
@@ -14,10 +13,12 @@ from engine.cli_args import NanoBraggRun, parse_nanobragg
 from engine.errors import InputError
 from engine.kernel import render_window
 from engine.setup import FrameSetup, prepare_frame
+from engine.smv import c_g
 from engine.statistics import FrameStatistics, TileStatistics
 from engine.window import Window
 
-USAGE = """usage: braggtile nanobragg -cell a b c al be ga | -mat A.mat  [-hkl F.hkl | -default_F F] [flags]
+USAGE = """usage: braggtile nanobragg (-cell a b c al be ga | -mat A.mat)
+                           (-hkl F.hkl | -default_F F) [nanoBragg flags]
   nanoBragg flags (single dash, C spelling and defaults), plus
   -dtype float32|float64   precision of the render (default float32)
   -device cpu|cuda|auto    where to render (default cpu)
@@ -121,16 +122,17 @@ def run(run_: NanoBraggRun) -> int:
     print_geometry(setup)
     image = render_frame(setup, run_.outputs.progress)
     seconds = time.perf_counter() - t0
-    stats = TileStatistics.from_tile(
-        image, Window.full(*image.shape), roi_mask(setup)
-    ).summary()
-    write_outputs(setup, image, stats, run_.outputs)
+    mask = roi_mask(setup)
+    stats = TileStatistics.from_tile(image, Window.full(*image.shape), mask).summary()
     x, y = max_position(setup, stats)
-    print(f"max_I = {stats.max_I:g}  at {x:g} {y:g}")
-    print(f"mean= {stats.mean:g} rms= {stats.rms:g} rmsd= {stats.rmsd:g}")
+    print(f"max_I = {c_g(stats.max_I)}  at {c_g(x)} {c_g(y)}")
+    print(f"mean= {c_g(stats.mean)} rms= {c_g(stats.rms)} rmsd= {c_g(stats.rmsd)}")
+    write_outputs(setup, image, stats, run_.outputs, mask)
     mpix = image.size / max(seconds, 1e-9) / 1e6
-    print(f"rendered {image.size} pixels on {device} ({run_.dtype}) in {seconds:.3f} s "
-          f"({mpix:.1f} Mpixel/s)")
+    print(
+        f"rendered {image.size} pixels on {device} ({run_.dtype}) in {seconds:.3f} s "
+        f"({mpix:.1f} Mpixel/s)"
+    )
     return 0
 
 

@@ -218,9 +218,7 @@ def parse_nanobragg(argv: list[str]) -> NanoBraggRun:
         ):
             v = a.vec3(f)
             custom_vectors = True
-            key = {"-spindle_axis": "spindle_axis", "-pix0_vector": "pix0_vector_m"}.get(
-                f, f[1:]
-            )
+            key = {"-spindle_axis": "spindle_axis", "-pix0_vector": "pix0_vector_m"}.get(f, f[1:])
             if key in ("beam_vector", "polar_vector"):
                 if not any(v):
                     raise InputError(f, "must not be the zero vector")
@@ -290,8 +288,11 @@ def parse_nanobragg(argv: list[str]) -> NanoBraggRun:
         elif f == "-roi":
             xmin, xmax, ymin, ymax = (a.int(f) for _ in range(4))
             if min(xmin, xmax, ymin, ymax) < 0 or xmin > xmax or ymin > ymax:
-                raise InputError(f, f"expects xmin <= xmax, ymin <= ymax, all >= 0; got "
-                                 f"{xmin} {xmax} {ymin} {ymax}")
+                raise InputError(
+                    f,
+                    f"expects xmin <= xmax, ymin <= ymax, all >= 0; got "
+                    f"{xmin} {xmax} {ymin} {ymax}",
+                )
             smp["roi"] = ROI(xmin=xmin, xmax=xmax, ymin=ymin, ymax=ymax)
         elif f in ("-lambda", "-wave", "-wavelength"):
             lambda_A = _positive(f, a.float(f), "Angstrom")
@@ -423,7 +424,9 @@ def parse_nanobragg(argv: list[str]) -> NanoBraggRun:
     if "a_matrix" in cry:
         cry["a_matrix_wavelength_A"] = lambda_A
     if "cell" not in cry and "a_matrix" not in cry:
-        raise InputError("-cell", "a unit cell (-cell a b c alpha beta gamma) or -mat file is required")
+        raise InputError(
+            "-cell", "a unit cell (-cell a b c alpha beta gamma) or -mat file is required"
+        )
     if "hkl_file" not in cry and cry.get("default_F", 0.0) == 0.0:
         if os.path.isfile(out.dumpfile):
             cry["fdump_file"] = out.dumpfile

@@ -18,14 +18,16 @@ from engine.orientation import RTD, rotate_axis, rotate_xyz
 __all__ = ["RTD", "DetectorGeometry", "detector_geometry", "rotate_axis", "rotate_xyz", "unit"]
 
 # Convention axes: beam, fdet, sdet, odet, twotheta axis, polarisation, spindle.
+_X, _Y, _Z = (1, 0, 0), (0, 1, 0), (0, 0, 1)
+_MX, _MY, _MZ = (-1, 0, 0), (0, -1, 0), (0, 0, -1)
 _AXES = {
-    Convention.ADXV: ((0, 0, 1), (1, 0, 0), (0, -1, 0), (0, 0, 1), (-1, 0, 0), (1, 0, 0), (1, 0, 0)),
-    Convention.MOSFLM: ((1, 0, 0), (0, 0, 1), (0, -1, 0), (1, 0, 0), (0, 0, -1), (0, 0, 1), (0, 0, 1)),
-    Convention.DENZO: ((1, 0, 0), (0, 0, 1), (0, -1, 0), (1, 0, 0), (0, 0, -1), (0, 0, 1), (0, 0, 1)),
-    Convention.XDS: ((0, 0, 1), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 0, 0), (1, 0, 0), (1, 0, 0)),
-    Convention.DIALS: ((0, 0, 1), (1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 1, 0), (0, 1, 0), (0, 1, 0)),
+    Convention.ADXV: (_Z, _X, _MY, _Z, _MX, _X, _X),
+    Convention.MOSFLM: (_X, _Z, _MY, _X, _MZ, _Z, _Z),
+    Convention.DENZO: (_X, _Z, _MY, _X, _MZ, _Z, _Z),
+    Convention.XDS: (_Z, _X, _Y, _Z, _X, _X, _X),
+    Convention.DIALS: (_Z, _X, _Y, _Z, _Y, _Y, _Y),
     # CUSTOM starts from nanoBragg's built-in defaults, overridden by explicit vectors
-    Convention.CUSTOM: ((1, 0, 0), (0, 0, 1), (0, -1, 0), (1, 0, 0), (0, 0, 1), (0, 0, 1), (0, 0, 1)),
+    Convention.CUSTOM: (_X, _Z, _MY, _X, _Z, _Z, _Z),
 }
 
 

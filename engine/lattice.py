@@ -67,9 +67,11 @@ def _reciprocal_from_cell(cell: tuple[float, ...]) -> tuple[np.ndarray, ...]:
     if v_cell <= 0.0:
         raise InputError("-cell", f"impossible unit cell {cell}: volume {v_cell:g} A^3")
     v_star = 1.0 / v_cell
-    as_, bs, cs = b * c * math.sin(al) * v_star, c * a * math.sin(be) * v_star, a * b * math.sin(
-        ga
-    ) * v_star
+    as_, bs, cs = (
+        b * c * math.sin(al) * v_star,
+        c * a * math.sin(be) * v_star,
+        a * b * math.sin(ga) * v_star,
+    )
     cos_as = (math.cos(be) * math.cos(ga) - math.cos(al)) / (math.sin(be) * math.sin(ga))
     cos_bs = (math.cos(ga) * math.cos(al) - math.cos(be)) / (math.sin(ga) * math.sin(al))
     cos_gs = (math.cos(al) * math.cos(be) - math.cos(ga)) / (math.sin(al) * math.sin(be))
@@ -118,7 +120,11 @@ def build_lattice(
         raise InputError("-mat", "degenerate orientation matrix (zero reciprocal volume)")
     v_cell = 1.0 / v_star
     a, b, c = bxc * v_cell, cxa * v_cell, axb * v_cell
-    a_star, b_star, c_star = np.cross(b, c) * v_star, np.cross(c, a) * v_star, np.cross(a, b) * v_star
+    a_star, b_star, c_star = (
+        np.cross(b, c) * v_star,
+        np.cross(c, a) * v_star,
+        np.cross(a, b) * v_star,
+    )
 
     na, nb, nc = crystal.na, crystal.nb, crystal.nc
     if crystal.size_um is not None:
@@ -145,7 +151,9 @@ def build_lattice(
     )
 
 
-def auto_oversample(lattice: Lattice, wavelength_m: float, distance_m: float, pixel_m: float) -> int:
+def auto_oversample(
+    lattice: Lattice, wavelength_m: float, distance_m: float, pixel_m: float
+) -> int:
     """C nanoBragg's automatic sub-pixel count: ceil(3 * crystal size / reciprocal pixel size)."""
     reciprocal_pixel = wavelength_m * distance_m / pixel_m
     n = math.ceil(3.0 * max(lattice.size_m) / reciprocal_pixel)

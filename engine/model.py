@@ -8,7 +8,7 @@ and are derived by :mod:`engine.geometry` exactly as the C program does.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -18,7 +18,7 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
 
 
-class Convention(str, Enum):
+class Convention(StrEnum):
     """Detector/beam axis conventions of nanoBragg (and the programs they are named after)."""
 
     MOSFLM = "MOSFLM"
@@ -29,14 +29,14 @@ class Convention(str, Enum):
     CUSTOM = "CUSTOM"
 
 
-class Pivot(str, Enum):
+class Pivot(StrEnum):
     """What stays fixed when the detector is rotated: the direct-beam spot or the sample."""
 
     BEAM = "BEAM"
     SAMPLE = "SAMPLE"
 
 
-class CrystalShape(str, Enum):
+class CrystalShape(StrEnum):
     """Lattice transform models: parallelepiped, ellipsoid, Gaussian spots, top-hat spots."""
 
     SQUARE = "SQUARE"
@@ -170,7 +170,7 @@ class Goniometer(_Model):
 
 
 class ROI(_Model):
-    """Rendered pixels, inclusive like nanoBragg's -roi: fast (x) xmin..xmax, slow (y) ymin..ymax."""
+    """Rendered pixels (inclusive as -roi): fast (x) xmin..xmax, slow (y) ymin..ymax."""
 
     xmin: int = Field(ge=0)
     xmax: int = Field(ge=0)

@@ -1,18 +1,94 @@
-"""Files a nanoBragg run writes: float image, SMV int image, PGM and noise image."""
+"""Files a nanoBragg run writes: float image, SMV int image, PGM, noise image and Fdump."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
+import torch
 
 from engine.cli_args import Outputs
+from engine.geometry import RTD, DetectorGeometry
+from engine.noise import noise_image
+from engine.scan import resolve_phi
 from engine.setup import FrameSetup
+from engine.smv import SMVHeader, c_g, int_image, write_float_image, write_pgm, write_smv
 from engine.statistics import FrameStatistics
+from engine.structure_factors import write_fdump
+
+
+def smv_header(setup: FrameSetup) -> SMVHeader:
+    """The header values C nanoBragg writes into its SMV images."""
+    g: DetectorGeometry = setup.detector
+    phi0, osc, _, _ = resolve_phi(setup.experiment.goniometer)
+    mm = 1000.0
+    return SMVHeader(
+        fast_pixels=g.fast_pixels,
+        slow_pixels=g.slow_pixels,
+        pixel_size_mm=g.pixel_size * mm,
+        distance_mm=g.distance * mm,
+        wavelength_A=setup.experiment.beam.wavelength_A,
+        beam_center_x_mm=g.xbeam * mm,
+        beam_center_y_mm=g.ybeam * mm,
+        adxv_center_x_mm=g.fbeam * mm,
+        adxv_center_y_mm=(g.detsize_s - g.sbeam) * mm,
+        mosflm_center_x_mm=(g.sbeam - 0.5 * g.pixel_size) * mm,
+        mosflm_center_y_mm=(g.fbeam - 0.5 * g.pixel_size) * mm,
+        denzo_x_beam_mm=g.sbeam * mm,
+        denzo_y_beam_mm=g.fbeam * mm,
+        dials_origin_mm=g.dials_origin,
+        xds_orgx=g.orgx,
+        xds_orgy=g.orgy,
+        close_distance_mm=g.close_distance * mm,
+        phi_deg=phi0,
+        osc_start_deg=phi0,
+        osc_range_deg=osc,
+        twotheta_deg=g.twotheta * RTD,
+    )
 
 
 def write_outputs(
-    setup: FrameSetup, image: np.ndarray, stats: FrameStatistics, outputs: Outputs
+    setup: FrameSetup,
+    image: np.ndarray,
+    stats: FrameStatistics,
+    outputs: Outputs,
+    roi_mask: np.ndarray,
+    frame: int = 0,
 ) -> None:
-    """Write the outputs requested in ``outputs`` for a rendered frame (float32 photons)."""
+    """Write the outputs requested in ``outputs`` for a rendered frame (photons/pixel)."""
+    if setup.experiment.crystal.hkl_file is not None and outputs.dumpfile:
+        try:
+            write_fdump(setup.sf_table, outputs.dumpfile)
+            print(f"writing dump file for next time: {outputs.dumpfile}")
+        except OSError as err:
+            print(f"WARNING: unable to open dump file: {outputs.dumpfile} ({err.strerror})")
     if outputs.floatfile:
-        np.ascontiguousarray(image, dtype="<f4").tofile(outputs.floatfile)
+        write_float_image(outputs.floatfile, image)
         print(f"writing {outputs.floatfile} as {image.size} 4-byte floats")
+    header = smv_header(setup)
+    adu, scale = int_image(
+        image, outputs.intfile_scale, outputs.adc_offset, roi_mask, max_i=stats.max_I
+    )
+    if outputs.intfile:
+        print(f"intfile_scale = {c_g(scale)}")
+        write_smv(outputs.intfile, adu, header)
+        print(f"writing {outputs.intfile} as 2-byte integers")
+    if outputs.pgmfile:
+        pgm = write_pgm(outputs.pgmfile, image, outputs.pgm_scale, stats.rmsd, scale, roi_mask)
+        print(f"pgm_scale = {c_g(pgm)}")
+        print(f"writing {outputs.pgmfile} as 1-byte integers")
+    if outputs.noisefile:
+        seed = outputs.seed if outputs.seed is not None else int(time.time())
+        counts, photons, overloads = noise_image(
+            torch.from_numpy(image),
+            seed,
+            frame,
+            0,
+            0,
+            image.shape[1],
+            outputs.adc_offset,
+            torch.from_numpy(roi_mask),
+        )
+        print(f"{photons:.0f} photons on noise image ({overloads} overloads)")
+        write_smv(outputs.noisefile, counts.numpy().astype(np.uint16), header)
+        print(f"writing {outputs.noisefile} as 2-byte integers")

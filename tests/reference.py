@@ -56,7 +56,9 @@ FLOORS = {"float64": (0.999999, 1e-5, 1e-4), "float32": (0.99999, 1e-3, 5e-3)}
 def parity(ours: np.ndarray, ref: np.ndarray) -> Parity:
     a = np.asarray(ours, dtype=np.float64).ravel()
     b = np.asarray(ref, dtype=np.float64).ravel()
-    corr = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float(
-        np.array_equal(a, b)
+    corr = (
+        float(np.corrcoef(a, b)[0, 1])
+        if a.std() > 0 and b.std() > 0
+        else float(np.array_equal(a, b))
     )
     return Parity(corr, float(a.sum() / b.sum()), float(np.abs(a - b).max() / np.abs(b).max()))

@@ -1,0 +1,191 @@
+"""Frame statistics as C nanoBragg prints them, built from mergeable per-tile partials.
+
+C nanoBragg reports, over the rendered (ROI) pixels of a frame::
+
+    max_I = <largest pixel>  at <its position>
+    mean= sum/n  rms= sqrt(sumsq/(n-1))  rmsd= sqrt(sum((x-mean)^2)/(n-1))
+
+with ``n`` raised to 1 for the mean and to 2 for rms/rmsd when fewer pixels were rendered, and
+``max_I`` starting at 0 and replaced only by a strictly larger pixel (so the first maximum in
+raster order, slow-major, wins, and a frame with no positive pixel reports ``max_I = 0``).
+
+:class:`TileStatistics` holds the partial sums of one rectangle of pixels in float64 (count,
+mean and M2 merged with Chan et al.'s pairwise update, sum of squares, max and where); partials of
+disjoint tiles merge in any order to the statistics of their union, and :meth:`summary` turns the
+merged partial into :class:`FrameStatistics`. Intensities are in photons per pixel; positions are
+pixel indices (slow = row = y, fast = column = x) of the whole frame.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine.window import Window
+
+#: Position reported while no pixel has exceeded C's initial max_I of 0.
+NO_PIXEL = -1
+
+
+@dataclass(frozen=True)
+class FrameStatistics:
+    """What C prints for a frame: max_I at (max_slow, max_fast) in pixels, mean, rms, rmsd.
+
+    ``max_slow``/``max_fast`` are -1 when no pixel is > 0 (C then prints max_I = 0 at 0 0);
+    ``pixels`` is the number of rendered pixels the statistics cover.
+    """
+
+    max_I: float
+    max_slow: int
+    max_fast: int
+    mean: float
+    rms: float
+    rmsd: float
+    pixels: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FrameStatistics:
+        return cls(
+            max_I=float(data["max_I"]),
+            max_slow=int(data["max_slow"]),
+            max_fast=int(data["max_fast"]),
+            mean=float(data["mean"]),
+            rms=float(data["rms"]),
+            rmsd=float(data["rmsd"]),
+            pixels=int(data["pixels"]),
+        )
+
+
+@dataclass(frozen=True)
+class TileStatistics:
+    """Mergeable float64 partial statistics of a set of pixels (one tile, or a merged union).
+
+    ``mean`` and ``m2`` (sum of squared deviations from ``mean``) follow Welford/Chan;
+    ``sumsq`` is the plain sum of squares C uses for rms; ``max`` starts at 0 as in C, with
+    position (-1, -1) until a pixel exceeds it.
+    """
+
+    count: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    sumsq: float = 0.0
+    max: float = 0.0
+    max_slow: int = NO_PIXEL
+    max_fast: int = NO_PIXEL
+
+    @classmethod
+    def from_tile(
+        cls,
+        values: torch.Tensor | np.ndarray,
+        window: Window,
+        roi_mask: torch.Tensor | np.ndarray | None = None,
+    ) -> TileStatistics:
+        """Partial statistics of the pixels of ``values`` (shape ``window.shape``, photons).
+
+        ``window`` places the tile in the frame (for the position of the maximum);
+        ``roi_mask`` (bool, same shape, True = rendered) restricts the statistics to the ROI.
+        Reductions run in float64 on the tensor's device.
+        """
+        x = torch.as_tensor(values)
+        if tuple(x.shape) != window.shape:
+            raise ValueError(f"tile of shape {tuple(x.shape)} does not match window {window}")
+        x = x.to(torch.float64)
+        if roi_mask is not None:
+            mask = torch.as_tensor(roi_mask, device=x.device).to(torch.bool)
+            if mask.shape != x.shape:
+                raise ValueError(f"roi_mask of shape {tuple(mask.shape)} does not match {window}")
+            inside = x[mask]
+            peak_map = torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
+        else:
+            inside = x.reshape(-1)
+            peak_map = x
+        count = int(inside.numel())
+        if count == 0:
+            return cls()
+        mean = inside.mean()
+        m2 = float(torch.sum((inside - mean) ** 2))
+        sumsq = float(torch.sum(inside * inside))
+        # argmax returns the first maximal element of the slow-major flattening
+        flat = int(torch.argmax(peak_map.reshape(-1)))
+        peak = float(peak_map.reshape(-1)[flat])
+        width = window.fast1 - window.fast0
+        if peak > 0.0:
+            slow, fast = window.slow0 + flat // width, window.fast0 + flat % width
+        else:
+            peak, slow, fast = 0.0, NO_PIXEL, NO_PIXEL
+        return cls(count, float(mean), m2, sumsq, peak, slow, fast)
+
+    def merge(self, other: TileStatistics) -> TileStatistics:
+        """Statistics of the union of two disjoint pixel sets (order-independent)."""
+        if other.count == 0:
+            return self
+        if self.count == 0:
+            return other
+        n = self.count + other.count
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.count / n)
+        m2 = self.m2 + other.m2 + delta * delta * (self.count * other.count / n)
+        best = self if self._beats(other) else other
+        return TileStatistics(
+            count=n,
+            mean=mean,
+            m2=m2,
+            sumsq=self.sumsq + other.sumsq,
+            max=best.max,
+            max_slow=best.max_slow,
+            max_fast=best.max_fast,
+        )
+
+    def _beats(self, other: TileStatistics) -> bool:
+        """True if this maximum wins: larger, or equal and earlier in raster order (slow-major).
+
+        "No pixel yet" (C's initial 0) wins every tie, as C replaces max_I only when exceeded.
+        """
+        if self.max != other.max:
+            return self.max > other.max
+        if self.max_slow == NO_PIXEL or other.max_slow == NO_PIXEL:
+            return self.max_slow == NO_PIXEL
+        return (self.max_slow, self.max_fast) <= (other.max_slow, other.max_fast)
+
+    def summary(self) -> FrameStatistics:
+        """Frame statistics exactly as C computes them from these sums."""
+        n_rms = self.count if self.count > 1 else 2
+        return FrameStatistics(
+            max_I=self.max,
+            max_slow=self.max_slow,
+            max_fast=self.max_fast,
+            mean=self.mean,  # sum/n; 0 for no pixels, as C's sum/1
+            rms=math.sqrt(self.sumsq / (n_rms - 1)),
+            rmsd=math.sqrt(self.m2 / (n_rms - 1)),
+            pixels=self.count,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TileStatistics:
+        return cls(
+            count=int(data["count"]),
+            mean=float(data["mean"]),
+            m2=float(data["m2"]),
+            sumsq=float(data["sumsq"]),
+            max=float(data["max"]),
+            max_slow=int(data["max_slow"]),
+            max_fast=int(data["max_fast"]),
+        )
+
+
+def merge_all(partials: list[TileStatistics] | tuple[TileStatistics, ...]) -> TileStatistics:
+    """Merge any number of partials (empty input gives the empty partial)."""
+    total = TileStatistics()
+    for part in partials:
+        total = total.merge(part)
+    return total
