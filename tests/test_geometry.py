@@ -117,3 +117,32 @@ def test_rectangular_detector_axes_not_swapped(in_inputs):
     assert np.isclose(geo.detsize_f, 0.064) and np.isclose(geo.detsize_s, 0.040)
     # MOSFLM: Fbeam = Ybeam + px/2, Sbeam = Xbeam + px/2
     assert np.isclose(geo.fbeam, 0.015 + 0.00005) and np.isclose(geo.sbeam, 0.020 + 0.00005)
+
+
+def _geo(extra: list[str]):
+    base = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "1", "-detpixels", "100"]
+    return detector_geometry(parse_nanobragg(base + extra).experiment)
+
+
+def test_denzo_beam_centre_has_no_half_pixel_shift():
+    mosflm = _geo(["-mosflm", "-Xbeam", "5", "-Ybeam", "6"])
+    denzo = _geo(["-denzo", "-Xbeam", "5", "-Ybeam", "6"])
+    assert np.isclose(mosflm.fbeam, 0.006 + 0.00005) and np.isclose(mosflm.sbeam, 0.005 + 0.00005)
+    assert np.isclose(denzo.fbeam, 0.006) and np.isclose(denzo.sbeam, 0.005)
+    assert np.allclose(denzo.pix0, -denzo.fbeam * denzo.fdet - denzo.sbeam * denzo.sdet + [0.1, 0, 0])
+
+
+def test_explicit_pix0_vector_is_used():
+    geo = _geo(["-pix0_vector", "0.1", "0.004", "-0.006"])
+    assert geo.convention is Convention.CUSTOM
+    assert np.allclose(geo.pix0, [0.1, 0.004, -0.006])
+    # the direct beam (along x) hits 6 mm along fast (z) and 4 mm along slow (-y)
+    assert np.isclose(geo.fbeam, 0.006) and np.isclose(geo.sbeam, 0.004)
+
+
+def test_sample_pivot_keeps_close_point_under_twotheta():
+    flat = _geo(["-pivot", "sample", "-fdet_vector", "0", "0", "1"])
+    swung = _geo(["-pivot", "sample", "-fdet_vector", "0", "0", "1", "-twotheta", "20"])
+    assert swung.pivot.value == "SAMPLE"
+    assert np.isclose(swung.close_distance, flat.close_distance)
+    assert np.isclose(np.degrees(np.arccos(swung.odet @ flat.odet)), 20.0)
