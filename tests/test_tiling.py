@@ -1,0 +1,354 @@
+"""Tiling: grid, pyramid and store units, and real renders on a LocalCluster into on-disk stores."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from engine.cli import render_frame
+from engine.cli_args import parse_nanobragg
+from engine.model import Experiment
+from engine.setup import prepare_frame
+from engine.smv import int_image, read_smv
+from engine.statistics import TileStatistics
+from engine.window import Window
+from tiling.cluster import connect
+from tiling.events import FrameDone, JobDone, JobStarted, TileDone
+from tiling.graph import render_job
+from tiling.grid import TileGrid, beam_centre_pixels, roi_window
+from tiling.job import JobSpec
+from tiling.outputs import NanoBraggFiles, requested_outputs
+from tiling.pyramid import bin2x2, children, level_chunks, level_shapes
+from tiling.store import RECORDS, StoreMismatchError, TileStore
+from tiling.worker import worker_info
+
+BASE = "-N 5 -cell 100 100 100 90 90 90 -default_F 100 -lambda 1 -distance 100"
+
+
+def experiment(extra: str) -> Experiment:
+    return parse_nanobragg(shlex.split(f"{BASE} {extra}")).experiment
+
+
+def full_render(exp: Experiment, dtype: torch.dtype = torch.float32) -> np.ndarray:
+    """The frame as ``braggtile nanobragg`` renders it (one window, no tiling)."""
+    return render_frame(prepare_frame(exp, dtype, "cpu"), progress=False)
+
+
+def assert_close(got: np.ndarray, ref: np.ndarray) -> None:
+    assert got.shape == ref.shape
+    assert np.abs(got.astype(np.float64) - ref).max() <= 1e-6 * np.abs(ref).max()
+
+
+# --- units -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("slow", "fast", "tile"), [(64, 64, 16), (70, 45, 16), (5, 300, 256), (9, 7, 20)]
+)
+def test_grid_covers_every_pixel_once_with_chunk_aligned_tiles(
+    slow: int, fast: int, tile: int
+) -> None:
+    grid = TileGrid(slow, fast, tile, Window.full(slow, fast))
+    cover = np.zeros((slow, fast), dtype=int)
+    for t in grid.tiles():
+        w = t.window
+        assert (w.slow0, w.fast0) == (t.row * tile, t.col * tile)
+        assert w.slow1 == min(w.slow0 + tile, slow) and w.fast1 == min(w.fast0 + tile, fast)
+        cover[w.slow0 : w.slow1, w.fast0 : w.fast1] += 1
+    assert (cover == 1).all()
+    assert len(grid.tiles()) == grid.shape[0] * grid.shape[1]
+
+
+def test_grid_keeps_only_tiles_meeting_the_inclusive_roi() -> None:
+    exp = experiment("-detpixels_f 100 -detpixels_s 80 -roi 20 40 50 200")
+    roi = roi_window(exp)
+    assert roi == Window(50, 80, 20, 41)  # x 20..40 inclusive; y clipped to the detector
+    grid = TileGrid.for_experiment(exp, 16)
+    tiles = grid.tiles()
+    assert {(t.row, t.col) for t in tiles} == {(r, c) for r in (3, 4) for c in (1, 2)}
+    assert sum(grid.rendered_pixels(t) for t in tiles) == roi.pixels
+
+
+def test_order_renders_the_beam_centre_tile_first() -> None:
+    exp = experiment("-detpixels_f 200 -detpixels_s 160 -Xbeam 5 -Ybeam 15")
+    bs, bf = beam_centre_pixels(exp)
+    assert 0 <= bs < 160 and 0 <= bf < 200
+    order = TileGrid.for_experiment(exp, 32).ordered(bs, bf)
+    first = order[0].window
+    assert first.slow0 <= bs < first.slow1 and first.fast0 <= bf < first.fast1
+
+    def gap(w: Window) -> float:
+        return float(
+            np.hypot(max(w.slow0 - bs, 0, bs - w.slow1), max(w.fast0 - bf, 0, bf - w.fast1))
+        )
+
+    gaps = [gap(t.window) for t in order]
+    assert gaps == sorted(gaps)
+
+
+def test_pyramid_levels_halve_to_the_minimum_size() -> None:
+    assert level_shapes(4096, 4096) == [
+        (4096, 4096),
+        (2048, 2048),
+        (1024, 1024),
+        (512, 512),
+        (256, 256),
+    ]
+    assert level_shapes(600, 257) == [(600, 257), (300, 129), (150, 65)]
+    assert level_shapes(100, 80) == [(100, 80)]
+    image = np.arange(15, dtype=np.float64).reshape(3, 5)
+    binned = bin2x2(image)
+    assert binned.shape == (2, 3)
+    assert binned[0, 0] == np.mean([0, 1, 5, 6]) and binned[1, 2] == 14.0
+    assert binned[0, 2] == np.mean([4, 9]) and binned[1, 0] == np.mean([10, 11])
+    # chunk (r, c) of a level is binned from chunks (2r..2r+1, 2c..2c+1) above; ragged edges
+    assert children((300, 129), 64, 2, 0) == [(4, 0), (4, 1)]
+    shapes = level_shapes(600, 600, 100)
+    assert level_chunks(shapes, 2, 64, Window(0, 10, 0, 10)) == [(0, 0)]
+
+
+def test_job_fingerprint_survives_the_store_round_trip() -> None:
+    job = JobSpec(experiment("-detpixels 64 -phi 3 -osc 0.5"), frames=4, tile=32, dtype="float64")
+    again = JobSpec.from_dict(job.to_dict())
+    assert again == job and again.fingerprint == job.fingerprint
+    assert (
+        JobSpec(job.experiment, frames=5, tile=32, dtype="float64").fingerprint != job.fingerprint
+    )
+
+
+# --- renders on a LocalCluster ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator:
+    with connect(workers=2, torch_threads=1, gpu=False) as c:
+        yield c
+
+
+def read_store(path: Path) -> zarr.Group:
+    return zarr.open_group(str(path), mode="r")
+
+
+def test_ragged_tiled_render_equals_full_frame_render(client, tmp_path: Path) -> None:
+    exp = experiment("-detpixels_f 150 -detpixels_s 110")
+    job = JobSpec(exp, tile=32, pyramid_min=256)
+    done = render_job(client, str(tmp_path / "a.zarr"), job)
+    assert done.tiles_rendered == 5 * 4 and done.pixels_rendered == 150 * 110
+    ref = full_render(exp)
+    group = read_store(tmp_path / "a.zarr")
+    assert_close(group["0"][0], ref)
+    stats = group.attrs["braggtile"]["frames"]["0"]
+    assert stats["complete"] is True
+    whole = TileStatistics.from_tile(group["0"][0], Window(0, 110, 0, 150)).summary()
+    assert stats["statistics"] == pytest.approx(whole.to_dict(), rel=1e-9)
+    ref_stats = TileStatistics.from_tile(ref, Window(0, 110, 0, 150)).summary()
+    assert (stats["statistics"]["max_slow"], stats["statistics"]["max_fast"]) == (
+        ref_stats.max_slow,
+        ref_stats.max_fast,
+    )
+
+
+def test_roi_render_leaves_pixels_outside_at_zero(client, tmp_path: Path) -> None:
+    exp = experiment("-detpixels 96 -roi 10 60 30 47")
+    done = render_job(client, str(tmp_path / "roi.zarr"), JobSpec(exp, tile=16, pyramid_min=10))
+    assert done.pixels_rendered == 51 * 18
+    image = read_store(tmp_path / "roi.zarr")["0"][0]
+    assert_close(image, full_render(exp))
+    outside = np.ones_like(image, dtype=bool)
+    outside[30:48, 10:61] = False
+    assert (image[outside] == 0).all() and image[~outside].max() > 0
+    stats = read_store(tmp_path / "roi.zarr").attrs["braggtile"]["frames"]["0"]["statistics"]
+    assert stats["pixels"] == 51 * 18
+    group = read_store(tmp_path / "roi.zarr")
+    levels = [group[str(level)][0] for level in range(4)]
+    assert [lv.shape for lv in levels] == [(96, 96), (48, 48), (24, 24), (12, 12)]
+    for above, below in zip(levels[:-1], levels[1:], strict=True):
+        np.testing.assert_array_equal(below, bin2x2(above).astype(np.float32))
+
+
+def test_series_frame_k_equals_a_single_render_at_phi0_plus_k_osc(client, tmp_path: Path) -> None:
+    args = "-detpixels 64 -phi 10 -osc 2 -phisteps 2 -mosaic 1 -mosaic_dom 2"
+    job = JobSpec(experiment(args), frames=3, tile=24, dtype="float64")
+    events: list = []
+    # at most one frame's 9 tiles pending: frames are fed one after another
+    render_job(client, str(tmp_path / "s.zarr"), job, on_event=events.append, max_pending_tiles=9)
+    group = read_store(tmp_path / "s.zarr")
+    assert group["0"].shape == (3, 64, 64) and group["0"].dtype == np.float64
+    for k in range(3):
+        single = experiment(f"{args} -phi {10 + 2 * k}")
+        assert_close(group["0"][k], full_render(single, torch.float64))
+    assert not np.allclose(group["0"][0], group["0"][2])
+    # events: start, every tile, each frame once, then done
+    assert isinstance(events[0], JobStarted) and events[0].tiles_total == 3 * 9
+    assert isinstance(events[-1], JobDone) and events[-1].tiles_rendered == 27
+    tiles = [e for e in events if isinstance(e, TileDone)]
+    assert [e.tiles_done for e in tiles] == list(range(1, 28))
+    assert [e.frame for e in tiles] == sorted(e.frame for e in tiles)
+    frames = [e for e in events if isinstance(e, FrameDone)]
+    assert sorted(e.frame for e in frames) == [0, 1, 2]
+    for e in frames:
+        assert (
+            e.statistics.to_dict() == group.attrs["braggtile"]["frames"][str(e.frame)]["statistics"]
+        )
+
+
+def test_workers_prepare_each_frame_once_and_use_their_torch_threads(
+    client, tmp_path: Path
+) -> None:
+    before = {
+        w: client.submit(worker_info, workers=[w], pure=False).result() for w in workers(client)
+    }
+    job = JobSpec(experiment("-detpixels 64"), frames=2, tile=8)  # 2 x 64 tiles
+    render_job(client, str(tmp_path / "c.zarr"), job)
+    after = {
+        w: client.submit(worker_info, workers=[w], pure=False).result() for w in workers(client)
+    }
+    prepared = sum(after[w]["setups_prepared"] - before[w]["setups_prepared"] for w in after)
+    assert 2 <= prepared <= 2 * len(after)  # per worker and frame, not per tile
+    assert {info["torch_threads"] for info in after.values()} == {1}
+    assert len({info["pid"] for info in after.values()}) == len(after)
+
+
+def workers(client) -> list[str]:
+    return sorted(client.scheduler_info(n_workers=-1)["workers"])
+
+
+def test_store_opens_as_an_ome_zarr_pyramid(client, tmp_path: Path) -> None:
+    exp = experiment("-detpixels_f 300 -detpixels_s 280")
+    path = tmp_path / "p.zarr"
+    render_job(client, str(path), JobSpec(exp, tile=256))
+    group = zarr.open_group(str(path), mode="r")
+    ome = group.attrs["ome"]
+    assert ome["version"] == "0.5"
+    (ms,) = ome["multiscales"]
+    assert [a["name"] for a in ms["axes"]] == ["t", "y", "x"]
+    assert [d["path"] for d in ms["datasets"]] == ["0", "1"]
+    assert ms["datasets"][1]["coordinateTransformations"][0]["scale"] == [1.0, 2.0, 2.0]
+    level0, level1 = group["0"], group["1"]
+    assert level0.shape == (1, 280, 300) and level0.chunks == (1, 256, 256)
+    assert level1.shape == (1, 140, 150) and level1.chunks == (1, 256, 256)
+    assert level0.metadata.dimension_names == ("t", "y", "x")
+    np.testing.assert_allclose(level1[0], bin2x2(level0[0]).astype(np.float32), rtol=1e-6)
+    meta = group.attrs["braggtile"]
+    assert Experiment.model_validate(meta["experiment"]) == exp
+    assert meta["job"] == {"frames": 1, "tile": 256, "dtype": "float32", "pyramid_min": 256}
+    assert meta["version"]
+    assert meta["geometry"]["slow_pixels"] == 280 and meta["geometry"]["pixel_size_mm"] > 0
+    assert set(meta["frames"]["0"]["statistics"]) == {
+        "max_I",
+        "max_slow",
+        "max_fast",
+        "mean",
+        "rms",
+        "rmsd",
+        "pixels",
+    }
+
+
+def test_resume_renders_only_the_missing_tiles(client, tmp_path: Path) -> None:
+    path = str(tmp_path / "r.zarr")
+    job = JobSpec(experiment("-detpixels_f 80 -detpixels_s 72"), frames=2, tile=16, pyramid_min=30)
+    render_job(client, path, job)
+    store, resumed = TileStore.open_or_create(path, job)
+    assert resumed
+    first = store.records()
+    full = read_store(Path(path))["0"][...]
+    # a crash after these tiles' chunks were (partly) written but before their records were
+    lost = [(1, 0, 0), (1, 2, 3), (1, 4, 4)]
+    for f, r, c in lost:
+        store.array("0")[f, 16 * r : 16 * r + 16, 16 * c : 16 * c + 16] = -1.0
+        store.array(RECORDS)[f, r, c, :] = np.nan
+    store.group.update_attributes({"braggtile": {**store.group.attrs["braggtile"], "frames": {}}})
+    done = render_job(client, path, job)
+    assert (done.tiles_rendered, done.tiles_resumed) == (3, 2 * 25 - 3)
+    again = TileStore.open_or_create(path, job)[0].records()
+    assert set(again) == set(first)
+    for key, record in first.items():
+        if key not in lost:
+            assert again[key] == record  # same render time: not recomputed
+    group = read_store(Path(path))
+    np.testing.assert_array_equal(group["0"][...], full)
+    assert group["1"][1].min() >= 0.0  # pyramid rebuilt from the repaired tiles
+    assert {k: v["complete"] for k, v in group.attrs["braggtile"]["frames"].items()} == {
+        "0": True,
+        "1": True,
+    }
+    # nothing left: a third run renders nothing
+    assert render_job(client, path, job).tiles_rendered == 0
+
+
+def test_a_store_of_another_job_is_refused_unless_overwritten(client, tmp_path: Path) -> None:
+    path = str(tmp_path / "o.zarr")
+    render_job(client, path, JobSpec(experiment("-detpixels 32"), tile=16))
+    other = JobSpec(experiment("-detpixels 32 -phi 1"), tile=16)
+    with pytest.raises(StoreMismatchError):
+        render_job(client, path, other)
+    done = render_job(client, path, other, overwrite=True)
+    assert done.tiles_rendered == 4 and done.tiles_resumed == 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_workers_render_the_same_frame(tmp_path: Path) -> None:
+    exp = experiment("-detpixels_f 130 -detpixels_s 100")
+    job = JobSpec(exp, tile=64)
+    with connect(workers=1, gpu=True) as gpu_client:
+        info = gpu_client.submit(worker_info, pure=False).result()
+        assert info["gpu_index"] is not None
+        render_job(gpu_client, str(tmp_path / "g.zarr"), job, device="auto")
+    assert_close(read_store(tmp_path / "g.zarr")["0"][0], full_render(exp))
+
+
+def test_nanobragg_output_files_are_written_per_frame_after_statistics(
+    client, tmp_path: Path
+) -> None:
+    argv = shlex.split(
+        f"{BASE} -detpixels 48 -osc 1 -phisteps 2 -floatfile {tmp_path / 'f.bin'} "
+        f"-intfile {tmp_path / 'i.img'} -noisefile {tmp_path / 'n.img'} -seed 7"
+    )
+    run = parse_nanobragg(argv)
+    outputs = requested_outputs(argv, run.outputs)
+    assert outputs is not None and outputs.pgmfile is None  # C's default name not written unasked
+    job = JobSpec(run.experiment, frames=2, tile=16)
+    events: list = []
+    writer = NanoBraggFiles(outputs, job.frames)
+    render_job(client, str(tmp_path / "w.zarr"), job, frame_writer=writer, on_event=events.append)
+    group = read_store(tmp_path / "w.zarr")
+    for k in range(2):
+        image = group["0"][k]
+        floats = np.fromfile(tmp_path / f"f_{k:05d}.bin", dtype="<f4").reshape(48, 48)
+        np.testing.assert_array_equal(floats, image)
+        _, adu = read_smv(tmp_path / f"i_{k:05d}.img")
+        assert adu.max() == 55040  # scaled by 55000/max_I from the frame statistics, +40 ADC
+        assert np.array_equal(adu, int_image(image, max_i=float(image.max()))[0])
+        assert (tmp_path / f"n_{k:05d}.img").stat().st_size == 512 + 2 * 48 * 48
+    logs = [e.log for e in events if isinstance(e, FrameDone)]
+    assert all("i_0000" in log for log in logs) and len(logs) == 2
+    assert not (tmp_path / "image.pgm").exists()
+
+
+def test_an_existing_cluster_is_used_by_address_or_environment(
+    client, tmp_path: Path, monkeypatch
+) -> None:
+    address = client.scheduler.address
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", address)
+    with connect() as remote:
+        assert remote.scheduler.address == address
+        done = render_job(
+            remote, str(tmp_path / "e.zarr"), JobSpec(experiment("-detpixels 40"), tile=20)
+        )
+        assert done.tiles_rendered == 4
+        infos = [
+            remote.submit(worker_info, workers=[w], pure=False).result() for w in workers(remote)
+        ]
+    # threads: this host's cores shared by its workers
+    cores = len(os.sched_getaffinity(0))
+    assert {i["torch_threads"] for i in infos} == {max(1, cores // len(infos))}
+    assert len(workers(client)) == 2  # the cluster outlives the client that borrowed it

@@ -1,0 +1,250 @@
+"""The Dask graph of a job, frames x tiles, driven from the client.
+
+Tile tasks are submitted frame by frame (a bounded number pending at a time), each frame's
+tiles nearest the beam centre first (Dask priorities). When a frame's last tile lands, the
+client merges the tiles' statistics partials into the frame statistics (group attributes), then
+submits that frame's pyramid: one task per output chunk, each depending on the chunks it bins,
+and a final per-frame task running the optional frame writer (SMV/noise files). Tiles already
+recorded in the store are not rendered again (resume). The client only ever handles small
+records, never pixels.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from distributed import Client, Future, as_completed
+
+from engine.statistics import TileStatistics, merge_all
+from tiling.events import EventHook, FrameDone, JobDone, JobStarted, TileDone
+from tiling.grid import Tile, beam_centre_pixels
+from tiling.job import JobSpec
+from tiling.pyramid import children, level_chunks
+from tiling.store import TileRecord, TileStore
+from tiling.worker import FrameWriter, bin_chunk, finish_frame, render_tile
+
+DeviceChoice = Literal["auto", "cpu", "cuda"]
+
+#: Pyramid and frame-finishing tasks run ahead of any queued tile.
+FINISH_PRIORITY = 1 << 30
+#: Tile tasks submitted ahead of completion, at most (whole frames are submitted at once).
+MAX_PENDING_TILES = 4096
+
+
+def cluster_has_gpu(client: Client) -> bool:
+    """True if any worker of the cluster declares a ``GPU`` resource."""
+    workers = client.scheduler_info(n_workers=-1).get("workers", {})
+    return any(w.get("resources", {}).get("GPU", 0) > 0 for w in workers.values())
+
+
+@dataclass
+class _Frame:
+    missing: list[Tile]  # tiles still to submit, nearest the beam centre first
+    remaining: int  # tiles not yet in the store
+    statistics: TileStatistics  # merged partials of the tiles in the store
+    futures: list[Future] = field(default_factory=list)  # its pyramid tasks, kept until done
+
+
+class _Run:
+    """State of one render_job call on the client: what is submitted, pending and merged."""
+
+    def __init__(
+        self,
+        client: Client,
+        store: TileStore,
+        device: str,
+        emit: EventHook,
+        frame_writer: FrameWriter | None,
+        max_pending_tiles: int,
+    ):
+        self.client, self.store, self.job = client, store, store.job
+        self.device = device
+        self.resources = {"GPU": 1} if device == "cuda" else None
+        self.emit = emit
+        self.frame_writer = frame_writer
+        self.max_pending_tiles = max_pending_tiles
+        self.token = uuid.uuid4().hex[:12]
+        self.grid = self.job.grid
+        self.order = self.grid.ordered(*beam_centre_pixels(self.job.experiment))
+        self.frames: dict[int, _Frame] = {}
+        self.queue: deque[int] = deque()  # frames whose missing tiles are not yet submitted
+        self.meta: dict[str, tuple[Any, ...]] = {}
+        self.live: dict[str, Future] = {}
+        self.pending = as_completed(with_results=True)
+        self.pending_tiles = 0
+        self.rendered = 0
+        self.pixels = 0
+
+    def submit(self, func: Any, key: str, *args: Any, priority: int, **kw: Any) -> Future:
+        future = self.client.submit(
+            func,
+            self.store.path,
+            self.job.fingerprint,
+            *args,
+            key=key,
+            priority=priority,
+            pure=False,
+            **kw,
+        )
+        self.pending.add(future)
+        self.live[key] = future
+        return future
+
+    def plan(self, records: dict[tuple[int, int, int], TileRecord], complete: set[int]) -> int:
+        """Set up every incomplete frame from the records; returns tiles already done."""
+        done_total = 0
+        for frame in range(self.job.frames):
+            if frame in complete:
+                done_total += len(self.order)
+                continue
+            keys = [(frame, t.row, t.col) for t in self.order]
+            done = [records[k].statistics for k in keys if k in records]
+            missing = [t for t, k in zip(self.order, keys, strict=True) if k not in records]
+            self.frames[frame] = _Frame(missing, len(missing), merge_all(done))
+            done_total += len(done)
+            if missing:
+                self.queue.append(frame)
+        return done_total
+
+    def feed(self) -> None:
+        """Submit the tiles of queued frames, in frame order, up to ``max_pending_tiles``."""
+        while self.queue:
+            state = self.frames[self.queue[0]]
+            if (
+                self.pending_tiles
+                and self.pending_tiles + len(state.missing) > self.max_pending_tiles
+            ):
+                return
+            frame = self.queue.popleft()
+            for rank, tile in enumerate(state.missing):
+                key = f"bt-tile-{self.token}-{frame}-{tile.row}-{tile.col}"
+                self.submit(
+                    render_tile,
+                    key,
+                    frame,
+                    tile.row,
+                    tile.col,
+                    self.device,
+                    priority=-(frame * len(self.order) + rank),
+                    resources=self.resources,
+                )
+                self.meta[key] = ("tile", frame, tile)
+            self.pending_tiles += len(state.missing)
+            state.missing = []
+
+    def finish_tiles(self, frame: int) -> None:
+        """All tiles of ``frame`` are in: record its statistics, submit its pyramid and writer."""
+        state, job = self.frames[frame], self.job
+        summary = state.statistics.summary()
+        self.store.set_frame(frame, summary, complete=False)
+        shapes = job.level_shapes
+        previous: dict[tuple[int, int], Future] = {}
+        for level in range(1, len(shapes)):
+            current = {}
+            for row, col in level_chunks(shapes, level, job.tile, self.grid.roi):
+                above = children(shapes[level - 1], job.tile, row, col)
+                deps = [previous[c] for c in above if c in previous]
+                key = f"bt-bin-{self.token}-{frame}-{level}-{row}-{col}"
+                current[(row, col)] = self.submit(
+                    bin_chunk, key, frame, level, row, col, *deps, priority=FINISH_PRIORITY
+                )
+                self.meta[key] = ("bin",)
+            state.futures.extend(current.values())
+            previous = current
+        key = f"bt-finish-{self.token}-{frame}"
+        self.submit(
+            finish_frame,
+            key,
+            frame,
+            summary.to_dict(),
+            self.frame_writer,
+            *previous.values(),
+            priority=FINISH_PRIORITY,
+        )
+        self.meta[key] = ("finish", frame)
+
+    def tile_done(self, frame: int, tile: Tile, result: list[float], done: int, total: int) -> None:
+        record = TileRecord.from_vector(np.asarray(result))
+        state = self.frames[frame]
+        state.statistics = state.statistics.merge(record.statistics)
+        state.remaining -= 1
+        self.pending_tiles -= 1
+        self.rendered += 1
+        self.pixels += self.grid.rendered_pixels(tile)
+        self.emit(
+            TileDone(
+                frame,
+                tile.row,
+                tile.col,
+                tile.window,
+                record.statistics,
+                record.render_s,
+                done,
+                total,
+            )
+        )
+        if state.remaining == 0:
+            self.finish_tiles(frame)
+        self.feed()
+
+    def frame_done(self, frame: int, log: str) -> None:
+        summary = self.frames.pop(frame).statistics.summary()
+        self.store.set_frame(frame, summary, complete=True)
+        self.emit(FrameDone(frame, summary, log))
+
+    def run(self, tiles_done: int, tiles_total: int) -> None:
+        """Submit and follow every task until all frames are complete."""
+        try:
+            for frame, state in list(self.frames.items()):
+                if state.remaining == 0:
+                    self.finish_tiles(frame)
+            self.feed()
+            for future, result in self.pending:
+                what = self.meta.pop(future.key)
+                self.live.pop(future.key, None)
+                if what[0] == "tile":
+                    tiles_done += 1
+                    self.tile_done(what[1], what[2], result, tiles_done, tiles_total)
+                elif what[0] == "finish":
+                    self.frame_done(what[1], result or "")
+        except BaseException:
+            if self.live:
+                self.client.cancel(list(self.live.values()))
+            raise
+
+
+def render_job(
+    client: Client,
+    path: str,
+    job: JobSpec,
+    *,
+    overwrite: bool = False,
+    device: DeviceChoice = "auto",
+    on_event: EventHook | None = None,
+    frame_writer: FrameWriter | None = None,
+    max_pending_tiles: int = MAX_PENDING_TILES,
+) -> JobDone:
+    """Render ``job`` into the store at ``path`` on the client's cluster; resumes a partial one.
+
+    ``device``: "auto" renders on GPUs when any worker declares a ``GPU`` resource (tile tasks
+    then request one), else on CPUs. Events go to ``on_event`` in order, on the calling thread.
+    Frames are submitted in order while fewer than ``max_pending_tiles`` tiles are pending (a
+    frame is never split), which bounds the graph of long series.
+    """
+    start = time.perf_counter()
+    store, _ = TileStore.open_or_create(path, job, overwrite=overwrite)
+    kind = ("cuda" if cluster_has_gpu(client) else "cpu") if device == "auto" else device
+    emit = on_event or (lambda event: None)
+    run = _Run(client, store, kind, emit, frame_writer, max_pending_tiles)
+    tiles_done = run.plan(store.records(), store.complete_frames())
+    tiles_total = len(run.order) * job.frames
+    emit(JobStarted(path, job.frames, tiles_total, tiles_done))
+    run.run(tiles_done, tiles_total)
+    result = JobDone(path, time.perf_counter() - start, run.rendered, tiles_done, run.pixels)
+    emit(result)
+    return result

@@ -1,0 +1,221 @@
+"""Worker side: a Dask worker plugin holding per-worker state, and the tasks that use it.
+
+The plugin sets torch's thread count, picks the worker's device and caches, per worker, the
+opened store with its job (the experiment is read once per worker from the store's attributes,
+never shipped with each task) and the most recent :class:`~engine.setup.FrameSetup` objects,
+keyed by (job fingerprint, frame, dtype, device). Tasks write their output chunks themselves and
+return only small records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from distributed import get_worker
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from engine.kernel import render_window
+from engine.setup import FrameSetup, prepare_frame
+from engine.statistics import FrameStatistics, TileStatistics
+from tiling.grid import intersect
+from tiling.pyramid import bin2x2, chunk_window, source_window
+from tiling.store import TileRecord, TileStore
+
+PLUGIN_NAME = "braggtile-tiling"
+
+#: A picklable callable run on a worker once a frame's statistics are known, to write files
+#: such as SMV/noise images: (frame set-up on the CPU, frame image (slow, fast) in photons/pixel,
+#: its statistics, ROI mask (True = rendered), frame index) -> None. What it prints is returned
+#: to the client.
+FrameWriter = Callable[[FrameSetup, np.ndarray, FrameStatistics, np.ndarray, int], None]
+
+
+class TilingPlugin(WorkerPlugin):
+    """Per-worker state of braggtile tasks: torch threads, device, stores and frame set-ups.
+
+    ``torch_threads``: intra-op threads per worker (None: the host's cores divided by the number
+    of workers that ``workers_per_host`` gives for its host, else 1 worker). ``cached_frames``:
+    how many FrameSetups a worker keeps.
+    """
+
+    def __init__(
+        self,
+        torch_threads: int | None = None,
+        workers_per_host: dict[str, int] | None = None,
+        cached_frames: int = 4,
+        cached_stores: int = 8,
+    ):
+        self.torch_threads = torch_threads
+        self.workers_per_host = dict(workers_per_host or {})
+        self.cached_frames = cached_frames
+        self.cached_stores = cached_stores
+        self.threads = 1
+        self.gpu_index: int | None = None
+        self.setups_prepared = 0
+        self._stores: OrderedDict[tuple[str, str], TileStore] = OrderedDict()
+        self._setups: OrderedDict[tuple[str, int, str, str], FrameSetup] = OrderedDict()
+
+    def setup(self, worker: Any = None) -> None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        per_host = self.workers_per_host.get(getattr(worker, "ip", ""), 1)
+        self.threads = self.torch_threads or max(1, (cores or 1) // max(1, per_host))
+        if worker is not None and "GPU" in worker.state.total_resources:
+            self.gpu_index = _gpu_index(worker.name)
+        self.enter()
+
+    def enter(self) -> None:
+        """Apply the thread count in the calling thread (OpenMP settings are per thread)."""
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+
+    def device(self, kind: str) -> torch.device:
+        """The torch device for tasks of ``kind`` ("cpu" or "cuda") on this worker."""
+        if kind == "cuda":
+            if not torch.cuda.is_available():
+                raise RuntimeError("a GPU task reached a worker without CUDA")
+            return torch.device("cuda", self.gpu_index or 0)
+        return torch.device("cpu")
+
+    def store(self, path: str, fingerprint: str) -> TileStore:
+        key = (path, fingerprint)
+        if key in self._stores:
+            self._stores.move_to_end(key)
+            return self._stores[key]
+        store = TileStore.open_for_worker(path, fingerprint)
+        self._stores[key] = store
+        while len(self._stores) > self.cached_stores:
+            self._stores.popitem(last=False)
+        return store
+
+    def frame_setup(self, store: TileStore, frame: int, device: torch.device) -> FrameSetup:
+        job = store.job
+        key = (job.fingerprint, frame, job.dtype, str(device))
+        if key in self._setups:
+            self._setups.move_to_end(key)
+            return self._setups[key]
+        setup = prepare_frame(job.frame_experiment(frame), dtype=job.torch_dtype, device=device)
+        self.setups_prepared += 1
+        self._setups[key] = setup
+        while len(self._setups) > self.cached_frames:
+            self._setups.popitem(last=False)
+        return setup
+
+
+def _gpu_index(name: Any) -> int | None:
+    """The CUDA device of a GPU worker: one per worker by its number, or the only one visible."""
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        return None
+    return name % count if isinstance(name, int) else 0
+
+
+_LOCAL_PLUGIN: TilingPlugin | None = None
+
+
+def current_plugin() -> TilingPlugin:
+    """This worker's plugin (a process-local default when run outside a Dask worker)."""
+    global _LOCAL_PLUGIN
+    try:
+        plugin = get_worker().plugins.get(PLUGIN_NAME)
+    except ValueError:
+        plugin = None
+    if plugin is None:
+        if _LOCAL_PLUGIN is None:
+            _LOCAL_PLUGIN = TilingPlugin()
+            _LOCAL_PLUGIN.setup()
+        plugin = _LOCAL_PLUGIN
+    assert isinstance(plugin, TilingPlugin)
+    plugin.enter()
+    return plugin
+
+
+def worker_info() -> dict[str, Any]:
+    """Diagnostics of the worker it runs on: pid, torch threads seen by tasks, GPU, set-ups made."""
+    plugin = current_plugin()
+    return {
+        "pid": os.getpid(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu_index": plugin.gpu_index,
+        "setups_prepared": plugin.setups_prepared,
+    }
+
+
+def render_tile(
+    path: str, fingerprint: str, frame: int, row: int, col: int, device: str
+) -> list[float]:
+    """Render tile (row, col) of ``frame``, write its level-0 chunk, then its record.
+
+    Returns the record as a list of floats (see :data:`tiling.store.RECORD_FIELDS`).
+    """
+    start = time.perf_counter()
+    plugin = current_plugin()
+    store = plugin.store(path, fingerprint)
+    grid = store.job.grid
+    window = grid.window(row, col)
+    setup = plugin.frame_setup(store, frame, plugin.device(device))
+    values = render_window(setup, window)
+    inside = intersect(window, grid.roi)
+    mask = None
+    if inside is not None and inside != window:
+        mask = torch.zeros(window.shape, dtype=torch.bool, device=values.device)
+        mask[
+            inside.slow0 - window.slow0 : inside.slow1 - window.slow0,
+            inside.fast0 - window.fast0 : inside.fast1 - window.fast0,
+        ] = True
+    stats = TileStatistics.from_tile(values, window, mask)
+    store.array("0")[frame, window.slow0 : window.slow1, window.fast0 : window.fast1] = (
+        values.cpu().numpy()
+    )
+    record = TileRecord(stats, rendered_at=time.time(), render_s=time.perf_counter() - start)
+    store.write_record(frame, row, col, record)
+    return record.to_vector().tolist()
+
+
+def bin_chunk(
+    path: str, fingerprint: str, frame: int, level: int, row: int, col: int, *after: Any
+) -> None:
+    """Write chunk (row, col) of pyramid ``level`` of ``frame`` from the level above.
+
+    ``after``: futures of the chunks it reads (only to order the tasks; values unused).
+    """
+    store = current_plugin().store(path, fingerprint)
+    shapes = store.job.level_shapes
+    window = chunk_window(shapes[level], store.job.tile, row, col)
+    src = source_window(window, shapes[level - 1])
+    data = store.array(str(level - 1))[frame, src.slow0 : src.slow1, src.fast0 : src.fast1]
+    binned = bin2x2(np.asarray(data)).astype(store.job.dtype)
+    store.array(str(level))[frame, window.slow0 : window.slow1, window.fast0 : window.fast1] = (
+        binned
+    )
+
+
+def finish_frame(
+    path: str,
+    fingerprint: str,
+    frame: int,
+    statistics: dict[str, Any],
+    writer: FrameWriter | None,
+    *after: Any,
+) -> str:
+    """Run the job's frame writer on the finished frame, if any; returns what it printed."""
+    if writer is None:
+        return ""
+    plugin = current_plugin()
+    store = plugin.store(path, fingerprint)
+    setup = plugin.frame_setup(store, frame, torch.device("cpu"))
+    image = np.asarray(store.array("0")[frame])
+    roi = store.job.grid.roi
+    mask = np.zeros(image.shape, dtype=bool)
+    mask[roi.slow0 : roi.slow1, roi.fast0 : roi.fast1] = True
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        writer(setup, image, FrameStatistics.from_dict(statistics), mask, frame)
+    return printed.getvalue()
