@@ -245,10 +245,7 @@ def parse_nanobragg(argv: list[str]) -> NanoBraggRun:
         elif f == "-detector_thick":
             det["thick_um"] = _non_negative(f, a.float(f), "um")
         elif f in ("-detector_thicksteps", "-thicksteps"):
-            n = a.int(f)
-            if n < 0:
-                raise InputError(f, f"must be >= 0, got {n}")
-            det["thicksteps"] = n
+            det["thicksteps"] = _steps(f, a.int(f))
         elif f == "-twotheta":
             det["twotheta_deg"] = a.float(f)
             pivot_flag = Pivot.SAMPLE
@@ -305,10 +302,7 @@ def parse_nanobragg(argv: list[str]) -> NanoBraggRun:
         elif f in ("-mosaic", "-mosaic_spread", "-mosaicity"):
             cry["mosaic_spread_deg"] = _non_negative(f, a.float(f), "degrees")
         elif f in ("-mosaic_domains", "-mosaic_dom"):
-            n = a.int(f)
-            if n < 0:
-                raise InputError(f, f"must be >= 0, got {n}")
-            cry["mosaic_domains"] = n
+            cry["mosaic_domains"] = _steps(f, a.int(f))
         elif f == "-dispersion":
             beam["dispersion"] = _non_negative(f, a.float(f), "percent") / 100.0
         elif f == "-dispsteps":

@@ -88,33 +88,13 @@ def detector_geometry(exp: Experiment) -> DetectorGeometry:
     conv = det.convention
     b, f, s, o, tt_axis, pol, spindle = (np.array(a, dtype=float) for a in _AXES[conv])
     if conv is Convention.CUSTOM:
-        overrides = (
-            (det.fdet_vector, "f"),
-            (det.sdet_vector, "s"),
-            (det.odet_vector, "o"),
-            (beam.beam_vector, "b"),
-            (beam.polar_vector, "p"),
-            (det.spindle_axis, "x"),
-            (det.twotheta_axis, "t"),
-        )
-        for vec, key in overrides:
-            if vec is None:
-                continue
-            arr = np.array(vec, dtype=float)
-            if key == "f":
-                f = arr
-            elif key == "s":
-                s = arr
-            elif key == "o":
-                o = arr
-            elif key == "b":
-                b = arr
-            elif key == "p":
-                pol = arr
-            elif key == "x":
-                spindle = arr
-            else:
-                tt_axis = arr
+
+        def pick(vec: tuple[float, float, float] | None, default: np.ndarray) -> np.ndarray:
+            return default if vec is None else np.array(vec, dtype=float)
+
+        f, s, o = pick(det.fdet_vector, f), pick(det.sdet_vector, s), pick(det.odet_vector, o)
+        b, pol = pick(beam.beam_vector, b), pick(beam.polar_vector, pol)
+        spindle, tt_axis = pick(det.spindle_axis, spindle), pick(det.twotheta_axis, tt_axis)
 
     mm = 1e-3
 

@@ -20,6 +20,13 @@ def require_reference() -> Path:
     return REFERENCE
 
 
+def need_file(path: Path) -> Path:
+    """``path`` if that reference file exists, else skip the test with the reason."""
+    if not path.exists():
+        pytest.skip(f"C reference file {path} is absent (shared/reference not available)")
+    return path
+
+
 def case_args(name: str) -> list[str]:
     cases = json.loads((require_reference() / "cases.json").read_text())
     return shlex.split(cases[name])

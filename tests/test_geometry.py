@@ -129,7 +129,9 @@ def test_denzo_beam_centre_has_no_half_pixel_shift():
     denzo = _geo(["-denzo", "-Xbeam", "5", "-Ybeam", "6"])
     assert np.isclose(mosflm.fbeam, 0.006 + 0.00005) and np.isclose(mosflm.sbeam, 0.005 + 0.00005)
     assert np.isclose(denzo.fbeam, 0.006) and np.isclose(denzo.sbeam, 0.005)
-    assert np.allclose(denzo.pix0, -denzo.fbeam * denzo.fdet - denzo.sbeam * denzo.sdet + [0.1, 0, 0])
+    assert np.allclose(
+        denzo.pix0, -denzo.fbeam * denzo.fdet - denzo.sbeam * denzo.sdet + [0.1, 0, 0]
+    )
 
 
 def test_explicit_pix0_vector_is_used():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,22 +12,16 @@ import torch
 from engine.noise import noise_image, philox4x32_10, poisson_counts
 from engine.smv import read_smv
 
-REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
+from reference import REFERENCE, need_file
+
 FORMATS = REFERENCE / "formats"
 SIDE = 1024
 SEED = 12345
 
 
-def _need(path: Path) -> Path:
-    """``path`` if the C reference file exists, else skip the test."""
-    if not path.exists():
-        pytest.skip(f"C reference file {path} is absent (shared/reference not available)")
-    return path
-
-
 @pytest.fixture(scope="module")
 def float_image() -> torch.Tensor:
-    path = _need(REFERENCE / "images" / "simple_cubic.bin")
+    path = need_file(REFERENCE / "images" / "simple_cubic.bin")
     return torch.from_numpy(np.fromfile(path, dtype="<f4").reshape(SIDE, SIDE))
 
 
@@ -86,7 +79,7 @@ def test_seed_and_frame_change_the_noise() -> None:
 def test_statistics_match_c_noise_image(
     float_image: torch.Tensor, full_frame: tuple[torch.Tensor, float, int]
 ) -> None:
-    log = _need(FORMATS / "simple_cubic_formats.log").read_text()
+    log = need_file(FORMATS / "simple_cubic_formats.log").read_text()
     c_photons = float(re.search(r"(\d+) photons on noise image", log).group(1))
     expected = float_image.to(torch.float64)
     adu, photons, overloads = full_frame
@@ -97,7 +90,7 @@ def test_statistics_match_c_noise_image(
     assert abs(float(residual.sum()) - (photons - float(expected.sum()))) < 1e-6
     ratio = float(residual.var()) / float(expected.mean())
     assert abs(ratio - 1.0) < 0.05
-    _, c_adu = read_smv(_need(FORMATS / "simple_cubic_noise_seed12345.img"))
+    _, c_adu = read_smv(need_file(FORMATS / "simple_cubic_noise_seed12345.img"))
     c_residual = torch.from_numpy(c_adu.astype(np.float64)) - 40.0 - expected
     assert abs(float(c_residual.var()) / float(expected.mean()) - 1.0) < 0.05
 
