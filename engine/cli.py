@@ -22,6 +22,7 @@ USAGE = """usage: braggtile nanobragg (-cell a b c al be ga | -mat A.mat)
   nanoBragg flags (single dash, C spelling and defaults), plus
   -dtype float32|float64   precision of the render (default float32)
   -device cpu|cuda|auto    where to render (default cpu)
+  -nocompile               eager torch kernel instead of the compiled fused kernel
 """
 
 
@@ -112,6 +113,16 @@ def render_frame(setup: FrameSetup, progress: bool) -> np.ndarray:
 
 
 def run(run_: NanoBraggRun) -> int:
+    from engine.fused import set_compile
+
+    set_compile(None if run_.compile else "off")
+    try:
+        return _run(run_)
+    finally:
+        set_compile(None)
+
+
+def _run(run_: NanoBraggRun) -> int:
     from engine.outputs import write_outputs
 
     dtype = torch.float64 if run_.dtype == "float64" else torch.float32

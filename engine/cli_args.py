@@ -56,6 +56,7 @@ class NanoBraggRun:
     outputs: Outputs
     dtype: str = "float32"
     device: str = "cpu"
+    compile: bool = True
     notes: list[str] = field(default_factory=list)
 
 
@@ -129,7 +130,7 @@ def parse_nanobragg(argv: list[str]) -> NanoBraggRun:
     gon: dict[str, Any] = {}
     smp: dict[str, Any] = {}
     out = Outputs()
-    run_opts = {"dtype": "float32", "device": "cpu"}
+    run_opts: dict[str, Any] = {"dtype": "float32", "device": "cpu", "compile": True}
     pivot_flag: Pivot | None = None
     convention = Convention.MOSFLM
     custom_vectors = False
@@ -389,6 +390,8 @@ def parse_nanobragg(argv: list[str]) -> NanoBraggRun:
             if v not in ("cpu", "cuda", "auto") and not v.startswith("cuda:"):
                 raise InputError(f, f"must be cpu, cuda or auto, got {v!r}")
             run_opts["device"] = v
+        elif f == "-nocompile":
+            run_opts["compile"] = False
         elif f in ("-img", "-mask", "-stol", "-4stol", "-Q", "-stolout"):
             raise InputError(f, "is not supported by braggtile")
         else:
@@ -447,7 +450,7 @@ def parse_nanobragg(argv: list[str]) -> NanoBraggRun:
         first = err.errors()[0]
         loc = ".".join(str(x) for x in first["loc"])
         raise InputError(loc or "experiment", first["msg"]) from None
-    return NanoBraggRun(exp, out, dtype=run_opts["dtype"], device=run_opts["device"])
+    return NanoBraggRun(exp, out, **run_opts)
 
 
 def _seed(flag: str, n: int) -> int:

@@ -123,9 +123,7 @@ def _samples(
                     pa, pe = par[sl], perp[sl]
                     p_par = pa[:, 0] + g_f[:, None] * pa[:, 1] + g_s[:, None] * pa[:, 2]
                     p_perp = (
-                        pe[:, 0]
-                        + g_f[:, None, None] * pe[:, 1]
-                        + g_s[:, None, None] * pe[:, 2]
+                        pe[:, 0] + g_f[:, None, None] * pe[:, 1] + g_s[:, None, None] * pe[:, 2]
                     )
                     if depth:
                         p_par = p_par + depth * pa[:, 3]
@@ -217,7 +215,7 @@ def structure_factor(setup: FrameSetup, hkl: torch.Tensor) -> torch.Tensor | flo
     values = setup.t.get("sf_values")
     if values is None:
         values = setup.t["sf_values"] = table.to_tensor(setup.dtype, setup.device)
-    h, k, l = hkl.unbind(-1)
+    h, k, l = hkl.unbind(-1)  # noqa: E741
     if setup.interpolate:
         return lookup_tricubic(values, table, h, k, l)
     return lookup_nearest(values, table, h, k, l)
@@ -298,10 +296,41 @@ def _rows_per_block(setup: FrameSetup, cols: int, max_elements: int) -> int:
     return max(1, max_elements // per_row)
 
 
+#: In ``auto`` mode a frame is compiled when it has at least this many samples in its ROI.
+AUTO_COMPILE_SAMPLES = 1 << 22
+
+
+def frame_samples(setup: FrameSetup) -> int:
+    """Samples of the frame's ROI: pixels x layers x sub-pixels x sources x orientations."""
+    fmin, fmax, smin, smax = setup.roi
+    geo = setup.detector
+    cols = max(0, min(geo.fast_pixels, fmax + 1) - fmin)
+    rows = max(0, min(geo.slow_pixels, smax + 1) - smin)
+    return rows * cols * setup.steps * setup.sensor.layers
+
+
+def use_fused(setup: FrameSetup) -> bool:
+    """Whether this frame renders with the compiled fused kernel (the same for every window).
+
+    ``BRAGGTILE_COMPILE``: ``1`` always (where supported), ``0`` never, ``auto`` (default)
+    when the frame is big enough for compilation to pay off.
+    """
+    from engine import fused
+
+    mode = fused.compile_mode()
+    if mode == "off" or not fused.supported(setup):
+        return False
+    return mode == "on" or frame_samples(setup) >= AUTO_COMPILE_SAMPLES
+
+
 def render_window(
     setup: FrameSetup, window: Window, max_elements: int = DEFAULT_MAX_ELEMENTS
 ) -> torch.Tensor:
-    """Render ``window`` of the frame: tensor (rows, cols) of photons/pixel; 0 outside the ROI."""
+    """Render ``window`` of the frame: tensor (rows, cols) of photons/pixel; 0 outside the ROI.
+
+    Frames chosen by :func:`use_fused` render with the compiled kernel of
+    :mod:`engine.fused` (eager if it cannot compile); the others with the eager kernel below.
+    """
     geo = setup.detector
     window = Window(*window).validate(geo.slow_pixels, geo.fast_pixels)
     out = torch.zeros(window.shape, dtype=setup.dtype, device=setup.device)
@@ -310,6 +339,12 @@ def render_window(
     s0, s1 = max(window.slow0, smin), min(window.slow1, smax + 1)
     if f0 >= f1 or s0 >= s1:
         return out
+    if use_fused(setup):
+        from engine import fused
+
+        region = out[s0 - window.slow0 : s1 - window.slow0, f0 - window.fast0 : f1 - window.fast0]
+        if fused.try_render_region(setup, (s0, s1), (f0, f1), region):
+            return out
     step = _rows_per_block(setup, f1 - f0, max_elements)
     with torch.no_grad():
         for r in range(s0, s1, step):
@@ -333,7 +368,7 @@ def interpolation_in_range(setup: FrameSetup, max_elements: int = DEFAULT_MAX_EL
     with torch.no_grad():
         for r in range(s0, s1, step):
             for smp in _samples(setup, (r, min(s1, r + step)), (f0, f1), max_elements):
-                h, k, l = smp.hkl(setup).unbind(-1)
+                h, k, l = smp.hkl(setup).unbind(-1)  # noqa: E741
                 if not bool(in_interpolation_range(setup.sf_table, h, k, l).all()):
                     return False
     return True

@@ -130,9 +130,7 @@ def _orientations(exp: Experiment, lattice: Lattice, geo: DetectorGeometry) -> n
 
     spread, domains = resolve_mosaic(exp)
     umats = (
-        mosaic_umats(spread, domains, -exp.crystal.mosaic_seed)
-        if spread > 0.0
-        else np.eye(3)[None]
+        mosaic_umats(spread, domains, -exp.crystal.mosaic_seed) if spread > 0.0 else np.eye(3)[None]
     )
     out = []
     for phi_deg in phi_angles_deg(exp.goniometer):

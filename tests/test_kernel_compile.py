@@ -1,0 +1,171 @@
+"""The compiled fused kernel (engine.fused) agrees with the eager kernel; fallbacks work.
+
+Tiny detectors keep compilation the only real cost (a couple of graphs, cached on disk by
+inductor across runs). Speed is measured by ``braggtile bench``, never asserted here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from engine import Window, fused, prepare_frame, render_window
+from engine.cli_args import parse_nanobragg
+from engine.kernel import AUTO_COMPILE_SAMPLES, frame_samples, use_fused
+
+# Many features in one frame, so one compiled graph covers them: 2 sources x 2 mosaic
+# domains x 2x2 sub-pixels x 2 sensor layers, Kahn polarization, a resolution cut.
+FEATURES_F32 = (
+    "-cell 100 100 100 90 90 90 -default_F 100 -lambda 1.0 -N 5 -misset 3 7 11"
+    " -mosaic 1.0 -mosaic_domains 2 -mosaic_seed 1234 -hdivrange 0.5 -hdivsteps 2"
+    " -oversample 2 -detector_thick 300 -detector_abs 500 -detector_thicksteps 2"
+    " -polar 0.8 -dmin 3 -distance 60 -pixel 1.0 -detpixels_x 48 -detpixels_y 40"
+)
+# Structure factors from a file (nearest), Gaussian spots, phi steps, every per-sample flag.
+FEATURES_F64 = (
+    "-hkl tiny.hkl -nointerpolate -cell 40 45 50 90 90 90 -lambda 1.0 -N 4 -misset 10 20 30"
+    " -gauss_xtal -phi 0 -osc 1 -phisteps 2 -oversample 2 -oversample_omega"
+    " -oversample_polar -oversample_thick -detector_thick 200 -detector_thicksteps 2"
+    " -polar 0.5 -point_pixel -distance 50 -pixel 1.0 -detpixels_x 40 -detpixels_y 36"
+)
+
+
+def _write_hkl(folder) -> None:
+    rng = np.random.default_rng(7)
+    lines = []
+    for h in range(-6, 7):
+        for k in range(-6, 7):
+            for l in range(-6, 7):  # noqa: E741
+                lines.append(f"{h} {k} {l} {rng.uniform(5, 200):.3f}")
+    (folder / "tiny.hkl").write_text("\n".join(lines) + "\n")
+
+
+def _setup(args: str, dtype: torch.dtype):
+    return prepare_frame(parse_nanobragg(args.split()).experiment, dtype, "cpu")
+
+
+def _render(setup, mode: str, window: Window | None = None) -> np.ndarray:
+    geo = setup.detector
+    window = window or Window.full(geo.slow_pixels, geo.fast_pixels)
+    fused.set_compile(mode)
+    try:
+        return render_window(setup, window).numpy()
+    finally:
+        fused.set_compile(None)
+
+
+def _assert_close(ours: np.ndarray, ref: np.ndarray, rel: float) -> None:
+    scale = float(np.abs(ref).max())
+    assert scale > 0
+    assert np.isfinite(ours).all()
+    assert float(np.abs(ours - ref).max()) <= rel * scale
+    assert abs(float(ours.sum()) / float(ref.sum()) - 1.0) <= rel
+
+
+@pytest.fixture
+def hkl_folder(tmp_path, monkeypatch):
+    _write_hkl(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_compiled_matches_eager_float32():
+    setup = _setup(FEATURES_F32, torch.float32)
+    assert setup.n_sources == 2 and setup.n_orientations == 2 and setup.sensor.layers == 2
+    eager = _render(setup, "off")
+    compiled = _render(setup, "on")
+    assert not fused.failed(setup), "the fused kernel did not compile"
+    # parity floor for float32 is 5e-3 x max; the two kernels agree far better
+    _assert_close(compiled, eager, 1e-4)
+    a, b = compiled.ravel().astype(float), eager.ravel().astype(float)
+    assert np.corrcoef(a, b)[0, 1] >= 0.99999
+    assert (eager == 0).any() and ((compiled == 0) == (eager == 0)).all()  # the dmin cut
+
+
+def test_compiled_matches_eager_float64_and_windows(hkl_folder):
+    setup = _setup(FEATURES_F64, torch.float64)
+    assert setup.sf_table.hkls > 0 and not setup.interpolate
+    eager = _render(setup, "off")
+    full = _render(setup, "on")
+    assert not fused.failed(setup), "the fused kernel did not compile"
+    _assert_close(full, eager, 1e-9)
+    # window invariance with the compiled kernel: edges, corners, single pixels
+    for w in (Window(0, 9, 0, 7), Window(5, 36, 11, 40), Window(35, 36, 39, 40)):
+        part = _render(setup, "on", w)
+        np.testing.assert_allclose(
+            part,
+            full[w.slow0 : w.slow1, w.fast0 : w.fast1],
+            rtol=0,
+            atol=1e-6 * float(np.abs(full).max()),
+        )
+
+
+def test_sincg_chebyshev_matches_sine_ratio():
+    delta = torch.linspace(-0.5, 0.5, 2001, dtype=torch.float64)
+    for n in range(1, 40):
+        ours = fused.sincg(delta, n)
+        den = torch.sin(math.pi * delta)
+        ref = torch.where(den == 0, float(n), torch.sin(n * math.pi * delta) / den)
+        torch.testing.assert_close(ours.abs(), ref.abs(), rtol=1e-9, atol=1e-9 * n)
+        assert float(fused.sincg(torch.zeros(1, dtype=torch.float64), n).abs()) == n
+
+
+def test_compile_modes(monkeypatch):
+    setup = _setup(FEATURES_F32, torch.float32)
+    monkeypatch.setenv(fused.COMPILE_ENV, "0")
+    assert fused.compile_mode() == "off" and not use_fused(setup)
+    monkeypatch.setenv(fused.COMPILE_ENV, "1")
+    assert fused.compile_mode() == "on" and use_fused(setup)
+    monkeypatch.setenv(fused.COMPILE_ENV, "auto")
+    assert use_fused(setup) == (frame_samples(setup) >= AUTO_COMPILE_SAMPLES)
+    fused.set_compile("off")
+    try:
+        assert not use_fused(setup)
+    finally:
+        fused.set_compile(None)
+    with pytest.raises(ValueError):
+        fused.set_compile("sometimes")
+    curved = _setup(FEATURES_F32 + " -curved_det", torch.float32)
+    monkeypatch.setenv(fused.COMPILE_ENV, "1")
+    assert not use_fused(curved)  # not separable: eager
+
+
+def test_block_shapes_are_few_and_bounded():
+    setup = _setup(FEATURES_F32, torch.float32)
+    shapes = {fused.block_shape(setup, r, c) for r in range(1, 5000, 97) for c in (1, 300, 4096)}
+    assert len(shapes) <= 10
+    assert all(r * c <= 1 << 18 for r, c in shapes)
+
+
+def test_failed_compilation_falls_back_to_eager(monkeypatch):
+    args = FEATURES_F32.replace("-N 5", "-N 3")  # a structure no other test compiles
+    setup = _setup(args, torch.float32)
+    eager = _render(setup, "off")
+
+    def broken(*a, **k):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.warns(RuntimeWarning, match="eager"):
+        out = _render(setup, "on")
+    assert fused.failed(setup)
+    np.testing.assert_array_equal(out, eager)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_compiled_cuda_matches_cpu_eager():
+    cpu = _setup(FEATURES_F32, torch.float32)
+    gpu = prepare_frame(cpu.experiment, torch.float32, "cuda")
+    eager = _render(cpu, "off")
+    fused.set_compile("on")
+    try:
+        geo = gpu.detector
+        out = render_window(gpu, Window.full(geo.slow_pixels, geo.fast_pixels)).cpu().numpy()
+    finally:
+        fused.set_compile(None)
+    assert not fused.failed(gpu)
+    _assert_close(out, eager, 1e-4)
