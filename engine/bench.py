@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shlex
 import statistics
 import sys
@@ -27,6 +26,7 @@ import torch
 
 from engine import resolve_device
 from engine.errors import InputError
+from engine.memory import peak_rss_mib
 from engine.model import Experiment
 from engine.window import Window
 
@@ -90,11 +90,6 @@ def _load(args) -> tuple[Experiment, str | None, str | None, int]:
             int(data.get("tile") or 0),
         )
     return Experiment.model_validate(data), None, None, 0
-
-
-def _peak_rss_mib() -> float:
-    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return kib / 1024.0
 
 
 def render_frame(experiment: Experiment, dtype: torch.dtype, device: torch.device, tile: int = 0):
@@ -175,7 +170,7 @@ def _measure(args, experiment, dtype, dtype_name, device, tile) -> dict:
         "tile": tile or None,
         "repeat": args.repeat,
         "seconds": [round(s, 6) for s in seconds],
-        "peak_rss_mib": round(_peak_rss_mib(), 1),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
     }
     if device.type == "cuda":
         result["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shlex
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from engine.memory import peak_rss_mib
 from engine.model import Experiment
 from tiling.cluster import connect
 from tiling.events import Event, FrameDone, JobStarted, TileDone
@@ -131,11 +131,6 @@ def absolute_input_paths(experiment: Experiment) -> Experiment:
     if not update:
         return experiment
     return experiment.model_copy(update={"crystal": crystal.model_copy(update=update)})
-
-
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far, MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def run_render(args: argparse.Namespace) -> int:
