@@ -190,7 +190,8 @@ def _sinc3(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x < 0.5, series, direct)
 
 
-def _lattice(st: Structure, h, k, l, recip, fudge):  # noqa: E741
+def lattice_transform(st: Structure, h, k, l, recip, fudge):  # noqa: E741
+    """F_latt of fractional indices h, k, l for the frame's crystal shape and size."""
     ns = st.ns
     if st.shape is CrystalShape.SQUARE:
         out = None
@@ -282,7 +283,7 @@ def block_kernel(
         aj = a_i[:, :, j].view(1, 1, 1, ns_, nm, 1, 1)
         hkl.append((pp[0] * cj[0] + pp[1] * cj[1] + pp[2] * cj[2] - w * aj) * inv)
     h, k, l = hkl  # noqa: E741
-    f_latt = _lattice(st, h, k, l, recip, scal[_FUDGE])
+    f_latt = lattice_transform(st, h, k, l, recip, scal[_FUDGE])
     intensity = f_latt * f_latt * _fcell_squared(st, table, h, k, l, sfv)
 
     # per-sample factors
@@ -457,27 +458,8 @@ def _graph(setup: FrameSetup, st: Structure, compiled: bool):
             return fn
         table = setup.sf_table
 
-        def kernel(
-            gs, gf, depth, pa, pe, inv_lam, cells, ai, odet_par, e_in, b_in, recip, sfv, scal
-        ):
-            return block_kernel(
-                st,
-                table,
-                gs,
-                gf,
-                depth,
-                pa,
-                pe,
-                inv_lam,
-                cells,
-                ai,
-                odet_par,
-                e_in,
-                b_in,
-                recip,
-                sfv,
-                scal,
-            )
+        def kernel(*frame_tensors):
+            return block_kernel(st, table, *frame_tensors)
 
         if compiled:
             _configure_inductor()

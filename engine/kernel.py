@@ -11,19 +11,16 @@ and the lattice transform is evaluated on ``h - round(h)``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 
-from engine.model import CrystalShape
 from engine.setup import R_E_SQR, FrameSetup
 from engine.structure_factors import in_interpolation_range, lookup_nearest, lookup_tricubic
 from engine.window import Window
 
 DEFAULT_MAX_ELEMENTS = 1 << 22
-_ROUND_NORM = 0.723601254558268
 
 
 @dataclass
@@ -160,51 +157,13 @@ def _decompose(
     return p_perp.to(dt), p_par.to(dt), (pos @ odet).to(dt)
 
 
-def _frac(x: torch.Tensor) -> torch.Tensor:
-    """x - nearest integer (C's ceil(x - 0.5))."""
-    return x - torch.ceil(x - 0.5)
-
-
-def _sincg(delta: torch.Tensor, n: int) -> torch.Tensor:
-    """sin(N pi h)/sin(pi h) evaluated on delta = h - round(h) (|value| is what matters)."""
-    num = torch.sin((n * math.pi) * delta)
-    den = torch.sin(math.pi * delta)
-    safe = torch.where(den == 0, 1.0, den)
-    return torch.where(den == 0, float(n), num / safe)
-
-
-def _sinc3(x: torch.Tensor) -> torch.Tensor:
-    """3 (sin x / x - cos x) / x^2, with a series below x = 0.5 to avoid cancellation."""
-    x2 = x * x
-    safe = torch.where(x < 0.5, 1.0, x)
-    direct = 3.0 * (torch.sin(safe) / safe - torch.cos(safe)) / (safe * safe)
-    series = 1.0 + x2 * (-1 / 10 + x2 * (1 / 280 + x2 * (-1 / 15120 + x2 / 1330560)))
-    return torch.where(x < 0.5, series, direct)
-
-
 def lattice_factor(setup: FrameSetup, hkl: torch.Tensor) -> torch.Tensor:
-    """F_latt for fractional indices hkl (..., 3)."""
-    lat = setup.lattice
-    ns = (lat.na, lat.nb, lat.nc)
+    """F_latt for fractional indices hkl (..., 3): the fused kernel's lattice transform."""
+    from engine.fused import lattice_transform, structure_of
+
+    h, k, l = hkl.unbind(-1)  # noqa: E741
     fudge = setup.experiment.crystal.fudge
-    if setup.shape is CrystalShape.SQUARE:
-        out = None
-        for j, n in enumerate(ns):
-            if n > 1:
-                term = _sincg(_frac(hkl[..., j]), n)
-                out = term if out is None else out * term
-        return out if out is not None else torch.ones_like(hkl[..., 0])
-    delta = _frac(hkl)
-    nnn = float(ns[0] * ns[1] * ns[2])
-    if setup.shape is CrystalShape.ROUND:
-        scaled = delta * torch.tensor(ns, dtype=hkl.dtype, device=hkl.device)
-        hrad = (scaled * scaled).sum(-1)
-        return nnn * _ROUND_NORM * _sinc3(math.pi * torch.sqrt(hrad * fudge))
-    dstar = torch.matmul(delta, setup.t["recip"])  # 1/A
-    rad = (dstar * dstar).sum(-1) * nnn * nnn
-    if setup.shape is CrystalShape.GAUSS:
-        return nnn * torch.exp(-(rad / 0.63 * fudge))
-    return nnn * (rad * fudge < 0.3969).to(hkl.dtype)
+    return lattice_transform(structure_of(setup), h, k, l, setup.t["recip"], fudge)
 
 
 def structure_factor(setup: FrameSetup, hkl: torch.Tensor) -> torch.Tensor | float:
