@@ -379,9 +379,7 @@ def frame_inputs(setup: FrameSetup) -> dict[str, torch.Tensor]:
     scal[_DMIN] = setup.dmin_m
     scal[_FUDGE] = setup.experiment.crystal.fudge
     if setup.sf_table.hkls:
-        sfv = t.get("sf_values")
-        if sfv is None:
-            sfv = t["sf_values"] = setup.sf_table.to_tensor(setup.dtype, setup.device)
+        sfv = setup.sf_values()
     else:
         sfv = torch.zeros(1, **kw)
     out = {

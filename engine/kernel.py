@@ -171,9 +171,7 @@ def structure_factor(setup: FrameSetup, hkl: torch.Tensor) -> torch.Tensor | flo
     table = setup.sf_table
     if table.hkls == 0:
         return table.default_F
-    values = setup.t.get("sf_values")
-    if values is None:
-        values = setup.t["sf_values"] = table.to_tensor(setup.dtype, setup.device)
+    values = setup.sf_values()
     h, k, l = hkl.unbind(-1)  # noqa: E741
     if setup.interpolate:
         return lookup_tricubic(values, table, h, k, l)

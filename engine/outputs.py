@@ -66,9 +66,10 @@ def write_outputs(
         write_float_image(outputs.floatfile, image)
         print(f"writing {outputs.floatfile} as {image.size} 4-byte floats")
     header = smv_header(setup)
-    adu, scale = int_image(
-        image, outputs.intfile_scale, outputs.adc_offset, roi_mask, max_i=stats.max_I
-    )
+    if outputs.intfile or outputs.pgmfile:  # the PGM's fallback scale is the int file's
+        adu, scale = int_image(
+            image, outputs.intfile_scale, outputs.adc_offset, roi_mask, max_i=stats.max_I
+        )
     if outputs.intfile:
         print(f"intfile_scale = {c_g(scale)}")
         write_smv(outputs.intfile, adu, header)

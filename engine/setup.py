@@ -120,8 +120,12 @@ class FrameSetup:
     def subpixel_size(self) -> float:
         return self.detector.pixel_size / self.oversample
 
-    def tensor(self, name: str) -> torch.Tensor:
-        return self.t[name]
+    def sf_values(self) -> torch.Tensor:
+        """The structure-factor table on the device, converted once per frame."""
+        values = self.t.get("sf_values")
+        if values is None:
+            values = self.t["sf_values"] = self.sf_table.to_tensor(self.dtype, self.device)
+        return values
 
 
 def _orientations(exp: Experiment, lattice: Lattice, geo: DetectorGeometry) -> np.ndarray:
