@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-from reference import require_reference
+from reference import copy_inputs
 
 
 @pytest.fixture
 def in_inputs(tmp_path, monkeypatch):
     """Run the test inside a temporary folder holding the reference inputs (as C was run)."""
-    ref = require_reference()
-    for f in (ref / "inputs").iterdir():
-        shutil.copy(f, tmp_path / f.name)
+    copy_inputs(tmp_path)
     monkeypatch.chdir(tmp_path)
     return tmp_path

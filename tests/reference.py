@@ -3,28 +3,49 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+#: ``<repo>/../shared/reference``: the one place the tests look for the C reference data.
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 
 
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() == "true"
+
+
 def require_reference() -> Path:
-    """The reference folder, or skip the test with the reason."""
+    """The reference folder; if it is absent, skip the test (fail it when ``CI=true``).
+
+    A CI run must not pass by skipping every parity test, so there a missing folder is an error.
+    """
     if not (REFERENCE / "manifest.json").is_file():
-        pytest.skip(f"C nanoBragg reference images not found at {REFERENCE}")
+        message = f"C nanoBragg reference data not found at {REFERENCE}"
+        if _in_ci():
+            pytest.fail(f"CI=true and {message}", pytrace=False)
+        pytest.skip(message)
     return REFERENCE
 
 
-def need_file(path: Path) -> Path:
-    """``path`` if that reference file exists, else skip the test with the reason."""
+def need_file(relative: str) -> Path:
+    """``REFERENCE / relative``; a file missing from a present reference folder fails the test."""
+    path = require_reference() / relative
     if not path.exists():
-        pytest.skip(f"C reference file {path} is absent (shared/reference not available)")
+        pytest.fail(f"reference data at {REFERENCE} is incomplete: {relative} is missing")
     return path
+
+
+def copy_inputs(folder: Path) -> Path:
+    """Copy the reference input files (HKL, matrix, source files) into ``folder``."""
+    for f in (require_reference() / "inputs").iterdir():
+        shutil.copy(f, folder / f.name)
+    return folder
 
 
 def case_args(name: str) -> list[str]:
@@ -33,14 +54,13 @@ def case_args(name: str) -> list[str]:
 
 
 def reference_image(name: str) -> np.ndarray:
-    ref = require_reference()
-    meta = json.loads((ref / "manifest.json").read_text())[name]
-    data = np.fromfile(ref / "images" / f"{name}.bin", dtype="<f4")
+    meta = json.loads((require_reference() / "manifest.json").read_text())[name]
+    data = np.fromfile(need_file(f"images/{name}.bin"), dtype="<f4")
     return data.reshape(meta["slow_pixels"], meta["fast_pixels"])
 
 
 def reference_log(name: str) -> str:
-    return (require_reference() / "logs" / f"{name}.log").read_text()
+    return need_file(f"logs/{name}.log").read_text()
 
 
 @dataclass(frozen=True)

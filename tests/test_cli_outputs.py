@@ -10,7 +10,7 @@ import pytest
 from engine.cli import main
 from engine.smv import read_smv
 
-from reference import case_args, reference_image, require_reference
+from reference import case_args, need_file, reference_image, require_reference
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +29,14 @@ def outputs(tmp_path_factory):
 
 
 def test_intfile_header_and_pixels(outputs):
-    ref_header, ref_pixels = read_smv(require_reference() / "formats" / "simple_cubic_int.img")
+    ref_header, ref_pixels = read_smv(need_file("formats/simple_cubic_int.img"))
     header, pixels = read_smv(outputs / "int.img")
     assert header == ref_header
     assert np.abs(pixels.astype(int) - ref_pixels.astype(int)).max() <= 1
 
 
 def test_pgm_header_and_pixels(outputs):
-    ref = (require_reference() / "formats" / "simple_cubic.pgm").read_bytes()
+    ref = need_file("formats/simple_cubic.pgm").read_bytes()
     ours = (outputs / "image.pgm").read_bytes()
     head = ref[: ref.index(b"255\n") + 4]
     assert ours[: len(head)] == head
@@ -46,10 +46,10 @@ def test_pgm_header_and_pixels(outputs):
 
 
 def test_noise_statistics_match_c(outputs):
-    log = (require_reference() / "formats" / "simple_cubic_formats.log").read_text()
+    log = need_file("formats/simple_cubic_formats.log").read_text()
     c_photons = float(re.search(r"(\d+) photons on noise image", log).group(1))
     header, noise = read_smv(outputs / "noise.img")
-    ref_header, _ = read_smv(require_reference() / "formats" / "simple_cubic_noise_seed12345.img")
+    ref_header, _ = read_smv(need_file("formats/simple_cubic_noise_seed12345.img"))
     assert header == ref_header
     expected = reference_image("simple_cubic").astype(np.float64)
     photons = noise.astype(np.float64) - 40.0

@@ -22,21 +22,20 @@ from engine.smv import (
 from engine.statistics import TileStatistics
 from engine.window import Window
 
-from reference import REFERENCE, need_file
+from reference import need_file
 
-FORMATS = REFERENCE / "formats"
 SIDE = 1024
 
 
 @pytest.fixture(scope="module")
 def float_image() -> np.ndarray:
-    path = need_file(REFERENCE / "images" / "simple_cubic.bin")
+    path = need_file("images/simple_cubic.bin")
     return np.fromfile(path, dtype="<f4").reshape(SIDE, SIDE)
 
 
 @pytest.fixture(scope="module")
 def c_log() -> str:
-    return need_file(FORMATS / "simple_cubic_formats.log").read_text()
+    return need_file("formats/simple_cubic_formats.log").read_text()
 
 
 def _log_number(log: str, pattern: str) -> str:
@@ -103,7 +102,7 @@ def frame_stats(image: np.ndarray):
 
 
 def test_smv_header_is_c_header_byte_for_byte() -> None:
-    expected = need_file(FORMATS / "simple_cubic_int.img").read_bytes()[:512]
+    expected = need_file("formats/simple_cubic_int.img").read_bytes()[:512]
     header = smv_header_bytes(simple_cubic_header())
     assert len(header) == 512
     assert header == expected
@@ -121,7 +120,7 @@ def test_stats_and_autoscale_match_c_log(float_image: np.ndarray, c_log: str) ->
 
 
 def test_intfile_matches_c(float_image: np.ndarray, tmp_path: Path) -> None:
-    c_header, c_pixels = read_smv(need_file(FORMATS / "simple_cubic_int.img"))
+    c_header, c_pixels = read_smv(need_file("formats/simple_cubic_int.img"))
     image, _ = int_image(float_image, scale=None)
     out = tmp_path / "int.img"
     write_smv(out, image, simple_cubic_header())
@@ -133,7 +132,7 @@ def test_intfile_matches_c(float_image: np.ndarray, tmp_path: Path) -> None:
 
 
 def test_pgm_matches_c(float_image: np.ndarray, c_log: str, tmp_path: Path) -> None:
-    c_bytes = need_file(FORMATS / "simple_cubic.pgm").read_bytes()
+    c_bytes = need_file("formats/simple_cubic.pgm").read_bytes()
     stats = frame_stats(float_image)
     _, int_scale = int_image(float_image)
     out = tmp_path / "image.pgm"

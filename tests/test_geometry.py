@@ -13,7 +13,7 @@ from engine.lattice import build_lattice
 from engine.model import Convention
 from engine.setup import prepare_frame
 
-from reference import case_args, reference_log
+from reference import case_args, need_file, reference_log
 
 GEOMETRY_CASES = [
     "simple_cubic",
@@ -80,9 +80,7 @@ def test_geometry_matches_c_log(name, in_inputs):
 
 def test_xds_orgx_from_smv_header():
     """simple_cubic's SMV header carries C's XDS_ORGX/ORGY and close distance."""
-    from reference import require_reference
-
-    header = (require_reference() / "formats" / "simple_cubic_int.img").read_bytes()[:512]
+    header = need_file("formats/simple_cubic_int.img").read_bytes()[:512]
     text = header.decode("ascii", "replace")
     orgx = float(re.search(r"XDS_ORGX=([-0-9.e+]+);", text).group(1))
     orgy = float(re.search(r"XDS_ORGY=([-0-9.e+]+);", text).group(1))

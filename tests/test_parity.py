@@ -1,4 +1,8 @@
-"""Parity with the C nanoBragg reference images, through the ``braggtile nanobragg`` CLI."""
+"""Parity with the C nanoBragg reference images, through the ``braggtile nanobragg`` CLI.
+
+Every case runs under both kernels (eager and compiled fused), never left to ``auto``'s size
+threshold; the compiled variants compile a graph per case and dtype, so they are ``slow``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,11 @@ import numpy as np
 import pytest
 
 from engine.cli import main
+from engine.cli_args import parse_nanobragg
+from engine.kernel import use_fused
+from engine.setup import prepare_frame
 
+from kernel_mode import KERNELS, kernel
 from reference import FLOORS, case_args, parity, reference_image
 
 STATIC_CASES = [
@@ -43,19 +51,29 @@ SAMPLING_CASES = [
 ]
 
 
-def render_through_cli(name: str, dtype: str, folder) -> np.ndarray:
+#: The compiled variants: slow (one compilation per case and dtype).
+KERNEL_PARAMS = [
+    pytest.param(mode, marks=pytest.mark.slow) if mode == "compiled" else mode for mode in KERNELS
+]
+
+
+def render_through_cli(name: str, dtype: str, folder, mode: str) -> np.ndarray:
     out = folder / f"{name}_{dtype}.bin"
     argv = case_args(name) + ["-floatfile", str(out), "-dtype", dtype, "-nonoise", "-nopgm"]
     argv += ["-intfile", str(folder / "int.img"), "-noprogress"]
-    assert main(argv) == 0
+    with kernel(mode):
+        if mode == "compiled" and not use_fused(prepare_frame(parse_nanobragg(argv).experiment)):
+            pytest.skip(f"{name}: the compiled kernel does not cover this case (eager only)")
+        assert main(argv) == 0
     ref = reference_image(name)
     return np.fromfile(out, dtype="<f4").reshape(ref.shape)
 
 
+@pytest.mark.parametrize("mode", KERNEL_PARAMS)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("name", STATIC_CASES + SAMPLING_CASES)
-def test_parity_with_c(name, dtype, in_inputs, capsys):
-    ours = render_through_cli(name, dtype, in_inputs)
+def test_parity_with_c(name, dtype, mode, in_inputs, capsys):
+    ours = render_through_cli(name, dtype, in_inputs, mode)
     p = parity(ours, reference_image(name))
     corr, sum_tol, diff_tol = FLOORS[dtype]
     assert p.correlation >= corr, p
@@ -64,11 +82,12 @@ def test_parity_with_c(name, dtype, in_inputs, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", KERNELS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_seed_benchmark_full_frame(dtype, in_inputs, capsys):
+def test_seed_benchmark_full_frame(dtype, mode, in_inputs, capsys):
     """The full 4096x4096 frame, with every edge and corner strip checked on its own."""
     name = "seed_benchmark_4096"
-    ours = render_through_cli(name, dtype, in_inputs)
+    ours = render_through_cli(name, dtype, in_inputs, mode)
     ref = reference_image(name)
     corr, sum_tol, diff_tol = FLOORS[dtype]
     p = parity(ours, ref)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import re
-import shlex
 from pathlib import Path
 
 import numpy as np
@@ -18,18 +16,15 @@ from engine.sources import (
     resolve_steps,
 )
 
-REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
+from reference import case_args, need_file, reference_log
+
 MOSFLM_BEAM = (1.0, 0.0, 0.0)
 MOSFLM_POLAR = (0.0, 0.0, 1.0)
 
 
 def _case(name: str) -> tuple[list[str], str]:
-    """The case's CLI arguments and the log C printed for it (skips if absent)."""
-    log = REFERENCE / "logs" / f"{name}.log"
-    cases = REFERENCE / "cases.json"
-    if not (log.is_file() and cases.is_file()):
-        pytest.skip(f"reference data for {name} not found under {REFERENCE.resolve()}")
-    return shlex.split(json.loads(cases.read_text())[name]), log.read_text()
+    """The case's CLI arguments and the log C printed for it."""
+    return case_args(name), reference_log(name)
 
 
 def _value(args: list[str], flag: str) -> str:
@@ -104,7 +99,7 @@ def test_default_single_source_matches_log() -> None:
 
 def test_sourcefile_matches_log() -> None:
     args, log = _case("sourcefile")
-    path = REFERENCE / "inputs" / _value(args, "-sourcefile")
+    path = need_file(f"inputs/{_value(args, '-sourcefile')}")
     sources = read_source_file(path, MOSFLM_BEAM, float(_value(args, "-lambda")) / 1e10)
     assert _formatted(sources) == _printed_sources(log)
     _check_directions(sources)

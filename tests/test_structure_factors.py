@@ -1,9 +1,7 @@
 """Structure factor tables: HKL/Fdump files and the torch nearest/tricubic lookups."""
 
 import math
-import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,14 +19,7 @@ from engine.structure_factors import (
     write_fdump,
 )
 
-REFERENCE = Path(
-    os.environ.get(
-        "BRAGGTILE_REFERENCE", Path(__file__).resolve().parents[2] / "shared" / "reference"
-    )
-)
-needs_reference = pytest.mark.skipif(
-    not (REFERENCE / "inputs").is_dir(), reason="reference data not present"
-)
+from reference import need_file, reference_log
 
 
 def _table_from(values: np.ndarray, mins: tuple[int, int, int], default_F: float = 0.0):
@@ -53,7 +44,6 @@ def _tensors(*arrays, dtype=torch.float64):
 # --- files -------------------------------------------------------------------------------
 
 
-@needs_reference
 @pytest.mark.parametrize(
     ("case", "name", "count", "bounds"),
     [
@@ -62,9 +52,9 @@ def _tensors(*arrays, dtype=torch.float64):
     ],
 )
 def test_read_reference_hkl(case, name, count, bounds):
-    path = REFERENCE / "inputs" / name
+    path = need_file(f"inputs/{name}")
     table = read_hkl(path, default_F=0.0)
-    log = (REFERENCE / "logs" / f"{case}.log").read_text()
+    log = reference_log(case)
     assert f"  {table.hkls} initialized hkls (all others =0)" in log
     assert table.hkls == count
     got = (table.h_min, table.h_max, table.k_min, table.k_max, table.l_min, table.l_max)

@@ -9,7 +9,7 @@ import torch
 from engine import Window, prepare_frame, render_window
 from engine.cli_args import parse_nanobragg
 
-from reference import case_args
+from reference import case_args, copy_inputs
 
 WINDOWS = [
     Window(0, 333, 0, 500),  # ragged, touching the top-left corner
@@ -27,20 +27,10 @@ WINDOWS = [
 
 @pytest.fixture(scope="module", params=["rectangular_offcenter", "tilted_twotheta", "sourcefile"])
 def frame(request, tmp_path_factory):
-    import os
-    import shutil
-
-    from reference import require_reference
-
-    folder = tmp_path_factory.mktemp("inputs")
-    for f in (require_reference() / "inputs").iterdir():
-        shutil.copy(f, folder / f.name)
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
+    folder = copy_inputs(tmp_path_factory.mktemp("inputs"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
         exp = parse_nanobragg(case_args(request.param)).experiment
-    finally:
-        os.chdir(cwd)
     setup = prepare_frame(exp, torch.float64)
     g = setup.detector
     full = render_window(setup, Window.full(g.slow_pixels, g.fast_pixels)).numpy()
