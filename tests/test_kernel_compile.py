@@ -16,6 +16,8 @@ from engine import Window, fused, prepare_frame, render_window
 from engine.cli_args import parse_nanobragg
 from engine.kernel import AUTO_COMPILE_SAMPLES, frame_samples, use_fused
 
+from kernel_mode import kernel
+
 # Many features in one frame, so one compiled graph covers them: 2 sources x 2 mosaic
 # domains x 2x2 sub-pixels x 2 sensor layers, Kahn polarization, a resolution cut.
 FEATURES_F32 = (
@@ -47,14 +49,12 @@ def _setup(args: str, dtype: torch.dtype):
     return prepare_frame(parse_nanobragg(args.split()).experiment, dtype, "cpu")
 
 
-def _render(setup, mode: str, window: Window | None = None) -> np.ndarray:
+def _render(setup, mode: str, window: Window | None = None, **kw) -> np.ndarray:
+    """Render with the ``eager`` or ``compiled`` kernel."""
     geo = setup.detector
     window = window or Window.full(geo.slow_pixels, geo.fast_pixels)
-    fused.set_compile(mode)
-    try:
+    with kernel(mode, **kw):
         return render_window(setup, window).numpy()
-    finally:
-        fused.set_compile(None)
 
 
 def _assert_close(ours: np.ndarray, ref: np.ndarray, rel: float) -> None:
@@ -75,8 +75,8 @@ def hkl_folder(tmp_path, monkeypatch):
 def test_compiled_matches_eager_float32():
     setup = _setup(FEATURES_F32, torch.float32)
     assert setup.n_sources == 2 and setup.n_orientations == 2 and setup.sensor.layers == 2
-    eager = _render(setup, "off")
-    compiled = _render(setup, "on")
+    eager = _render(setup, "eager")
+    compiled = _render(setup, "compiled")
     assert not fused.failed(setup), "the fused kernel did not compile"
     # parity floor for float32 is 5e-3 x max; the two kernels agree far better
     _assert_close(compiled, eager, 1e-4)
@@ -88,13 +88,13 @@ def test_compiled_matches_eager_float32():
 def test_compiled_matches_eager_float64_and_windows(hkl_folder):
     setup = _setup(FEATURES_F64, torch.float64)
     assert setup.sf_table.hkls > 0 and not setup.interpolate
-    eager = _render(setup, "off")
-    full = _render(setup, "on")
+    eager = _render(setup, "eager")
+    full = _render(setup, "compiled")
     assert not fused.failed(setup), "the fused kernel did not compile"
     _assert_close(full, eager, 1e-9)
     # window invariance with the compiled kernel: edges, corners, single pixels
     for w in (Window(0, 9, 0, 7), Window(5, 36, 11, 40), Window(35, 36, 39, 40)):
-        part = _render(setup, "on", w)
+        part = _render(setup, "compiled", w)
         np.testing.assert_allclose(
             part,
             full[w.slow0 : w.slow1, w.fast0 : w.fast1],
@@ -143,14 +143,14 @@ def test_block_shapes_are_few_and_bounded():
 def test_failed_compilation_falls_back_to_eager(monkeypatch):
     args = FEATURES_F32.replace("-N 5", "-N 3")  # a structure no other test compiles
     setup = _setup(args, torch.float32)
-    eager = _render(setup, "off")
+    eager = _render(setup, "eager")
 
     def broken(*a, **k):
         raise RuntimeError("no compiler here")
 
     monkeypatch.setattr(torch, "compile", broken)
     with pytest.warns(RuntimeWarning, match="eager"):
-        out = _render(setup, "on")
+        out = _render(setup, "compiled", fallback_is_error=False)
     assert fused.failed(setup)
     np.testing.assert_array_equal(out, eager)
 
@@ -160,12 +160,9 @@ def test_failed_compilation_falls_back_to_eager(monkeypatch):
 def test_compiled_cuda_matches_cpu_eager():
     cpu = _setup(FEATURES_F32, torch.float32)
     gpu = prepare_frame(cpu.experiment, torch.float32, "cuda")
-    eager = _render(cpu, "off")
-    fused.set_compile("on")
-    try:
+    eager = _render(cpu, "eager")
+    with kernel("compiled"):
         geo = gpu.detector
         out = render_window(gpu, Window.full(geo.slow_pixels, geo.fast_pixels)).cpu().numpy()
-    finally:
-        fused.set_compile(None)
     assert not fused.failed(gpu)
     _assert_close(out, eager, 1e-4)

@@ -41,6 +41,26 @@ def full_render(exp: Experiment, dtype: torch.dtype = torch.float32) -> np.ndarr
     return render_frame(prepare_frame(exp, dtype, "cpu"), progress=False)
 
 
+def mean_2x2(image: np.ndarray) -> np.ndarray:
+    """The expected next pyramid level, computed here: the mean of each 2x2 block, an odd edge
+    row/column (and corner) averaged over the pixels that exist."""
+    x = np.asarray(image, dtype=np.float64)
+    s, f = x.shape
+    padded = np.full((s + s % 2, f + f % 2), np.nan)
+    padded[:s, :f] = x
+    return np.nanmean(padded.reshape(padded.shape[0] // 2, 2, padded.shape[1] // 2, 2), (1, 3))
+
+
+def assert_pyramid(group: zarr.Group, frame: int) -> None:
+    """Every level of ``frame`` is the 2x2 mean of the level above, stored in its dtype."""
+    levels = len(group.attrs["ome"]["multiscales"][0]["datasets"])
+    assert levels >= 2
+    for level in range(1, levels):
+        above, below = group[str(level - 1)][frame], group[str(level)][frame]
+        expected = mean_2x2(above).astype(below.dtype)
+        np.testing.assert_allclose(below, expected, rtol=1e-6, atol=0)
+
+
 def assert_close(got: np.ndarray, ref: np.ndarray) -> None:
     assert got.shape == ref.shape
     assert np.abs(got.astype(np.float64) - ref).max() <= 1e-6 * np.abs(ref).max()
@@ -108,6 +128,10 @@ def test_pyramid_levels_halve_to_the_minimum_size() -> None:
     assert binned.shape == (2, 3)
     assert binned[0, 0] == np.mean([0, 1, 5, 6]) and binned[1, 2] == 14.0
     assert binned[0, 2] == np.mean([4, 9]) and binned[1, 0] == np.mean([10, 11])
+    rng = np.random.default_rng(8)
+    for shape in ((6, 8), (7, 8), (6, 9), (7, 9), (1, 1), (1, 4)):
+        data = rng.uniform(0, 100, size=shape).astype(np.float32)
+        np.testing.assert_allclose(bin2x2(data), mean_2x2(data), rtol=1e-12)
     # chunk (r, c) of a level is binned from chunks (2r..2r+1, 2c..2c+1) above; ragged edges
     assert children((300, 129), 64, 2, 0) == [(4, 0), (4, 1)]
     shapes = level_shapes(600, 600, 100)
@@ -138,12 +162,14 @@ def read_store(path: Path) -> zarr.Group:
 
 def test_ragged_tiled_render_equals_full_frame_render(client, tmp_path: Path) -> None:
     exp = experiment("-detpixels_f 150 -detpixels_s 110")
-    job = JobSpec(exp, tile=32, pyramid_min=256)
+    job = JobSpec(exp, tile=32, pyramid_min=40)
     done = render_job(client, str(tmp_path / "a.zarr"), job)
     assert done.tiles_rendered == 5 * 4 and done.pixels_rendered == 150 * 110
     ref = full_render(exp)
     group = read_store(tmp_path / "a.zarr")
     assert_close(group["0"][0], ref)
+    assert [group[str(k)].shape[1:] for k in range(3)] == [(110, 150), (55, 75), (28, 38)]
+    assert_pyramid(group, 0)  # odd edges at level 1
     stats = group.attrs["braggtile"]["frames"]["0"]
     assert stats["complete"] is True
     whole = TileStatistics.from_tile(group["0"][0], Window(0, 110, 0, 150)).summary()
@@ -169,8 +195,7 @@ def test_roi_render_leaves_pixels_outside_at_zero(client, tmp_path: Path) -> Non
     group = read_store(tmp_path / "roi.zarr")
     levels = [group[str(level)][0] for level in range(4)]
     assert [lv.shape for lv in levels] == [(96, 96), (48, 48), (24, 24), (12, 12)]
-    for above, below in zip(levels[:-1], levels[1:], strict=True):
-        np.testing.assert_array_equal(below, bin2x2(above).astype(np.float32))
+    assert_pyramid(group, 0)
 
 
 def test_series_frame_k_equals_a_single_render_at_phi0_plus_k_osc(client, tmp_path: Path) -> None:
@@ -235,7 +260,7 @@ def test_store_opens_as_an_ome_zarr_pyramid(client, tmp_path: Path) -> None:
     assert level0.shape == (1, 280, 300) and level0.chunks == (1, 256, 256)
     assert level1.shape == (1, 140, 150) and level1.chunks == (1, 256, 256)
     assert level0.metadata.dimension_names == ("t", "y", "x")
-    np.testing.assert_allclose(level1[0], bin2x2(level0[0]).astype(np.float32), rtol=1e-6)
+    assert_pyramid(group, 0)
     meta = group.attrs["braggtile"]
     assert Experiment.model_validate(meta["experiment"]) == exp
     assert meta["job"] == {"frames": 1, "tile": 256, "dtype": "float32", "pyramid_min": 256}
@@ -265,6 +290,10 @@ def test_resume_renders_only_the_missing_tiles(client, tmp_path: Path) -> None:
     for f, r, c in lost:
         store.array("0")[f, 16 * r : 16 * r + 16, 16 * c : 16 * c + 16] = -1.0
         store.array(RECORDS)[f, r, c, :] = np.nan
+    levels = job.level_shapes
+    assert len(levels) == 3
+    for level in range(1, len(levels)):  # and frame 1's pyramid left half-written
+        store.array(str(level))[1] = -1.0
     store.group.update_attributes({"braggtile": {**store.group.attrs["braggtile"], "frames": {}}})
     done = render_job(client, path, job)
     assert (done.tiles_rendered, done.tiles_resumed) == (3, 2 * 25 - 3)
@@ -275,7 +304,8 @@ def test_resume_renders_only_the_missing_tiles(client, tmp_path: Path) -> None:
             assert again[key] == record  # same render time: not recomputed
     group = read_store(Path(path))
     np.testing.assert_array_equal(group["0"][...], full)
-    assert group["1"][1].min() >= 0.0  # pyramid rebuilt from the repaired tiles
+    for frame in range(2):  # pyramid rebuilt from the repaired tiles
+        assert_pyramid(group, frame)
     assert {k: v["complete"] for k, v in group.attrs["braggtile"]["frames"].items()} == {
         "0": True,
         "1": True,
