@@ -1,4 +1,9 @@
-"""Counter-based Poisson noise: tiling invariance, statistics against C's -noisefile, errors."""
+"""Counter-based Poisson noise on braggtile's own image: Poisson statistics, seeds, tiling
+invariance, and statistics against C's -noisefile for the same case (simple_cubic, -seed 12345).
+
+C's noise cannot be matched pixel for pixel (one sequential random stream over the frame), so
+the comparison with C is statistical: both images are Poisson draws about the same means.
+"""
 
 from __future__ import annotations
 
@@ -9,25 +14,39 @@ import numpy as np
 import pytest
 import torch
 
+from engine.cli import render_frame
+from engine.cli_args import parse_nanobragg
 from engine.noise import noise_image, philox4x32_10, poisson_counts
+from engine.setup import prepare_frame
 from engine.smv import read_smv
 
-from reference import REFERENCE, need_file
+from reference import FLOORS, case_args, need_file, parity, reference_image
 
-FORMATS = REFERENCE / "formats"
 SIDE = 1024
 SEED = 12345
+ADC = 40.0
 
 
 @pytest.fixture(scope="module")
 def float_image() -> torch.Tensor:
-    path = need_file(REFERENCE / "images" / "simple_cubic.bin")
-    return torch.from_numpy(np.fromfile(path, dtype="<f4").reshape(SIDE, SIDE))
+    """braggtile's float image of simple_cubic (photons/pixel), checked against C's."""
+    setup = prepare_frame(parse_nanobragg(case_args("simple_cubic")).experiment, torch.float32)
+    image = render_frame(setup, progress=False)
+    assert image.shape == (SIDE, SIDE)
+    assert parity(image, reference_image("simple_cubic")).meets(*FLOORS["float32"])
+    return torch.from_numpy(image)
 
 
 @pytest.fixture(scope="module")
 def full_frame(float_image: torch.Tensor) -> tuple[torch.Tensor, float, int]:
     return noise_image(float_image, SEED, 0, 0, 0, SIDE)
+
+
+@pytest.fixture(scope="module")
+def c_noise() -> np.ndarray:
+    """Photons of C's -noisefile (ADC offset removed), float64."""
+    _, adu = read_smv(need_file("formats/simple_cubic_noise_seed12345.img"))
+    return adu.astype(np.float64) - ADC
 
 
 @pytest.mark.parametrize(
@@ -52,6 +71,8 @@ def test_same_seed_same_noise_from_ragged_windows(
 ) -> None:
     whole, photons, overloads = full_frame
     assert whole.dtype == torch.uint16 and whole.shape == (SIDE, SIDE)
+    again, again_photons, _ = noise_image(float_image.clone(), SEED, 0, 0, 0, SIDE)
+    assert torch.equal(again, whole) and again_photons == photons  # reproducible from the seed
     rows, cols = [384, 385, 517, 600, 601, 640], [0, 1, 513, 514, 1000, SIDE]
     tiled = torch.zeros(SIDE, SIDE, dtype=torch.int32)
     tiled_photons = 0.0
@@ -64,35 +85,61 @@ def test_same_seed_same_noise_from_ragged_windows(
             assert ov == 0
     band = slice(rows[0], rows[-1])
     assert torch.equal(tiled[band], whole[band].to(torch.int32))
-    assert tiled_photons == float((whole[band].to(torch.float64) - 40.0).sum())
-    assert overloads == 0 and photons == float((whole.to(torch.float64) - 40.0).sum())
+    assert tiled_photons == float((whole[band].to(torch.float64) - ADC).sum())
+    assert overloads == 0 and photons == float((whole.to(torch.float64) - ADC).sum())
 
 
 def test_seed_and_frame_change_the_noise() -> None:
     block = torch.full((64, 64), 5.0)
-    reference, _, _ = noise_image(block, SEED, 0, 0, 0, SIDE)
+    first, _, _ = noise_image(block, SEED, 0, 0, 0, SIDE)
     for seed, frame in ((SEED + 1, 0), (SEED, 1)):
         other, _, _ = noise_image(block, seed, frame, 0, 0, SIDE)
-        assert (other != reference).float().mean() > 0.7  # 1 - sum(p_k^2) = 0.87 at mean 5
+        assert (other != first).float().mean() > 0.7  # 1 - sum(p_k^2) = 0.87 at mean 5
+
+
+def test_noise_is_poisson_about_the_float_image(
+    float_image: torch.Tensor, full_frame: tuple[torch.Tensor, float, int]
+) -> None:
+    lam = float_image.numpy().astype(np.float64)
+    adu, photons, overloads = full_frame
+    counts = adu.numpy().astype(np.float64) - ADC
+    assert overloads == 0 and counts.min() >= 0 and np.all(counts == np.round(counts))
+    assert photons == counts.sum()
+    assert abs(photons - lam.sum()) < 5.0 * math.sqrt(lam.sum())
+    bright = lam >= 20.0  # ~1e4 pixels: standardised residuals are ~N(0, 1)
+    z = (counts[bright] - lam[bright]) / np.sqrt(lam[bright])
+    assert bright.sum() > 5000
+    assert abs(z.mean()) < 5.0 / math.sqrt(z.size)
+    assert abs(z.var() - 1.0) < 5.0 * math.sqrt(2.0 / z.size)
+    dim = lam < 1.0  # ~9e5 pixels: P(0) = exp(-lambda)
+    p0 = np.exp(-lam[dim])
+    zeros = float((counts[dim] == 0).sum())
+    assert abs(zeros - p0.sum()) < 5.0 * math.sqrt((p0 * (1 - p0)).sum())
+    residual = counts - lam
+    assert abs(residual.var() / lam.mean() - 1.0) < 0.05
 
 
 def test_statistics_match_c_noise_image(
-    float_image: torch.Tensor, full_frame: tuple[torch.Tensor, float, int]
+    float_image: torch.Tensor, full_frame: tuple[torch.Tensor, float, int], c_noise: np.ndarray
 ) -> None:
-    log = need_file(FORMATS / "simple_cubic_formats.log").read_text()
+    """Ours and C's are independent Poisson draws about the same means: their difference has
+    mean 0 and variance 2 x lambda, pixel by pixel."""
+    log = need_file("formats/simple_cubic_formats.log").read_text()
     c_photons = float(re.search(r"(\d+) photons on noise image", log).group(1))
-    expected = float_image.to(torch.float64)
-    adu, photons, overloads = full_frame
-    sigma = math.sqrt(float(expected.sum()))
-    assert abs(photons - c_photons) < 4.0 * sigma
-    assert overloads == 0
-    residual = adu.to(torch.float64) - 40.0 - expected
-    assert abs(float(residual.sum()) - (photons - float(expected.sum()))) < 1e-6
-    ratio = float(residual.var()) / float(expected.mean())
-    assert abs(ratio - 1.0) < 0.05
-    _, c_adu = read_smv(need_file(FORMATS / "simple_cubic_noise_seed12345.img"))
-    c_residual = torch.from_numpy(c_adu.astype(np.float64)) - 40.0 - expected
-    assert abs(float(c_residual.var()) / float(expected.mean()) - 1.0) < 0.05
+    assert c_photons == c_noise.sum()
+    lam = float_image.numpy().astype(np.float64)
+    ours = full_frame[0].numpy().astype(np.float64) - ADC
+    assert abs(ours.sum() - c_photons) < 5.0 * math.sqrt(2.0 * lam.sum())
+    diff = ours - c_noise
+    assert abs(diff.mean()) < 5.0 * math.sqrt(2.0 * lam.mean() / diff.size)
+    assert abs(diff.var() / (2.0 * lam.mean()) - 1.0) < 0.05
+    bright = lam >= 20.0
+    z = diff[bright] / np.sqrt(2.0 * lam[bright])
+    assert abs(z.mean()) < 5.0 / math.sqrt(z.size)
+    assert abs(z.var() - 1.0) < 5.0 * math.sqrt(2.0 / z.size)
+    p0 = np.exp(-lam[lam < 1.0])  # dim pixels: zero counts as often in both
+    ours_zeros, c_zeros = (float((x[lam < 1.0] == 0).sum()) for x in (ours, c_noise))
+    assert abs(ours_zeros - c_zeros) < 5.0 * math.sqrt(2.0 * float((p0 * (1.0 - p0)).sum()))
 
 
 def _pmf(k: np.ndarray, lam: float) -> np.ndarray:
