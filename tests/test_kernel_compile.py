@@ -120,7 +120,12 @@ def test_compile_modes(monkeypatch):
     monkeypatch.setenv(fused.COMPILE_ENV, "1")
     assert fused.compile_mode() == "on" and use_fused(setup)
     monkeypatch.setenv(fused.COMPILE_ENV, "auto")
-    assert use_fused(setup) == (frame_samples(setup) >= AUTO_COMPILE_SAMPLES)
+    assert frame_samples(setup) == 48 * 40 * 2 * 2 * 4 * 2  # sources x domains x 2x2 x layers
+    assert not use_fused(setup)  # 61440 samples: eager
+    big_args = FEATURES_F32.replace("-detpixels_x 48 -detpixels_y 40", "-detpixels 2048")
+    big = _setup(big_args, torch.float32)
+    assert frame_samples(big) == 2048 * 2048 * 32 >= AUTO_COMPILE_SAMPLES
+    assert use_fused(big)
     fused.set_compile("off")
     try:
         assert not use_fused(setup)

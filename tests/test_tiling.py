@@ -16,7 +16,7 @@ from engine.cli import render_frame
 from engine.cli_args import parse_nanobragg
 from engine.model import Experiment
 from engine.setup import prepare_frame
-from engine.smv import int_image, read_smv
+from engine.smv import read_smv
 from engine.statistics import TileStatistics
 from engine.window import Window
 from tiling.cluster import connect
@@ -357,8 +357,13 @@ def test_nanobragg_output_files_are_written_per_frame_after_statistics(
         np.testing.assert_array_equal(floats, image)
         _, adu = read_smv(tmp_path / f"i_{k:05d}.img")
         assert adu.max() == 55040  # scaled by 55000/max_I from the frame statistics, +40 ADC
-        assert np.array_equal(adu, int_image(image, max_i=float(image.max()))[0])
-        assert (tmp_path / f"n_{k:05d}.img").stat().st_size == 512 + 2 * 48 * 48
+        # C: floorf(clamp(I * 55000 / max_I + 40, 0, 65535) + 0.5)
+        expected = np.clip(image.astype(np.float64) * (55000.0 / image.max()) + 40.0, 0, 65535)
+        np.testing.assert_array_equal(adu, np.floor((expected + 0.5).astype(np.float32)))
+        _, counts = read_smv(tmp_path / f"n_{k:05d}.img")
+        counts = counts.astype(np.float64) - 40.0
+        assert counts.min() >= 0  # Poisson about this frame's photons
+        assert abs(counts.sum() - image.sum()) < 5.0 * np.sqrt(image.sum())
     logs = [e.log for e in events if isinstance(e, FrameDone)]
     assert all("i_0000" in log for log in logs) and len(logs) == 2
     assert not (tmp_path / "image.pgm").exists()
