@@ -36,12 +36,6 @@ FINISH_PRIORITY = 1 << 30
 MAX_PENDING_TILES = 4096
 
 
-def cluster_has_gpu(client: Client) -> bool:
-    """True if any worker of the cluster declares a ``GPU`` resource."""
-    workers = client.scheduler_info(n_workers=-1).get("workers", {})
-    return any(w.get("resources", {}).get("GPU", 0) > 0 for w in workers.values())
-
-
 @dataclass
 class _Frame:
     missing: list[Tile]  # tiles still to submit, nearest the beam centre first
@@ -231,16 +225,18 @@ def render_job(
 ) -> JobDone:
     """Render ``job`` into the store at ``path`` on the client's cluster; resumes a partial one.
 
-    ``device``: "auto" renders on GPUs when any worker declares a ``GPU`` resource (tile tasks
-    then request one), else on CPUs. Events go to ``on_event`` in order, on the calling thread.
+    ``device``: "auto" lets every worker take tiles, each rendering on its GPU when it declares a
+    ``GPU`` resource and on its CPUs otherwise (mixed clusters use both kinds; float32 pixels of
+    a GPU tile may differ from a CPU tile's in the last bits); "cuda" sends tiles only to workers
+    declaring ``GPU`` (each task requests one); "cpu" renders on CPUs wherever it runs. Events
+    go to ``on_event`` in order, on the calling thread.
     Frames are submitted in order while fewer than ``max_pending_tiles`` tiles are pending (a
     frame is never split), which bounds the graph of long series.
     """
     start = time.perf_counter()
     store, _ = TileStore.open_or_create(path, job, overwrite=overwrite)
-    kind = ("cuda" if cluster_has_gpu(client) else "cpu") if device == "auto" else device
     emit = on_event or (lambda event: None)
-    run = _Run(client, store, kind, emit, frame_writer, max_pending_tiles)
+    run = _Run(client, store, device, emit, frame_writer, max_pending_tiles)
     tiles_done = run.plan(store.records(), store.complete_frames())
     tiles_total = len(run.order) * job.frames
     emit(JobStarted(path, job.frames, tiles_total, tiles_done))
