@@ -40,8 +40,14 @@ MAX_PENDING_TILES = 4096
 class _Frame:
     missing: list[Tile]  # tiles still to submit, nearest the beam centre first
     remaining: int  # tiles not yet in the store
-    statistics: TileStatistics  # merged partials of the tiles in the store
+    partials: dict[tuple[int, int], TileStatistics]  # (row, col) -> partial of a finished tile
     futures: list[Future] = field(default_factory=list)  # its pyramid tasks, kept until done
+
+    @property
+    def statistics(self) -> TileStatistics:
+        """The frame's statistics, merged in tile order: the same bits whatever order the tiles
+        finished in, and after any resume."""
+        return merge_all([self.partials[key] for key in sorted(self.partials)])
 
 
 class _Run:
@@ -97,9 +103,9 @@ class _Run:
                 done_total += len(self.order)
                 continue
             keys = [(frame, t.row, t.col) for t in self.order]
-            done = [records[k].statistics for k in keys if k in records]
+            done = {k[1:]: records[k].statistics for k in keys if k in records}
             missing = [t for t, k in zip(self.order, keys, strict=True) if k not in records]
-            self.frames[frame] = _Frame(missing, len(missing), merge_all(done))
+            self.frames[frame] = _Frame(missing, len(missing), done)
             done_total += len(done)
             if missing:
                 self.queue.append(frame)
@@ -165,7 +171,7 @@ class _Run:
     def tile_done(self, frame: int, tile: Tile, result: list[float], done: int, total: int) -> None:
         record = TileRecord.from_vector(np.asarray(result))
         state = self.frames[frame]
-        state.statistics = state.statistics.merge(record.statistics)
+        state.partials[(tile.row, tile.col)] = record.statistics
         state.remaining -= 1
         self.pending_tiles -= 1
         self.rendered += 1
