@@ -22,6 +22,7 @@ from tiling.cluster import connect
 from tiling.events import Event, FrameDone, JobStarted, TileDone
 from tiling.graph import render_job
 from tiling.job import JobSpec
+from tiling.lock import StoreLock, StoreLockedError
 from tiling.outputs import NanoBraggFiles, requested_outputs
 from tiling.pyramid import DEFAULT_MIN_SIZE
 from tiling.store import StoreMismatchError
@@ -177,6 +178,8 @@ def run_render(args: argparse.Namespace) -> int:
     path = args.output if "://" in args.output else os.path.abspath(args.output)
     gpu = {"auto": None, "cpu": False, "cuda": True}[args.device]
     try:
+        with StoreLock(path):  # refuse a store in use before starting a cluster
+            pass
         with connect(
             args.scheduler,
             args.workers,
@@ -194,7 +197,7 @@ def run_render(args: argparse.Namespace) -> int:
                 on_event=on_event,
                 frame_writer=writer,
             )
-    except (StoreMismatchError, ValueError) as exc:
+    except (StoreMismatchError, StoreLockedError, ValueError) as exc:
         print(f"braggtile render: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -24,6 +24,7 @@ from engine.statistics import TileStatistics, merge_all
 from tiling.events import EventHook, FrameDone, JobDone, JobStarted, TileDone
 from tiling.grid import Tile, beam_centre_pixels
 from tiling.job import JobSpec
+from tiling.lock import StoreLock
 from tiling.pyramid import children, level_chunks
 from tiling.store import TileRecord, TileStore
 from tiling.worker import FrameWriter, bin_chunk, finish_frame, render_tile
@@ -231,6 +232,9 @@ def render_job(
 ) -> JobDone:
     """Render ``job`` into the store at ``path`` on the client's cluster; resumes a partial one.
 
+    The store is locked for the whole call (:class:`~tiling.lock.StoreLock`): a second writer is
+    refused with :class:`~tiling.lock.StoreLockedError`.
+
     ``device``: "auto" lets every worker take tiles, each rendering on its GPU when it declares a
     ``GPU`` resource and on its CPUs otherwise (mixed clusters use both kinds; float32 pixels of
     a GPU tile may differ from a CPU tile's in the last bits); "cuda" sends tiles only to workers
@@ -240,13 +244,14 @@ def render_job(
     frame is never split), which bounds the graph of long series.
     """
     start = time.perf_counter()
-    store, _ = TileStore.open_or_create(path, job, overwrite=overwrite)
     emit = on_event or (lambda event: None)
-    run = _Run(client, store, device, emit, frame_writer, max_pending_tiles)
-    tiles_done = run.plan(store.records(), store.complete_frames())
-    tiles_total = len(run.order) * job.frames
-    emit(JobStarted(path, job.frames, tiles_total, tiles_done))
-    run.run(tiles_done, tiles_total)
+    with StoreLock(path):
+        store, _ = TileStore.open_or_create(path, job, overwrite=overwrite)
+        run = _Run(client, store, device, emit, frame_writer, max_pending_tiles)
+        tiles_done = run.plan(store.records(), store.complete_frames())
+        tiles_total = len(run.order) * job.frames
+        emit(JobStarted(path, job.frames, tiles_total, tiles_done))
+        run.run(tiles_done, tiles_total)
     result = JobDone(path, time.perf_counter() - start, run.rendered, tiles_done, run.pixels)
     emit(result)
     return result
