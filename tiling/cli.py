@@ -22,6 +22,7 @@ from tiling.cluster import connect
 from tiling.events import Event, FrameDone, JobStarted, TileDone
 from tiling.graph import render_job
 from tiling.job import JobSpec
+from tiling.lock import StoreLock, StoreLockedError
 from tiling.outputs import NanoBraggFiles, requested_outputs
 from tiling.pyramid import DEFAULT_MIN_SIZE
 from tiling.store import StoreMismatchError
@@ -69,6 +70,7 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     where.add_argument(
         "--scheduler", metavar="ADDRESS", help="existing Dask scheduler (or DASK_SCHEDULER_ADDRESS)"
     )
+    add_batch_arguments(p, where)
     p.add_argument(
         "--torch-threads", type=int, help="torch threads per worker (default: cores/workers)"
     )
@@ -88,6 +90,21 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_render)
     return p
+
+
+def add_batch_arguments(p: argparse.ArgumentParser, where: Any) -> None:
+    """``--cluster slurm|pbs|sge|lsf`` (into the mutually exclusive group ``where``) and the
+    adaptive job range ``--min-jobs``/``--max-jobs``: workers as batch jobs via dask-jobqueue."""
+    from tiling.batch import BATCH_CLUSTERS
+
+    where.add_argument(
+        "--cluster",
+        choices=list(BATCH_CLUSTERS),
+        help="start workers as batch jobs with dask-jobqueue, configured by jobqueue.<kind> "
+        "in the Dask config (see deploy/jobqueue.yaml; needs braggtile[hpc])",
+    )
+    p.add_argument("--min-jobs", type=int, default=0, help="--cluster: fewest batch jobs (0)")
+    p.add_argument("--max-jobs", type=int, default=4, help="--cluster: most batch jobs (4)")
 
 
 def load_job(args: argparse.Namespace) -> tuple[JobSpec, FrameWriter | None]:
@@ -161,7 +178,16 @@ def run_render(args: argparse.Namespace) -> int:
     path = args.output if "://" in args.output else os.path.abspath(args.output)
     gpu = {"auto": None, "cpu": False, "cuda": True}[args.device]
     try:
-        with connect(args.scheduler, args.workers, args.torch_threads, gpu=gpu) as client:
+        with StoreLock(path):  # refuse a store in use before starting a cluster
+            pass
+        with connect(
+            args.scheduler,
+            args.workers,
+            args.torch_threads,
+            gpu=gpu,
+            cluster=args.cluster,
+            jobs=(args.min_jobs, args.max_jobs),
+        ) as client:
             done = render_job(
                 client,
                 path,
@@ -171,7 +197,7 @@ def run_render(args: argparse.Namespace) -> int:
                 on_event=on_event,
                 frame_writer=writer,
             )
-    except (StoreMismatchError, ValueError) as exc:
+    except (StoreMismatchError, StoreLockedError, ValueError) as exc:
         print(f"braggtile render: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

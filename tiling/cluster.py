@@ -55,13 +55,24 @@ def connect(
     workers: int | None = None,
     torch_threads: int | None = None,
     gpu: bool | None = None,
+    cluster: str | None = None,
+    jobs: tuple[int, int] = (0, 4),
 ) -> Iterator[Client]:
     """A client of the cluster at ``scheduler`` (see :func:`scheduler_address`; an explicit
     ``workers`` ignores the environment), else of a new embedded LocalCluster with ``workers``
     processes (default: one per GPU when ``gpu`` (default: CUDA available), else
     min(cores, DEFAULT_CPU_WORKERS)). ``torch_threads`` per worker defaults to the host's cores
-    divided by its workers. Closes what it started on exit.
+    divided by its workers. ``cluster`` ("slurm", "pbs", "sge", "lsf") submits workers as batch
+    jobs through dask-jobqueue (:mod:`tiling.batch`), adapting between ``jobs`` (min, max).
+    Closes what it started on exit.
     """
+    if cluster is not None:
+        from tiling.batch import batch_cluster
+
+        with batch_cluster(cluster, *jobs) as batch, Client(batch) as client:
+            register_plugin(client, torch_threads)
+            yield client
+        return
     address = scheduler if workers is not None else scheduler_address(scheduler)
     if address:
         with Client(address) as client:

@@ -24,6 +24,7 @@ from engine.statistics import TileStatistics, merge_all
 from tiling.events import EventHook, FrameDone, JobDone, JobStarted, TileDone
 from tiling.grid import Tile, beam_centre_pixels
 from tiling.job import JobSpec
+from tiling.lock import StoreLock
 from tiling.pyramid import children, level_chunks
 from tiling.store import TileRecord, TileStore
 from tiling.worker import FrameWriter, bin_chunk, finish_frame, render_tile
@@ -36,18 +37,18 @@ FINISH_PRIORITY = 1 << 30
 MAX_PENDING_TILES = 4096
 
 
-def cluster_has_gpu(client: Client) -> bool:
-    """True if any worker of the cluster declares a ``GPU`` resource."""
-    workers = client.scheduler_info(n_workers=-1).get("workers", {})
-    return any(w.get("resources", {}).get("GPU", 0) > 0 for w in workers.values())
-
-
 @dataclass
 class _Frame:
     missing: list[Tile]  # tiles still to submit, nearest the beam centre first
     remaining: int  # tiles not yet in the store
-    statistics: TileStatistics  # merged partials of the tiles in the store
+    partials: dict[tuple[int, int], TileStatistics]  # (row, col) -> partial of a finished tile
     futures: list[Future] = field(default_factory=list)  # its pyramid tasks, kept until done
+
+    @property
+    def statistics(self) -> TileStatistics:
+        """The frame's statistics, merged in tile order: the same bits whatever order the tiles
+        finished in, and after any resume."""
+        return merge_all([self.partials[key] for key in sorted(self.partials)])
 
 
 class _Run:
@@ -103,9 +104,9 @@ class _Run:
                 done_total += len(self.order)
                 continue
             keys = [(frame, t.row, t.col) for t in self.order]
-            done = [records[k].statistics for k in keys if k in records]
+            done = {k[1:]: records[k].statistics for k in keys if k in records}
             missing = [t for t, k in zip(self.order, keys, strict=True) if k not in records]
-            self.frames[frame] = _Frame(missing, len(missing), merge_all(done))
+            self.frames[frame] = _Frame(missing, len(missing), done)
             done_total += len(done)
             if missing:
                 self.queue.append(frame)
@@ -171,7 +172,7 @@ class _Run:
     def tile_done(self, frame: int, tile: Tile, result: list[float], done: int, total: int) -> None:
         record = TileRecord.from_vector(np.asarray(result))
         state = self.frames[frame]
-        state.statistics = state.statistics.merge(record.statistics)
+        state.partials[(tile.row, tile.col)] = record.statistics
         state.remaining -= 1
         self.pending_tiles -= 1
         self.rendered += 1
@@ -231,20 +232,26 @@ def render_job(
 ) -> JobDone:
     """Render ``job`` into the store at ``path`` on the client's cluster; resumes a partial one.
 
-    ``device``: "auto" renders on GPUs when any worker declares a ``GPU`` resource (tile tasks
-    then request one), else on CPUs. Events go to ``on_event`` in order, on the calling thread.
+    The store is locked for the whole call (:class:`~tiling.lock.StoreLock`): a second writer is
+    refused with :class:`~tiling.lock.StoreLockedError`.
+
+    ``device``: "auto" lets every worker take tiles, each rendering on its GPU when it declares a
+    ``GPU`` resource and on its CPUs otherwise (mixed clusters use both kinds; float32 pixels of
+    a GPU tile may differ from a CPU tile's in the last bits); "cuda" sends tiles only to workers
+    declaring ``GPU`` (each task requests one); "cpu" renders on CPUs wherever it runs. Events
+    go to ``on_event`` in order, on the calling thread.
     Frames are submitted in order while fewer than ``max_pending_tiles`` tiles are pending (a
     frame is never split), which bounds the graph of long series.
     """
     start = time.perf_counter()
-    store, _ = TileStore.open_or_create(path, job, overwrite=overwrite)
-    kind = ("cuda" if cluster_has_gpu(client) else "cpu") if device == "auto" else device
     emit = on_event or (lambda event: None)
-    run = _Run(client, store, kind, emit, frame_writer, max_pending_tiles)
-    tiles_done = run.plan(store.records(), store.complete_frames())
-    tiles_total = len(run.order) * job.frames
-    emit(JobStarted(path, job.frames, tiles_total, tiles_done))
-    run.run(tiles_done, tiles_total)
+    with StoreLock(path):
+        store, _ = TileStore.open_or_create(path, job, overwrite=overwrite)
+        run = _Run(client, store, device, emit, frame_writer, max_pending_tiles)
+        tiles_done = run.plan(store.records(), store.complete_frames())
+        tiles_total = len(run.order) * job.frames
+        emit(JobStarted(path, job.frames, tiles_total, tiles_done))
+        run.run(tiles_done, tiles_total)
     result = JobDone(path, time.perf_counter() - start, run.rendered, tiles_done, run.pixels)
     emit(result)
     return result

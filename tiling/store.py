@@ -44,6 +44,18 @@ RECORD_FIELDS = (
 ATTRS_KEY = "braggtile"
 
 
+def store_location(path: str, read_only: bool = False) -> Any:
+    """What zarr opens for ``path``: a local folder as is, or an fsspec URL (``file://``,
+    ``s3://``, ``gs://``, ``memory://`` with the matching fsspec package) as an FsspecStore.
+    Local-URL stores create their folders as chunks are written."""
+    if "://" not in path:
+        return path
+    from zarr.storage import FsspecStore
+
+    options = {"auto_mkdir": True} if path.startswith("file://") else {}
+    return FsspecStore.from_url(path, storage_options=options, read_only=read_only)
+
+
 class StoreMismatchError(ValueError):
     """The store at the path holds a different job (experiment or options)."""
 
@@ -175,7 +187,7 @@ class TileStore:
         """
         if not overwrite:
             try:
-                group = zarr.open_group(path, mode="r+")
+                group = zarr.open_group(store_location(path), mode="r+")
             except FileNotFoundError:
                 group = None
             if group is not None and ATTRS_KEY in group.attrs:
@@ -192,7 +204,7 @@ class TileStore:
 
     @classmethod
     def _create(cls, path: str, job: JobSpec) -> TileStore:
-        group = zarr.open_group(path, mode="w", zarr_format=3)
+        group = zarr.open_group(store_location(path), mode="w", zarr_format=3)
         tile = job.tile
         for level, (slow, fast) in enumerate(job.level_shapes):
             group.create_array(
@@ -231,7 +243,7 @@ class TileStore:
     @classmethod
     def open_for_worker(cls, path: str, fingerprint: str) -> TileStore:
         """Open an existing store to write chunks; checks it still holds job ``fingerprint``."""
-        group = zarr.open_group(path, mode="r+")
+        group = zarr.open_group(store_location(path), mode="r+")
         attrs = group.attrs[ATTRS_KEY]
         if attrs.get("fingerprint") != fingerprint:
             raise StoreMismatchError(f"{path} no longer holds job {fingerprint[:12]}")

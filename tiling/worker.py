@@ -77,7 +77,10 @@ class TilingPlugin(WorkerPlugin):
             torch.set_num_threads(self.threads)
 
     def device(self, kind: str) -> torch.device:
-        """The torch device for tasks of ``kind`` ("cpu" or "cuda") on this worker."""
+        """The torch device for tasks of ``kind`` on this worker: "cpu", "cuda", or "auto" (this
+        worker's GPU when it declares a ``GPU`` resource and has CUDA, else its CPUs)."""
+        if kind == "auto":
+            kind = "cuda" if self.gpu_index is not None else "cpu"
         if kind == "cuda":
             if not torch.cuda.is_available():
                 raise RuntimeError("a GPU task reached a worker without CUDA")

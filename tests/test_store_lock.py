@@ -1,0 +1,91 @@
+"""One writer per store: a second render is refused; a dead holder's lock is broken."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from tiling.lock import StoreLock, StoreLockedError
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+ARGS = (
+    "-N 5 -cell 100 100 100 90 90 90 -default_F 100 -lambda 1 -distance 100 -misset 10 20 30 "
+    "-detpixels 192 -mosaic 0.5 -mosaic_domains 20 -oversample 2"
+)
+
+
+def test_a_second_writer_is_refused_in_the_same_process(tmp_path: Path) -> None:
+    store = str(tmp_path / "s.zarr")
+    with StoreLock(store):
+        with pytest.raises(StoreLockedError, match=f"process {os.getpid()}"):
+            StoreLock(store).__enter__()
+    with StoreLock(store):  # released on exit
+        pass
+
+
+def test_the_lock_of_a_killed_holder_is_broken(tmp_path: Path) -> None:
+    store = str(tmp_path / "k.zarr")
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         f"from tiling.lock import StoreLock\nwith StoreLock({store!r}):\n"
+         "    print('locked', flush=True)\n    input()"],
+        env=ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(StoreLockedError, match=f"process {holder.pid}"):
+            StoreLock(store).__enter__()
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=10)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    assert Path(store + ".lock").exists()  # the file survives the crash, the lock does not
+    with StoreLock(store):
+        pass
+
+
+def render(out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "service.cli", "render", f"--nanobragg={ARGS}", "-o", str(out),
+        "--tile", "32", "--workers", "1", "--no-progress", *extra,
+    ]  # fmt: skip
+
+
+def test_two_renders_into_one_store_never_interleave(tmp_path: Path) -> None:
+    out = tmp_path / "two.zarr"
+    first = subprocess.Popen(
+        render(out), cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not Path(f"{out}.lock").exists() or not (out / "zarr.json").exists():
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline, "the first render never took the lock"
+            time.sleep(0.05)
+        second = subprocess.run(
+            render(out, "--overwrite"), cwd=tmp_path, env=ENV, capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+        first_out, first_err = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    if first.returncode == 0 and "being written" not in second.stderr:
+        pytest.fail("the first render finished before the second started; make it slower")
+    assert second.returncode == 2
+    assert f"being written by process {first.pid}" in second.stderr
+    assert second.stderr.count("\n") == 1, second.stderr  # one line, no traceback
+    assert first.returncode == 0, first_err
+    records = zarr.open_group(str(out), mode="r")["tiles"][...]
+    assert not np.isnan(records).any()  # the overwrite never happened: every tile is there
