@@ -136,7 +136,7 @@ def parse_nanobragg(argv: list[str]) -> NanoBraggRun:
     custom_vectors = False
     detpixels: dict[str, int] = {}
     detsize: dict[str, float] = {}
-    size_um: list[float] = [0.0, 0.0, 0.0]
+    size_mm: list[float] = [0.0, 0.0, 0.0]
     misset_random = False
     misset_seed: int | None = None
     sourcefile: str | None = None
@@ -181,13 +181,13 @@ def parse_nanobragg(argv: list[str]) -> NanoBraggRun:
         elif f == "-seed":
             out.seed = _seed(f, a.int(f))
         elif f in ("-xtal_size", "-xtalsize", "-sample_size", "-samplesize"):
-            size_um[:] = [_positive(f, a.float(f), "mm") * 1000.0] * 3
+            size_mm[:] = [_positive(f, a.float(f), "mm")] * 3
         elif f in ("-xtal_thick", "-xtal_x", "-sample_thick", "-sample_x"):
-            size_um[0] = _positive(f, a.float(f), "mm") * 1000.0
+            size_mm[0] = _positive(f, a.float(f), "mm")
         elif f in ("-xtal_width", "-xtal_y", "-sample_width", "-sample_y", "-width"):
-            size_um[1] = _positive(f, a.float(f), "mm") * 1000.0
+            size_mm[1] = _positive(f, a.float(f), "mm")
         elif f in ("-xtal_height", "-xtal_z", "-sample_height", "-sample_z", "-height"):
-            size_um[2] = _positive(f, a.float(f), "mm") * 1000.0
+            size_mm[2] = _positive(f, a.float(f), "mm")
         elif f in ("-density", "-sample_density", "-MW", "-molecules"):
             a.float(f)  # accepted for compatibility; C recomputes these from the cell
         elif f in ("-Xbeam", "-Ybeam"):
@@ -403,15 +403,16 @@ def parse_nanobragg(argv: list[str]) -> NanoBraggRun:
         if k in detpixels:
             det[key] = detpixels[k]
         else:
-            size = detsize.get(k, 102.4)
-            det[key] = max(1, math.ceil(size / pixel_mm - 0.5))
+            # C: ceil(detsize_m / pixel_m - 0.5), both converted with /1000
+            size_m = detsize.get(k, 102.4) / 1000.0
+            det[key] = max(1, math.ceil(size_m / (pixel_mm / 1000.0) - 0.5))
     if custom_vectors:
         convention = Convention.CUSTOM
     det["convention"] = convention
     if convention is Convention.CUSTOM:
         det["pivot"] = pivot_flag or Pivot.BEAM
-    if any(size_um):
-        cry["size_um"] = tuple(size_um)
+    if any(size_mm):
+        cry["size_mm"] = tuple(size_mm)
     for axis in ("a", "b", "c"):
         if axis in ncells:
             cry[f"n{axis}"] = ncells[axis]

@@ -142,7 +142,7 @@ class Crystal(_Model):
     na: int = Field(1, ge=1)
     nb: int = Field(1, ge=1)
     nc: int = Field(1, ge=1)
-    size_um: tuple[float, float, float] | None = None  # overrides na/nb/nc when given
+    size_mm: tuple[float, float, float] | None = None  # overrides na/nb/nc when > 0
     shape: CrystalShape = CrystalShape.SQUARE
     fudge: float = 1.0
     default_F: NonNegFloat = 0.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from engine.model import Goniometer
+from engine.orientation import RTD
 
 
 def resolve_phi(gonio: Goniometer) -> tuple[float, float, float, int]:
@@ -19,7 +20,7 @@ def resolve_phi(gonio: Goniometer) -> tuple[float, float, float, int]:
         elif step <= 0.0:
             steps, step = 2, osc / 2.0
         else:
-            steps = math.ceil(osc / step)
+            steps = math.ceil((osc / RTD) / (step / RTD))  # C divides the radian values
     else:
         if steps == 0:
             steps = 1

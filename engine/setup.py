@@ -186,8 +186,10 @@ def prepare_frame(
     geo = detector_geometry(exp)
     misset = exp.crystal.misset_deg
     misset_rad = tuple(x / RTD for x in misset) if misset is not None else None
-    lattice = build_lattice(exp.crystal, exp.beam.wavelength_A, misset_rad)
-    lam0 = exp.beam.wavelength_A * 1e-10
+    lattice = build_lattice(
+        exp.crystal, exp.beam.wavelength_A, misset_rad, exp.beam.beamsize_mm / 1000.0
+    )
+    lam0 = exp.beam.wavelength_A / 1e10  # C: lambda0 = atof(A)/1e10
     oversample = exp.sampling.oversample or auto_oversample(
         lattice, lam0, geo.distance, geo.pixel_size
     )
