@@ -98,7 +98,8 @@ def detector_geometry(exp: Experiment) -> DetectorGeometry:
 
         f, s, o = pick(det.fdet_vector, f), pick(det.sdet_vector, s), pick(det.odet_vector, o)
         b, pol = pick(beam.beam_vector, b), pick(beam.polar_vector, pol)
-        spindle, tt_axis = pick(det.spindle_axis, spindle), pick(det.twotheta_axis, tt_axis)
+        spindle = pick(exp.goniometer.spindle_axis, spindle)
+        tt_axis = pick(det.twotheta_axis, tt_axis)
 
     def opt(v: float | None) -> float:
         return math.nan if v is None else v / 1000.0  # C: atof(mm)/1000.0

@@ -50,7 +50,7 @@ def resolve_sensor(exp: Experiment) -> Sensor:
             thick, mu = 0.0, 0.0
         else:
             mu = 1.0 / (det.absorption_um * 1e-6)
-    steps, step = det.thicksteps, -1.0
+    steps, step = (-1 if det.thicksteps is None else det.thicksteps), -1.0
     if steps <= 0:
         if thick > 0.0:
             steps, step = 2, thick / 2
@@ -71,7 +71,10 @@ def resolve_sensor(exp: Experiment) -> Sensor:
 
 def resolve_mosaic(exp: Experiment) -> tuple[float, int]:
     """Mosaic spread (radians) and number of domains, with C's automatic rules."""
-    spread, domains = exp.crystal.mosaic_spread_deg, exp.crystal.mosaic_domains
+    spread = exp.crystal.mosaic_spread_deg
+    domains = exp.crystal.mosaic_domains
+    spread = -1.0 if spread is None else spread  # C's "not given"
+    domains = -1 if domains is None else domains
     if domains <= 0:
         if spread < 0.0:
             return 0.0, 1
@@ -137,7 +140,7 @@ def _orientations(exp: Experiment, lattice: Lattice, geo: DetectorGeometry) -> n
         mosaic_umats(spread, domains, -exp.crystal.mosaic_seed) if spread > 0.0 else np.eye(3)[None]
     )
     out = []
-    for phi_deg in phi_angles_deg(exp.goniometer):
+    for phi_deg in phi_angles_deg(exp.scan):
         phi = phi_deg / RTD
         cell = [lattice.a, lattice.b, lattice.c]
         if phi != 0.0:
@@ -161,19 +164,26 @@ def _sources(exp: Experiment, geo: DetectorGeometry) -> tuple[np.ndarray, np.nda
             geo.beam,
             geo.polar,
             lam0,
-            beam.hdivrange_mrad / 1000.0 if beam.hdivrange_mrad >= 0 else -1.0,
-            beam.hdivstep_mrad / 1000.0 if beam.hdivstep_mrad >= 0 else -1.0,
-            beam.hdivsteps,
-            beam.vdivrange_mrad / 1000.0 if beam.vdivrange_mrad >= 0 else -1.0,
-            beam.vdivstep_mrad / 1000.0 if beam.vdivstep_mrad >= 0 else -1.0,
-            beam.vdivsteps,
-            beam.dispersion,
-            beam.dispstep,
-            beam.dispsteps,
+            _c_value(beam.hdivrange_mrad, 1000.0),
+            _c_value(beam.hdivstep_mrad, 1000.0),
+            _c_value(beam.hdivsteps),
+            _c_value(beam.vdivrange_mrad, 1000.0),
+            _c_value(beam.vdivstep_mrad, 1000.0),
+            _c_value(beam.vdivsteps),
+            0.0 if beam.dispersion is None else beam.dispersion,  # C's default
+            _c_value(beam.dispstep),
+            _c_value(beam.dispsteps),
             round_div=beam.round_div,
         )
     incident = -np.asarray(src.directions, dtype=float)
     return incident, np.asarray(src.wavelengths_m, dtype=float)
+
+
+def _c_value(value, per_unit=None):
+    """C's value of an optional setting: -1 when not given, else ``value / per_unit``."""
+    if value is None:
+        return -1
+    return value / per_unit if per_unit is not None else value
 
 
 def prepare_frame(

@@ -60,7 +60,7 @@ def braggtile_counts(exp) -> dict[str, tuple[int, ...]]:
         "cells": (lat.na, lat.nb, lat.nc),
         "oversample": (setup.oversample,),
         "pixels": (geo.fast_pixels, geo.slow_pixels),
-        "phi_steps": (resolve_phi(exp.goniometer)[3],),
+        "phi_steps": (resolve_phi(exp.scan)[3],),
         "mosaic_domains": (resolve_mosaic(exp)[1],),
         "sources": (setup.n_sources,),
         "layers": (setup.sensor.layers,),

@@ -92,7 +92,7 @@ def geometry_attributes(job: JobSpec) -> dict[str, Any]:
     from engine.scan import resolve_phi
 
     geo = detector_geometry(job.experiment)
-    phi0, osc, phistep, phisteps = resolve_phi(job.experiment.goniometer)
+    phi0, osc, phistep, phisteps = resolve_phi(job.experiment.scan)
     px_mm = geo.pixel_size * 1e3
     return {
         "slow_pixels": geo.slow_pixels,
