@@ -10,7 +10,7 @@ import torch
 
 from engine import resolve_device
 from engine.cli_args import parse_nanobragg
-from engine.errors import run_command
+from engine.errors import InputError, run_command
 from engine.flags import help_text
 from engine.kernel import render_window
 from engine.memory import check_frame_memory
@@ -118,6 +118,31 @@ def render_frame(setup: FrameSetup, progress: bool) -> np.ndarray:
     return image
 
 
+OUTPUT_FLAGS = (
+    ("floatfile", "-floatfile"),
+    ("intfile", "-intfile"),
+    ("pgmfile", "-pgmfile"),
+    ("noisefile", "-noisefile"),
+)
+
+
+def check_output_paths(run_: NanoBraggRun) -> None:
+    """Each output file can be created: its folder exists and is writable (before rendering)."""
+    import os
+
+    for name, flag in OUTPUT_FLAGS:
+        path = getattr(run_.outputs, name)
+        if not path:
+            continue
+        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path):
+            raise InputError(flag, f"{path} is a folder, not a file")
+        if not os.path.isdir(folder):
+            raise InputError(flag, f"cannot write {path}: folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise InputError(flag, f"cannot write {path}: folder {folder} is not writable")
+
+
 def run(run_: NanoBraggRun) -> int:
     from engine.fused import set_compile
 
@@ -134,6 +159,7 @@ def _run(run_: NanoBraggRun) -> int:
     dtype = torch.float64 if run_.dtype == "float64" else torch.float32
     det = run_.experiment.detector
     check_frame_memory(det.fast_pixels, det.slow_pixels)
+    check_output_paths(run_)
     device = resolve_device(run_.device)
     t0 = time.perf_counter()
     setup = prepare_frame(run_.experiment, dtype, device)

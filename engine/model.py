@@ -222,12 +222,12 @@ class Sampling(_Model):
 class Experiment(_Model):
     """Everything needed to render a frame; immutable and JSON-serialisable."""
 
-    beam: Beam = Beam()
-    detector: Detector = Detector()
-    crystal: Crystal
-    goniometer: Goniometer = Goniometer()
-    scan: Scan = Scan()
-    sampling: Sampling = Sampling()
+    beam: Beam = _f(Beam(), "incident beam")
+    detector: Detector = _f(Detector(), "pixel-array detector")
+    crystal: Crystal = Field(description="the nanocrystal")
+    goniometer: Goniometer = _f(Goniometer(), "crystal rotation axis")
+    scan: Scan = _f(Scan(), "spindle rotation of one frame")
+    sampling: Sampling = _f(Sampling(), "sub-pixel sampling, region of interest, cuts")
 
     @model_validator(mode="before")
     @classmethod
