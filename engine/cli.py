@@ -32,8 +32,9 @@ def usage(full: bool = False) -> str:
     return USAGE + ("\n" + help_text() + "\n" if full else "  -help lists every flag\n")
 
 
-def print_geometry(setup: FrameSetup, out=sys.stdout) -> None:
-    """Print the derived geometry in C nanoBragg's words and units."""
+def print_geometry(setup: FrameSetup, out=None) -> None:
+    """Print the derived geometry in C nanoBragg's words and units (to stdout by default)."""
+    out = sys.stdout if out is None else out
     g = setup.detector
     lat = setup.lattice
     p = lambda *a: print(*a, file=out)  # noqa: E731

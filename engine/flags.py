@@ -38,9 +38,12 @@ def at_least_one(flag: str, n: int) -> int:
     return n
 
 
+MAX_STEPS = 100_000  # engine.sources.MAX_STEPS, without importing numpy here
+
+
 def steps(flag: str, n: int) -> int:
-    if n < 0:
-        raise InputError(flag, f"number of steps must be >= 0, got {n}")
+    if not 0 <= n <= MAX_STEPS:
+        raise InputError(flag, f"number of steps must be between 0 and {MAX_STEPS}, got {n}")
     return n
 
 

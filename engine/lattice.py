@@ -17,6 +17,10 @@ from engine.errors import InputError
 from engine.geometry import RTD, rotate_xyz
 from engine.model import Crystal
 
+#: Largest cell count ``-xtal_size`` may give, and largest automatic oversampling.
+MAX_CELLS = 10**9
+MAX_AUTO_OVERSAMPLE = 256
+
 
 @dataclass(frozen=True)
 class Lattice:
@@ -107,7 +111,12 @@ def _cell_counts(
             sizes[1], sizes[2] = min(sizes[1], beamsize_m), min(sizes[2], beamsize_m)
         for i in range(3):
             if sizes[i] > 0:
-                counts[i] = math.ceil(sizes[i] / lengths_m[i])
+                n = sizes[i] / lengths_m[i]
+                if not n <= MAX_CELLS:
+                    raise InputError(
+                        "-xtal_size", f"gives {n:g} unit cells along {'abc'[i]}, max {MAX_CELLS}"
+                    )
+                counts[i] = math.ceil(n)
     na, nb, nc = (max(1, n) for n in counts)
     return na, nb, nc
 
@@ -188,5 +197,18 @@ def auto_oversample(
     if xmax < xc:
         xmax = xc
     reciprocal_pixel = wavelength_m * distance_m / pixel_m
-    n = math.ceil(3.0 * xmax / reciprocal_pixel)
-    return max(1, n)
+    if reciprocal_pixel == 0.0 or not math.isfinite(reciprocal_pixel):
+        raise InputError(
+            "-distance",
+            f"the detector distance along the beam is {distance_m:g} m (from -distance, "
+            "-pix0_vector or the detector rotations); give -oversample N to render anyway",
+        )
+    x = 3.0 * xmax / reciprocal_pixel
+    if not x <= MAX_AUTO_OVERSAMPLE:
+        raise InputError(
+            "-oversample",
+            f"C's automatic choice would be {x:.4g} sub-pixels per pixel edge (crystal "
+            f"{xmax * 1e6:.3g} um, reciprocal pixel {reciprocal_pixel * 1e6:.3g} um); "
+            f"give -oversample N (at most 256)",
+        )
+    return max(1, math.ceil(x))

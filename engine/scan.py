@@ -6,6 +6,7 @@ import math
 
 from engine.model import Scan
 from engine.orientation import RTD
+from engine.sources import check_steps
 
 
 def _given(value: float | int | None) -> float | int:
@@ -25,7 +26,9 @@ def resolve_phi(scan: Scan) -> tuple[float, float, float, int]:
         elif step <= 0.0:
             steps, step = 2, osc / 2.0
         else:
-            steps = math.ceil((osc / RTD) / (step / RTD))  # C divides the radian values
+            ratio = (osc / RTD) / (step / RTD)  # C divides the radian values
+            check_steps("-osc/-phistep", ratio)
+            steps = math.ceil(ratio)
     else:
         if steps == 0:
             steps = 1
