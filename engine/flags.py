@@ -315,8 +315,11 @@ def help_text() -> str:
     lines = []
     for flag in FLAGS:
         values = flag.values or " ".join({"f": "X", "i": "N", "s": "VALUE"}[k] for k in flag.kinds)
-        spelled = ", ".join(flag.names)
-        lines.append(f"  {spelled} {values}".rstrip().ljust(44) + f" {flag.help}")
+        left = f"  {', '.join(flag.names)} {values}".rstrip()
+        if len(left) > 43:
+            lines += [left, " " * 45 + flag.help]
+        else:
+            lines.append(left.ljust(44) + " " + flag.help)
     lines.append("  unsupported: " + " ".join(UNSUPPORTED))
     return "\n".join(lines)
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from engine.errors import UserInputError
 from engine.statistics import FrameStatistics, TileStatistics
 from tiling.job import JobSpec
 
@@ -44,8 +45,8 @@ RECORD_FIELDS = (
 ATTRS_KEY = "braggtile"
 
 
-class StoreMismatchError(ValueError):
-    """The store at the path holds a different job (experiment or options)."""
+class StoreMismatchError(UserInputError, ValueError):
+    """The store at the path holds a different job (experiment or options); exit status 2."""
 
 
 def software_version() -> str:
