@@ -152,38 +152,15 @@ def _orientations(exp: Experiment, lattice: Lattice, geo: DetectorGeometry) -> n
 
 def _sources(exp: Experiment, geo: DetectorGeometry) -> tuple[np.ndarray, np.ndarray]:
     """Incident unit vectors (S, 3) and wavelengths (S,) in metres."""
-    from engine.sources import divergence_dispersion_sources
+    from engine.sources import beam_sources
 
     beam = exp.beam
-    lam0 = beam.wavelength_A * 1e-10
     if beam.sources:
         directions = np.array([_unit(np.array(s.position, dtype=float)) for s in beam.sources])
         return -directions, np.array([s.wavelength_A * 1e-10 for s in beam.sources])
-    else:
-        src = divergence_dispersion_sources(
-            geo.beam,
-            geo.polar,
-            lam0,
-            _c_value(beam.hdivrange_mrad, 1000.0),
-            _c_value(beam.hdivstep_mrad, 1000.0),
-            _c_value(beam.hdivsteps),
-            _c_value(beam.vdivrange_mrad, 1000.0),
-            _c_value(beam.vdivstep_mrad, 1000.0),
-            _c_value(beam.vdivsteps),
-            0.0 if beam.dispersion is None else beam.dispersion,  # C's default
-            _c_value(beam.dispstep),
-            _c_value(beam.dispsteps),
-            round_div=beam.round_div,
-        )
+    src = beam_sources(beam, geo.beam, geo.polar)
     incident = -np.asarray(src.directions, dtype=float)
     return incident, np.asarray(src.wavelengths_m, dtype=float)
-
-
-def _c_value(value, per_unit=None):
-    """C's value of an optional setting: -1 when not given, else ``value / per_unit``."""
-    if value is None:
-        return -1
-    return value / per_unit if per_unit is not None else value
 
 
 def prepare_frame(

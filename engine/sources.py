@@ -304,3 +304,33 @@ def read_source_file(path: str | Path, beam_vector: Vector, lambda0_m: float) ->
     ]
     positions = [np.array(r[:3]) for r in filled]
     return _finish(positions, [r[4] for r in filled], [r[3] for r in filled], -1, [])
+
+
+def _c_value(value: float | None, per_unit: float | None = None) -> float:
+    """C's value of an optional setting: -1 when not given, else ``value / per_unit``."""
+    if value is None:
+        return -1
+    return value / per_unit if per_unit is not None else value
+
+
+def beam_sources(beam, beam_vector: Vector, polar_vector: Vector) -> Sources:
+    """The sources C generates for an :class:`~engine.model.Beam` (divergence x dispersion).
+
+    ``beam_vector`` and ``polar_vector`` are the resolved unit vectors of the detector
+    geometry; ``None`` settings of the model become C's "not given" (-1; dispersion 0).
+    """
+    return divergence_dispersion_sources(
+        beam_vector,
+        polar_vector,
+        beam.wavelength_m,
+        _c_value(beam.hdivrange_mrad, 1000.0),
+        _c_value(beam.hdivstep_mrad, 1000.0),
+        int(_c_value(beam.hdivsteps)),
+        _c_value(beam.vdivrange_mrad, 1000.0),
+        _c_value(beam.vdivstep_mrad, 1000.0),
+        int(_c_value(beam.vdivsteps)),
+        0.0 if beam.dispersion is None else beam.dispersion,  # C's default
+        _c_value(beam.dispstep),
+        int(_c_value(beam.dispsteps)),
+        round_div=beam.round_div,
+    )

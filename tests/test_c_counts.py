@@ -13,6 +13,7 @@ import pytest
 
 from engine.scan import resolve_phi
 from engine.setup import prepare_frame, resolve_mosaic
+from engine.sources import beam_sources
 
 from reference import case_args, reference_log, require_reference
 
@@ -42,6 +43,8 @@ def c_counts(log: str) -> dict[str, tuple[int, ...]]:
         "phi_steps": r"^\s*(\d+) phi steps from",
         "mosaic_domains": r"^\s*(\d+) mosaic domains over",
         "sources": r"^\s*(\d+) sources$",
+        "divergence_steps": r"^\s*(-?\d+) divergence steps",
+        "wavelength_steps": r"meters \+/- \S+% in (\d+) steps",
         "layers": r"thick in (\d+) layers",
         "roi": r"roi: (\d+) < x < (\d+) && (\d+) < y < (\d+)",
     }
@@ -56,7 +59,14 @@ def c_counts(log: str) -> dict[str, tuple[int, ...]]:
 def braggtile_counts(exp) -> dict[str, tuple[int, ...]]:
     setup = prepare_frame(exp)
     lat, geo = setup.lattice, setup.detector
+    if exp.beam.sources:  # C prints -1 divergence steps and 1 wavelength for a source file
+        divsteps, dispsteps = -1, 1
+    else:
+        src = beam_sources(exp.beam, geo.beam, geo.polar)
+        divsteps, dispsteps = src.divsteps, src.count // src.divsteps
     return {
+        "divergence_steps": (divsteps,),
+        "wavelength_steps": (dispsteps,),
         "cells": (lat.na, lat.nb, lat.nc),
         "oversample": (setup.oversample,),
         "pixels": (geo.fast_pixels, geo.slow_pixels),
