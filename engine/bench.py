@@ -24,14 +24,13 @@ import sys
 import time
 
 import torch
-from pydantic import ValidationError
 
 from engine import resolve_device
 from engine.errors import EXIT_BAD_INPUT, InputError, run_command
+from engine.jobfile import read_experiment
 from engine.memory import check_frame_memory, peak_rss_mib
 from engine.model import Experiment
 from engine.passthrough import split_nanobragg
-from engine.resolve import validation_input_error
 from engine.window import Window
 
 PROG = "braggtile bench"
@@ -90,21 +89,8 @@ def _load(args) -> tuple[Experiment, str | None, str | None, int]:
             run.device if "-device" in run.given else None,
             0,
         )
-    try:
-        with open(args.spec, encoding="utf-8") as stream:
-            data = json.load(stream)
-        if isinstance(data, dict) and "experiment" in data:
-            return (
-                Experiment.model_validate(data["experiment"]),
-                data.get("dtype"),
-                None,
-                int(data.get("tile") or 0),
-            )
-        return Experiment.model_validate(data), None, None, 0
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError("--spec", f"cannot read {args.spec!r}: {err}") from None
-    except ValidationError as err:
-        raise validation_input_error(err, "--spec") from None
+    experiment, options = read_experiment(args.spec)
+    return experiment, options.get("dtype"), None, int(options.get("tile") or 0)
 
 
 def render_frame(experiment: Experiment, dtype: torch.dtype, device: torch.device, tile: int = 0):

@@ -7,17 +7,16 @@ tiling render ...`` runs the same command stand-alone.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 from tqdm import tqdm
 
 from engine.errors import EXIT_INTERRUPTED, InputError, run_command
+from engine.jobfile import read_job_file, spec_error
 from engine.memory import peak_rss_mib
 from engine.model import Experiment
 from engine.passthrough import split_nanobragg
@@ -141,18 +140,11 @@ def nanobragg_argv(args: argparse.Namespace) -> list[str] | None:
 
 def load_spec(path: str) -> JobSpec:
     """A job from a ``--spec`` JSON file (a job or a bare experiment, old spelling too)."""
+    data = read_job_file(path)
     try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError("--spec", f"cannot read {path!r}: {err}") from None
-    try:
-        return JobSpec.model_validate(json.loads(text))
-    except json.JSONDecodeError as err:
-        raise InputError("--spec", f"{path} is not JSON: {err}") from None
+        return JobSpec.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        raise InputError("--spec", f"{path}: {loc}: {first['msg']}") from None
+        raise spec_error(err, path) from None
 
 
 def check_output(path: str) -> None:
