@@ -125,3 +125,26 @@ def test_cell_counts_do_not_depend_on_blas_or_simd_path(env):
     na, nb, nc, oversample = (int(x) for x in out.stdout.split())
     assert (na, nb, nc) == counts["cells"]
     assert oversample == counts["oversample"][0]
+
+
+# Values where C's double arithmetic and a naive formula round to different integers. C
+# (nanoBragg.c): detsize_f = atof(mm)/1000.0, pixel_size = atof(mm)/1000.0, then
+# fpixels = ceil(detsize_f/pixel_size - 0.5); osc = atof(deg)/RTD, phistep = atof(deg)/RTD,
+# then phisteps = ceil(osc/phistep). In exact arithmetic 1.05/0.1 - 0.5 = 10 and 0.45/0.09 = 5.
+@pytest.mark.parametrize(
+    "detsize, pixel, pixels", [("1.05", "0.1", 11), ("0.43", "0.172", 3), ("2.45", "0.1", 25)]
+)
+def test_detsize_gives_c_s_pixel_count(detsize, pixel, pixels):
+    from engine.cli_args import parse_args
+
+    det = parse_args(["-detsize", detsize, "-pixel", pixel]).detector
+    assert det["fast_pixels"] == det["slow_pixels"] == pixels
+
+
+@pytest.mark.parametrize("osc, step, steps", [("0.45", "0.09", 6), ("0.55", "0.05", 12)])
+def test_phi_steps_are_c_s(osc, step, steps):
+    from engine.cli_args import parse_nanobragg
+
+    args = ["-cell", "50", "50", "50", "90", "90", "90", "-default_F", "1"]
+    exp = parse_nanobragg(args + ["-osc", osc, "-phistep", step]).experiment
+    assert resolve_phi(exp.scan)[3] == steps
