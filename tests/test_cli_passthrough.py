@@ -137,3 +137,17 @@ def test_bench_bad_input_exit_2(hkl_folder, capsys):
     assert "-cell" in err and "6 numbers" in err and "Traceback" not in err
     assert bench_main(["--repeat", "1"]) == 2
     assert "--spec" in capsys.readouterr().err
+
+
+def test_render_spec_file_in_the_new_format(hkl_folder, scheduler, capsys):
+    from engine.cli_args import parse_nanobragg
+    from tiling.job import JobSpec
+
+    assert render(["--nanobragg", HKL, "-o", "n.zarr"], scheduler, capsys) == 0
+    job = JobSpec(parse_nanobragg(shlex.split(HKL)).experiment, tile=16)
+    (hkl_folder / "job.json").write_text(job.model_dump_json(indent=1))
+    assert render(["--spec", "job.json", "-o", "s.zarr"], scheduler, capsys) == 0
+    np.testing.assert_array_equal(level0(hkl_folder / "s.zarr"), level0(hkl_folder / "n.zarr"))
+    status = render(["--spec", "job.json", "-o", "x.zarr", "--", *shlex.split(HKL)], scheduler,
+                    capsys)
+    assert status == 2
