@@ -102,7 +102,7 @@ def old_spelling(exp: Experiment) -> dict:
     )
     assert axis is None
     size = data["crystal"].pop("size_mm")
-    data["crystal"]["size_um"] = [x * 1000.0 for x in size]
+    data["crystal"]["size_um"] = None if size is None else [x * 1000.0 for x in size]
     for part, keys in (
         ("beam", ("dispstep", "dispsteps", "hdivstep_mrad", "hdivsteps", "vdivsteps")),
         ("detector", ("thicksteps",)),
@@ -153,3 +153,23 @@ def test_model_and_job_schema_do_not_import_torch():
         [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_store_written_in_the_old_spelling_resumes(tmp_path):
+    """A store whose attributes use the old model spelling still opens for the same job."""
+    from tiling.store import ATTRS_KEY, StoreMismatchError, TileStore
+
+    job = JobSpec(parse_nanobragg(ARGS.replace("-xtal_size 0.002", "-N 3").split()).experiment,
+                  tile=32)
+    path = str(tmp_path / "old.zarr")
+    store, resumed = TileStore.open_or_create(path, job)
+    assert not resumed
+    attrs = dict(store.group.attrs[ATTRS_KEY])
+    attrs.update(experiment=old_spelling(job.experiment), fingerprint="0" * 64)
+    store.group.update_attributes({ATTRS_KEY: attrs})
+    store, resumed = TileStore.open_or_create(path, job)
+    assert resumed
+    assert store.group.attrs[ATTRS_KEY]["fingerprint"] == job.fingerprint
+    other = JobSpec(job.experiment, tile=16)
+    with pytest.raises(StoreMismatchError):
+        TileStore.open_or_create(path, other)

@@ -49,6 +49,25 @@ class StoreMismatchError(UserInputError, ValueError):
     """The store at the path holds a different job (experiment or options); exit status 2."""
 
 
+def _upgrade_old_spelling(group: zarr.Group, job: JobSpec) -> bool:
+    """Whether the store holds ``job`` written in the old model spelling; if so, rewrite its
+    experiment and fingerprint in the current spelling (client side, before any worker)."""
+    from engine.legacy import is_legacy
+
+    attrs = dict(group.attrs[ATTRS_KEY])
+    if not is_legacy(attrs.get("experiment")):
+        return False
+    try:
+        stored = JobSpec.from_dict({"experiment": attrs["experiment"], **attrs["job"]})
+    except (ValueError, KeyError, TypeError):
+        return False
+    if stored != job:
+        return False
+    attrs.update(experiment=job.experiment.model_dump(mode="json"), fingerprint=job.fingerprint)
+    group.update_attributes({ATTRS_KEY: attrs})
+    return True
+
+
 def software_version() -> str:
     """The installed braggtile version ("unknown" when run from an uninstalled tree)."""
     try:
@@ -181,7 +200,7 @@ class TileStore:
                 group = None
             if group is not None and ATTRS_KEY in group.attrs:
                 found = group.attrs[ATTRS_KEY].get("fingerprint")
-                if found != job.fingerprint:
+                if found != job.fingerprint and not _upgrade_old_spelling(group, job):
                     raise StoreMismatchError(
                         f"{path} holds another job (fingerprint {str(found)[:12]}); "
                         "use a new path or overwrite it"
