@@ -2,7 +2,7 @@
 
 A :class:`Flag` names its spellings, the kinds of its values (``f`` a number, ``i`` an
 integer, ``s`` a word or file name; ``"fff"`` is three numbers), its target (``section.field``
-of the parse state, see :class:`engine.cli_args.ParseState`), a check of each value and a
+of the parse state, see :class:`engine.cli_args.ParsedArgs`), a check of each value and a
 conversion to the model's unit. Flags whose effect is more than "store this value" have a
 small handler instead of a target. :func:`engine.cli_args.parse_args` reads the table;
 ``braggtile nanobragg -help`` prints it.
@@ -115,7 +115,8 @@ class Flag:
         return f"{n} {word}s"
 
 
-def F(names, kinds="", target=None, help="", **kw) -> Flag:  # noqa: A002, N802
+def F(names, kinds="", target=None, help="", **kw) -> Flag:
+    """A table entry; ``names`` is one spelling or a tuple of them."""
     if isinstance(names, str):
         names = (names,)
     return Flag(tuple(names), kinds, target, help, **kw)
