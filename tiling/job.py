@@ -11,15 +11,25 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
-from engine.model import Experiment
+from engine.model import Experiment, Scan
 from tiling.grid import TileGrid
 from tiling.pyramid import DEFAULT_MIN_SIZE, level_shapes
 
 Precision = Literal["float32", "float64"]
 DEFAULT_TILE = 512
 OPTION_FIELDS = ("frames", "tile", "dtype", "pyramid_min")
+
+
+def _with_frames(experiment: Any, frames: Any) -> Any:
+    """``experiment`` (model or dict, any spelling) with its scan's frame count set."""
+    if isinstance(experiment, Experiment):
+        scan = Scan.model_validate({**experiment.scan.model_dump(), "frames": frames})
+        return experiment.model_copy(update={"scan": scan})
+    if isinstance(experiment, dict):
+        return {**experiment, "scan": {**(experiment.get("scan") or {}), "frames": frames}}
+    return experiment
 
 
 def torch_dtype(precision: str):
@@ -30,17 +40,17 @@ def torch_dtype(precision: str):
 
 
 class JobSpec(BaseModel):
-    """What a store holds: ``frames`` oscillation frames of ``experiment`` cut in ``tile`` squares.
+    """What a store holds: the frames of ``experiment``'s scan cut in ``tile`` squares.
 
     Frame k starts at phi0 + k*osc (degrees) with the experiment's phi steps within its own
-    oscillation. ``pyramid_min`` is the size (pixels) below which no further level is made.
-    ``JobSpec(experiment, frames=...)`` also takes the experiment positionally.
+    oscillation; ``frames`` is the scan's (``experiment.scan.frames``), and ``frames=`` given
+    to the job sets it. ``pyramid_min`` is the size (pixels) below which no further level is
+    made. ``JobSpec(experiment, frames=...)`` also takes the experiment positionally.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    experiment: Experiment = Field(description="the experiment every frame renders")
-    frames: int = Field(1, ge=1, description="consecutive oscillation frames of the series")
+    experiment: Experiment = Field(description="the experiment and its scan (frames)")
     tile: int = Field(DEFAULT_TILE, ge=1, description="tile (= zarr chunk) edge, pixels")
     dtype: Precision = Field("float32", description="precision of the render and the store")
     pyramid_min: int = Field(
@@ -55,10 +65,18 @@ class JobSpec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _bare_experiment(cls, data: Any) -> Any:
-        """Accept a bare experiment too (a JSON file holding only the experiment)."""
+        """Accept a bare experiment too, and ``frames`` as a job option (set on the scan)."""
         if isinstance(data, dict) and "experiment" not in data and "crystal" in data:
-            return {"experiment": data}
+            data = {"experiment": data}
+        if isinstance(data, dict) and "frames" in data:
+            data = dict(data)
+            data["experiment"] = _with_frames(data.get("experiment"), data.pop("frames"))
         return data
+
+    @computed_field(description="consecutive oscillation frames (the scan's)")
+    @property
+    def frames(self) -> int:
+        return self.experiment.scan.frames
 
     @property
     def torch_dtype(self):
