@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import InputError
-from engine.kernel import render_window
 from engine.model import Experiment
-from engine.setup import FrameSetup, prepare_frame
 from engine.window import Window
+
+if TYPE_CHECKING:
+    import torch
+
+    from engine.kernel import render_window
+    from engine.setup import FrameSetup, prepare_frame
+
+#: Imported on first use, so that the model (and its JSON schema) loads without torch.
+_LAZY = {
+    "render_window": "engine.kernel",
+    "FrameSetup": "engine.setup",
+    "prepare_frame": "engine.setup",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")
 
 __version__ = "0.1.0"
 __all__ = [
@@ -25,6 +44,8 @@ __all__ = [
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
     """'auto' -> CUDA when available else CPU; 'cuda' without a GPU raises InputError."""
+    import torch
+
     name = str(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -36,10 +57,15 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
 def render(
     experiment: Experiment,
     window: Window | tuple[int, int, int, int] | None = None,
-    dtype: torch.dtype | str = torch.float32,
+    dtype: torch.dtype | str = "float32",
     device: str | torch.device = "cpu",
 ) -> torch.Tensor:
     """Render ``window`` (slow0, slow1, fast0, fast1; default the whole frame) of ``experiment``."""
+    import torch
+
+    from engine.kernel import render_window
+    from engine.setup import prepare_frame
+
     if isinstance(dtype, str):
         dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
     setup = prepare_frame(experiment, dtype, resolve_device(device))

@@ -2,6 +2,7 @@
 
     braggtile bench (--nanobragg "ARGS" | --spec job.json) [--repeat N] [--dtype D]
                     [--device cpu|cuda|auto] [--tile T] [--compile auto|on|off]
+    braggtile bench [options] -- -hkl P1.hkl -cell ...     (nanoBragg arguments after --)
 
 Renders the frame ``repeat`` times in this process (set-up included each time, as a
 renderer of a series would). It prints a progress line per repeat, then, last, one JSON
@@ -25,11 +26,14 @@ import time
 import torch
 
 from engine import resolve_device
-from engine.errors import InputError
-from engine.memory import peak_rss_mib
+from engine.errors import EXIT_BAD_INPUT, InputError, run_command
+from engine.jobfile import read_experiment
+from engine.memory import check_frame_memory, peak_rss_mib
 from engine.model import Experiment
+from engine.passthrough import split_nanobragg
 from engine.window import Window
 
+PROG = "braggtile bench"
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -37,9 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="braggtile bench", description="Time in-process renders of one frame."
     )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--nanobragg", metavar="ARGS", help="nanoBragg arguments, one string")
-    src.add_argument("--spec", metavar="JOB.json", help="a job spec (or experiment) JSON file")
+    p.add_argument(
+        "--nanobragg", metavar="ARGS", help="nanoBragg arguments, one string (or after --)"
+    )
+    p.add_argument("--spec", metavar="JOB.json", help="a job spec (or experiment) JSON file")
     p.add_argument("--repeat", type=int, default=3, help="frames to render (default 3)")
     p.add_argument(
         "--dtype", choices=sorted(DTYPES), default=None, help="float32 (default) or float64"
@@ -69,27 +74,23 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load(args) -> tuple[Experiment, str | None, str | None, int]:
     """Experiment, dtype and device named by the source (or None), and its tile size (or 0)."""
-    if args.nanobragg is not None:
+    nanobragg = getattr(args, "nanobragg_argv", None)
+    if nanobragg is None and args.nanobragg is not None:
+        nanobragg = shlex.split(args.nanobragg)
+    if (nanobragg is None) == (args.spec is None):
+        raise InputError("--nanobragg", "give nanoBragg arguments or --spec (one of them)")
+    if nanobragg is not None:
         from engine.cli_args import parse_nanobragg
 
-        run = parse_nanobragg(shlex.split(args.nanobragg))
-        given = shlex.split(args.nanobragg)
+        run = parse_nanobragg(nanobragg)
         return (
             run.experiment,
-            run.dtype if "-dtype" in given else None,
-            run.device if "-device" in given else None,
+            run.dtype if "-dtype" in run.given else None,
+            run.device if "-device" in run.given else None,
             0,
         )
-    with open(args.spec, encoding="utf-8") as stream:
-        data = json.load(stream)
-    if isinstance(data, dict) and "experiment" in data:
-        return (
-            Experiment.model_validate(data["experiment"]),
-            data.get("dtype"),
-            None,
-            int(data.get("tile") or 0),
-        )
-    return Experiment.model_validate(data), None, None, 0
+    experiment, options = read_experiment(args.spec)
+    return experiment, options.get("dtype"), None, int(options.get("tile") or 0)
 
 
 def render_frame(experiment: Experiment, dtype: torch.dtype, device: torch.device, tile: int = 0):
@@ -119,6 +120,8 @@ def run(args) -> dict:
     if args.repeat < 1:
         raise InputError("--repeat", "must be >= 1")
     experiment, dtype_name, device_name, spec_tile = _load(args)
+    det = experiment.detector
+    check_frame_memory(det.fast_pixels, det.slow_pixels)
     dtype_name = args.dtype or dtype_name or "float32"
     if dtype_name not in DTYPES:
         raise InputError("--dtype", f"must be float32 or float64, got {dtype_name!r}")
@@ -181,17 +184,19 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point (``braggtile bench``): returns the process exit status (2 for bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = _parser().parse_args(argv)
+        own, nanobragg = split_nanobragg(argv)
+    except InputError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        args = _parser().parse_args(own)
     except SystemExit as stop:  # --help, or bad arguments (argparse printed why)
         return int(stop.code or 0)
-    try:
-        result = run(args)
-    except InputError as err:
-        print(f"braggtile bench: error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        print(f"braggtile bench: error: {err}", file=sys.stderr)
-        return 1
+    args.nanobragg_argv = nanobragg
+    return run_command(PROG, lambda: _print(run(args)))
+
+
+def _print(result: dict) -> int:
     print(json.dumps(result), flush=True)
     return 0
 

@@ -9,9 +9,12 @@ import numpy as np
 import torch
 
 from engine import resolve_device
-from engine.cli_args import NanoBraggRun, parse_nanobragg
-from engine.errors import InputError
+from engine.cli_args import parse_nanobragg
+from engine.errors import InputError, run_command
+from engine.flags import help_text
 from engine.kernel import render_window
+from engine.memory import check_frame_memory
+from engine.resolve import NanoBraggRun
 from engine.setup import FrameSetup, prepare_frame
 from engine.smv import c_g
 from engine.statistics import FrameStatistics, TileStatistics
@@ -19,15 +22,19 @@ from engine.window import Window
 
 USAGE = """usage: braggtile nanobragg (-cell a b c al be ga | -mat A.mat)
                            (-hkl F.hkl | -default_F F) [nanoBragg flags]
-  nanoBragg flags (single dash, C spelling and defaults), plus
-  -dtype float32|float64   precision of the render (default float32)
-  -device cpu|cuda|auto    where to render (default cpu)
-  -nocompile               eager torch kernel instead of the compiled fused kernel
+nanoBragg flags (single dash, C spelling and defaults; -dtype, -device and -nocompile are
+braggtile's own). Bad input exits with status 2 and a one-line message naming the flag.
 """
 
 
-def print_geometry(setup: FrameSetup, out=sys.stdout) -> None:
-    """Print the derived geometry in C nanoBragg's words and units."""
+def usage(full: bool = False) -> str:
+    """The usage text; ``full`` adds every flag of the table."""
+    return USAGE + ("\n" + help_text() + "\n" if full else "  -help lists every flag\n")
+
+
+def print_geometry(setup: FrameSetup, out=None) -> None:
+    """Print the derived geometry in C nanoBragg's words and units (to stdout by default)."""
+    out = sys.stdout if out is None else out
     g = setup.detector
     lat = setup.lattice
     p = lambda *a: print(*a, file=out)  # noqa: E731
@@ -112,6 +119,31 @@ def render_frame(setup: FrameSetup, progress: bool) -> np.ndarray:
     return image
 
 
+OUTPUT_FLAGS = (
+    ("floatfile", "-floatfile"),
+    ("intfile", "-intfile"),
+    ("pgmfile", "-pgmfile"),
+    ("noisefile", "-noisefile"),
+)
+
+
+def check_output_paths(run_: NanoBraggRun) -> None:
+    """Each output file can be created: its folder exists and is writable (before rendering)."""
+    import os
+
+    for name, flag in OUTPUT_FLAGS:
+        path = getattr(run_.outputs, name)
+        if not path:
+            continue
+        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path):
+            raise InputError(flag, f"{path} is a folder, not a file")
+        if not os.path.isdir(folder):
+            raise InputError(flag, f"cannot write {path}: folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise InputError(flag, f"cannot write {path}: folder {folder} is not writable")
+
+
 def run(run_: NanoBraggRun) -> int:
     from engine.fused import set_compile
 
@@ -126,6 +158,9 @@ def _run(run_: NanoBraggRun) -> int:
     from engine.outputs import write_outputs
 
     dtype = torch.float64 if run_.dtype == "float64" else torch.float32
+    det = run_.experiment.detector
+    check_frame_memory(det.fast_pixels, det.slow_pixels)
+    check_output_paths(run_)
     device = resolve_device(run_.device)
     t0 = time.perf_counter()
     setup = prepare_frame(run_.experiment, dtype, device)
@@ -149,17 +184,13 @@ def _run(run_: NanoBraggRun) -> int:
 
 def main(argv: list[str]) -> int:
     """Entry point: returns the process exit status (2 for bad input)."""
-    if not argv or argv[0] in ("-h", "-help", "--help"):
-        print(USAGE)
-        return 0 if argv else 2
-    try:
-        return run(parse_nanobragg(argv))
-    except InputError as err:
-        print(f"braggtile nanobragg: error: {err}", file=sys.stderr)
+    if not argv:
+        print(usage(), file=sys.stderr)
         return 2
-    except OSError as err:
-        print(f"braggtile nanobragg: error: {err}", file=sys.stderr)
-        return 1
+    if any(a in ("-h", "-help", "--help") for a in argv):
+        print(usage(full=True))
+        return 0
+    return run_command("braggtile nanobragg", lambda: run(parse_nanobragg(argv)))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,34 +1,24 @@
-"""Parse nanoBragg command-line arguments into an :class:`~engine.model.Experiment`.
+"""Parse nanoBragg command-line arguments, driven by the flag table in :mod:`engine.flags`.
+
+Parsing is pure: :func:`parse_args` reads no file and no clock; it checks every flag's values
+(their number, kind and range) and returns a :class:`ParsedArgs`. :func:`engine.resolve.resolve`
+then loads the files it names and seeds what C seeds from the clock.
+:func:`parse_nanobragg` does both.
 
 Flags are matched exactly (C nanoBragg matches substrings, so that e.g. ``-misset_seed``
-also triggers ``-misset``; here each flag means only what its documentation says).
-Defaults and derived values follow the C program.
+also triggers ``-misset``; here each flag means only what its documentation says), and a
+flag never takes a following flag as its value. Defaults and derived values follow C.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
+from engine import flags as fl
 from engine.errors import InputError
-from engine.model import (
-    ROI,
-    Beam,
-    Convention,
-    Crystal,
-    CrystalShape,
-    Detector,
-    Experiment,
-    Goniometer,
-    Pivot,
-    Sampling,
-    Source,
-)
+from engine.model import ROI, Convention, CrystalShape, Pivot
 
 
 @dataclass
@@ -49,468 +39,285 @@ class Outputs:
 
 
 @dataclass
-class NanoBraggRun:
-    """A parsed command line: the experiment, outputs, and the compute options."""
+class Refs:
+    """Values that are not model fields as given: files to read, and inputs to derivations."""
 
-    experiment: Experiment
-    outputs: Outputs
-    dtype: str = "float32"
-    device: str = "cpu"
-    compile: bool = True
-    notes: list[str] = field(default_factory=list)
-
-
-def _is_number(tok: str) -> bool:
-    try:
-        float(tok)
-    except ValueError:
-        return False
-    return True
-
-
-class _Args:
-    """Cursor over argv with typed value readers that name the flag on error."""
-
-    def __init__(self, argv: list[str]):
-        self.argv = argv
-        self.i = 0
-
-    def _take(self, flag: str, what: str) -> str:
-        if self.i >= len(self.argv):
-            raise InputError(flag, f"expects {what}")
-        tok = self.argv[self.i]
-        self.i += 1
-        return tok
-
-    def float(self, flag: str) -> float:
-        tok = self._take(flag, "a number")
-        try:
-            value = float(tok)
-        except ValueError:
-            raise InputError(flag, f"expects a number, got {tok!r}") from None
-        if math.isnan(value):
-            raise InputError(flag, "NaN is not allowed")
-        return value
-
-    def int(self, flag: str) -> int:
-        tok = self._take(flag, "an integer")
-        try:
-            return int(tok)
-        except ValueError:
-            raise InputError(flag, f"expects an integer, got {tok!r}") from None
-
-    def str(self, flag: str) -> str:
-        return self._take(flag, "a value")
-
-    def vec3(self, flag: str) -> tuple[float, float, float]:
-        return (self.float(flag), self.float(flag), self.float(flag))
-
-    def peek_number(self) -> bool:
-        return self.i < len(self.argv) and _is_number(self.argv[self.i])
-
-
-def _positive(flag: str, value: float, unit: str) -> float:
-    if not value > 0:
-        raise InputError(flag, f"must be > 0 {unit}, got {value:g}")
-    return value
-
-
-def _non_negative(flag: str, value: float, unit: str = "") -> float:
-    if value < 0:
-        raise InputError(flag, f"must be >= 0 {unit}, got {value:g}".replace("  ", " "))
-    return value
-
-
-def parse_nanobragg(argv: list[str]) -> NanoBraggRun:
-    """Parse nanoBragg flags (single-dash, C spelling) into a :class:`NanoBraggRun`."""
-    a = _Args(list(argv))
-    beam: dict[str, Any] = {}
-    det: dict[str, Any] = {}
-    cry: dict[str, Any] = {}
-    gon: dict[str, Any] = {}
-    smp: dict[str, Any] = {}
-    out = Outputs()
-    run_opts: dict[str, Any] = {"dtype": "float32", "device": "cpu", "compile": True}
-    pivot_flag: Pivot | None = None
-    convention = Convention.MOSFLM
-    custom_vectors = False
-    detpixels: dict[str, int] = {}
-    detsize: dict[str, float] = {}
-    size_um: list[float] = [0.0, 0.0, 0.0]
-    misset_random = False
-    misset_seed: int | None = None
+    mat_file: str | None = None
     sourcefile: str | None = None
-    flux_args: dict[str, float] = {}
-    pixel_mm = 0.1
-    lambda_A = 1.0
-    ncells: dict[str, int] = {}
+    misset_random: bool = False
+    misset_seed: int | None = None
+    lambda_A: float = 1.0
+    pixel_mm: float = 0.1
+    flux: float = 0.0
+    exposure: float = 1.0
+    beamsize: float = 0.1  # mm
 
-    while a.i < len(a.argv):
-        flag = a.argv[a.i]
-        a.i += 1
-        if not flag.startswith("-") or len(flag) < 2:
-            raise InputError(flag, "unexpected argument (flags start with '-')")
-        f = flag
-        if f in ("-N", "-Na", "-Nb", "-Nc"):
-            n = a.int(f)
-            if n < 1:
-                raise InputError(f, f"number of unit cells must be >= 1, got {n}")
-            for axis in ("a", "b", "c") if f == "-N" else (f[2],):
-                ncells[axis] = n
-        elif f == "-cell":
-            vals = []
-            while len(vals) < 6 and a.peek_number() and not a.argv[a.i].startswith("-"):
-                vals.append(a.float(f))
-            if not vals:
-                raise InputError(f, "expects a b c (Angstrom) alpha beta gamma (degrees)")
-            vals += [0.0] * (6 - len(vals))
-            for v in vals:
-                _non_negative(f, v)
-            cry["cell"] = tuple(vals)
-        elif f == "-misset":
-            if a.i < len(a.argv) and a.argv[a.i].startswith("rand"):
-                a.i += 1
-                misset_random = True
-            else:
-                cry["misset_deg"] = a.vec3(f)
-                misset_random = False
-        elif f == "-misset_seed":
-            misset_seed = _seed(f, a.int(f))
-        elif f == "-mosaic_seed":
-            cry["mosaic_seed"] = _seed(f, a.int(f))
-        elif f == "-seed":
-            out.seed = _seed(f, a.int(f))
-        elif f in ("-xtal_size", "-xtalsize", "-sample_size", "-samplesize"):
-            size_um[:] = [_positive(f, a.float(f), "mm") * 1000.0] * 3
-        elif f in ("-xtal_thick", "-xtal_x", "-sample_thick", "-sample_x"):
-            size_um[0] = _positive(f, a.float(f), "mm") * 1000.0
-        elif f in ("-xtal_width", "-xtal_y", "-sample_width", "-sample_y", "-width"):
-            size_um[1] = _positive(f, a.float(f), "mm") * 1000.0
-        elif f in ("-xtal_height", "-xtal_z", "-sample_height", "-sample_z", "-height"):
-            size_um[2] = _positive(f, a.float(f), "mm") * 1000.0
-        elif f in ("-density", "-sample_density", "-MW", "-molecules"):
-            a.float(f)  # accepted for compatibility; C recomputes these from the cell
-        elif f in ("-Xbeam", "-Ybeam"):
-            det["xbeam_mm" if f == "-Xbeam" else "ybeam_mm"] = a.float(f)
-            pivot_flag = Pivot.BEAM
-        elif f in ("-Xclose", "-Yclose"):
-            det["xclose_mm" if f == "-Xclose" else "yclose_mm"] = a.float(f)
-            pivot_flag = Pivot.SAMPLE
-        elif f in ("-ORGX", "-ORGY"):
-            det[f[1:].lower()] = a.float(f)
-            pivot_flag = Pivot.SAMPLE
-        elif f == "-pivot":
-            v = a.str(f).lower()
-            if v not in ("sample", "beam"):
-                raise InputError(f, f"must be 'sample' or 'beam', got {v!r}")
-            pivot_flag = Pivot(v.upper())
-        elif f in ("-mosflm", "-xds", "-adxv", "-denzo", "-dials"):
-            convention = Convention(f[1:].upper())
-            pivot_flag = Pivot.SAMPLE if f in ("-xds",) else Pivot.BEAM
-        elif f in (
-            "-fdet_vector",
-            "-sdet_vector",
-            "-odet_vector",
-            "-beam_vector",
-            "-polar_vector",
-            "-spindle_axis",
-            "-twotheta_axis",
-            "-pix0_vector",
-        ):
-            v = a.vec3(f)
-            custom_vectors = True
-            key = {"-spindle_axis": "spindle_axis", "-pix0_vector": "pix0_vector_m"}.get(f, f[1:])
-            if key in ("beam_vector", "polar_vector"):
-                if not any(v):
-                    raise InputError(f, "must not be the zero vector")
-                beam[key] = v
-            else:
-                if key != "pix0_vector_m" and not any(v):
-                    raise InputError(f, "must not be the zero vector")
-                det[key] = v
-        elif f == "-distance":
-            det["distance_mm"] = _positive(f, a.float(f), "mm")
-            pivot_flag = Pivot.BEAM
-        elif f == "-close_distance":
-            det["close_distance_mm"] = _positive(f, a.float(f), "mm")
-            pivot_flag = Pivot.SAMPLE
-        elif f in ("-detector_abs", "-detector_absorb"):
-            tok = a.str(f)
-            if tok.lower().startswith("inf"):
-                det["absorption_um"] = 0.0
-            else:
-                try:
-                    det["absorption_um"] = _non_negative(f, float(tok), "um")
-                except ValueError:
-                    raise InputError(f, f"expects a depth in um or 'inf', got {tok!r}") from None
-        elif f == "-detector_thick":
-            det["thick_um"] = _non_negative(f, a.float(f), "um")
-        elif f in ("-detector_thicksteps", "-thicksteps"):
-            det["thicksteps"] = _steps(f, a.int(f))
-        elif f == "-twotheta":
-            det["twotheta_deg"] = a.float(f)
-            pivot_flag = Pivot.SAMPLE
-        elif f in ("-detector_rotx", "-detector_roty", "-detector_rotz"):
-            det[f"rot{f[-1]}_deg"] = a.float(f)
-        elif f in ("-detsize", "-detsize_f", "-detsize_s"):
-            v = _positive(f, a.float(f), "mm")
-            for k in ("f", "s") if f == "-detsize" else (f[-1],):
-                detsize[k] = v
-        elif f in ("-detpixels", "-detpixels_f", "-detpixels_x", "-detpixels_s", "-detpixels_y"):
-            n = a.int(f)
-            if not 1 <= n <= (1 << 17):
-                raise InputError(f, f"must be between 1 and {1 << 17} pixels, got {n}")
-            keys = ("f", "s") if f == "-detpixels" else ("f" if f[-1] in "fx" else "s",)
-            for k in keys:
-                detpixels[k] = n
-        elif f == "-curved_det":
-            det["curved"] = True
-        elif f == "-pixel":
-            pixel_mm = _positive(f, a.float(f), "mm")
-        elif f == "-point_pixel":
-            det["point_pixel"] = True
-        elif f == "-polar":
-            v = a.float(f)
-            if not -1.0 <= v <= 1.0:
-                raise InputError(f, f"Kahn polarization factor must be in [-1, 1], got {v:g}")
-            beam["polarization"], beam["nopolar"] = v, False
-        elif f == "-nopolar":
-            beam["nopolar"] = True
-        elif f in ("-oversample_thick", "-oversample_polar", "-oversample_omega"):
-            smp[f[1:]] = True
-        elif f == "-oversample":
-            n = a.int(f)
-            if n < 0 or n > 256:
-                raise InputError(f, f"must be between 0 (automatic) and 256, got {n}")
-            smp["oversample"] = n or None
-        elif f == "-roi":
-            xmin, xmax, ymin, ymax = (a.int(f) for _ in range(4))
-            if min(xmin, xmax, ymin, ymax) < 0 or xmin > xmax or ymin > ymax:
-                raise InputError(
-                    f,
-                    f"expects xmin <= xmax, ymin <= ymax, all >= 0; got "
-                    f"{xmin} {xmax} {ymin} {ymax}",
-                )
-            smp["roi"] = ROI(xmin=xmin, xmax=xmax, ymin=ymin, ymax=ymax)
-        elif f in ("-lambda", "-wave", "-wavelength"):
-            lambda_A = _positive(f, a.float(f), "Angstrom")
-        elif f == "-energy":
-            lambda_A = 12398.42 / _positive(f, a.float(f), "eV")
-        elif f == "-fluence":
-            beam["fluence"] = _positive(f, a.float(f), "photons/m^2")
-        elif f in ("-flux", "-exposure", "-beamsize"):
-            flux_args[f[1:]] = _non_negative(f, a.float(f))
-        elif f in ("-mosaic", "-mosaic_spread", "-mosaicity"):
-            cry["mosaic_spread_deg"] = _non_negative(f, a.float(f), "degrees")
-        elif f in ("-mosaic_domains", "-mosaic_dom"):
-            cry["mosaic_domains"] = _steps(f, a.int(f))
-        elif f == "-dispersion":
-            beam["dispersion"] = _non_negative(f, a.float(f), "percent") / 100.0
-        elif f == "-dispsteps":
-            beam["dispsteps"] = _steps(f, a.int(f))
-        elif f == "-divergence":
-            v = _non_negative(f, a.float(f), "mrad")
-            beam["hdivrange_mrad"] = beam["vdivrange_mrad"] = v
-        elif f in ("-hdivrange", "-vdivrange", "-hdivstep", "-vdivstep"):
-            beam[f"{f[1:]}_mrad"] = _non_negative(f, a.float(f), "mrad")
-        elif f in ("-hdivsteps", "-vdivsteps"):
-            beam[f[1:]] = _steps(f, a.int(f))
-        elif f == "-divsteps":
-            beam["hdivsteps"] = beam["vdivsteps"] = _steps(f, a.int(f))
-        elif f in ("-round_div", "-square_div"):
-            beam["round_div"] = f == "-round_div"
-        elif f == "-adc":
-            out.adc_offset = a.float(f)
-        elif f == "-phi":
-            gon["phi0_deg"] = a.float(f)
-        elif f == "-osc":
-            gon["osc_deg"] = _non_negative(f, a.float(f), "degrees")
-        elif f == "-phistep":
-            gon["phistep_deg"] = _non_negative(f, a.float(f), "degrees")
-        elif f == "-phisteps":
-            gon["phisteps"] = _steps(f, a.int(f))
-        elif f == "-dmin":
-            smp["dmin_A"] = _non_negative(f, a.float(f), "Angstrom")
-        elif f == "-mat":
-            cry["a_matrix"] = _read_matrix(a.str(f))
-        elif f == "-hkl":
-            path = a.str(f)
-            if not os.path.isfile(path):
-                raise InputError(f, f"cannot read HKL file {path!r}")
-            cry["hkl_file"] = path
-        elif f == "-default_F":
-            cry["default_F"] = _non_negative(f, a.float(f))
-        elif f == "-dump":
-            out.dumpfile = a.str(f)
-        elif f == "-sourcefile":
-            sourcefile = a.str(f)
-        elif f in ("-floatfile", "-floatimage"):
-            out.floatfile = a.str(f)
-        elif f in ("-intfile", "-intimage"):
-            out.intfile = a.str(f)
-        elif f in ("-pgmfile", "-pgmimage"):
-            out.pgmfile = a.str(f)
-        elif f in ("-noisefile", "-noiseimage"):
-            out.noisefile = a.str(f)
-        elif f == "-nonoise":
-            out.noisefile = None
-        elif f == "-nopgm":
-            out.pgmfile = None
-        elif f == "-scale":
-            out.intfile_scale = a.float(f)
-        elif f == "-pgmscale":
-            out.pgm_scale = a.float(f)
-        elif f in ("-coherent", "-printout"):
-            pass  # accepted; no effect on the image
-        elif f == "-printout_pixel":
-            out.printout_pixel = (a.int(f), a.int(f))
-        elif f == "-noprogress":
-            out.progress = False
-        elif f == "-progress":
-            out.progress = True
-        elif f in ("-interpolate", "-nointerpolate"):
-            cry["interpolate"] = f == "-interpolate"
-        elif f in ("-round_xtal", "-square_xtal", "-gauss_xtal", "-tophat_spots", "-binary_spots"):
-            cry["shape"] = {
-                "-round_xtal": CrystalShape.ROUND,
-                "-square_xtal": CrystalShape.SQUARE,
-                "-gauss_xtal": CrystalShape.GAUSS,
-            }.get(f, CrystalShape.TOPHAT)
-        elif f == "-fudge":
-            cry["fudge"] = _positive(f, a.float(f), "")
-        elif f == "-water":
-            smp["water_um"] = _non_negative(f, a.float(f), "um")
-        elif f == "-dtype":
-            v = a.str(f)
-            if v not in ("float32", "float64"):
-                raise InputError(f, f"must be float32 or float64, got {v!r}")
-            run_opts["dtype"] = v
-        elif f == "-device":
-            v = a.str(f)
-            if v not in ("cpu", "cuda", "auto") and not v.startswith("cuda:"):
-                raise InputError(f, f"must be cpu, cuda or auto, got {v!r}")
-            run_opts["device"] = v
-        elif f == "-nocompile":
-            run_opts["compile"] = False
-        elif f in ("-img", "-mask", "-stol", "-4stol", "-Q", "-stolout"):
-            raise InputError(f, "is not supported by braggtile")
+
+@dataclass
+class ParsedArgs:
+    """What the flags say, section by section (model field -> value), before any file is read."""
+
+    beam: dict[str, Any] = field(default_factory=dict)
+    detector: dict[str, Any] = field(default_factory=dict)
+    crystal: dict[str, Any] = field(default_factory=dict)
+    goniometer: dict[str, Any] = field(default_factory=dict)
+    scan: dict[str, Any] = field(default_factory=dict)
+    sampling: dict[str, Any] = field(default_factory=dict)
+    outputs: Outputs = field(default_factory=Outputs)
+    run: dict[str, Any] = field(default_factory=lambda: {"dtype": "float32", "device": "cpu"})
+    refs: Refs = field(default_factory=Refs)
+    pivot: Pivot | None = None
+    convention: Convention = Convention.MOSFLM
+    custom_vectors: bool = False
+    detpixels: dict[str, int] = field(default_factory=dict)
+    detsize: dict[str, float] = field(default_factory=dict)
+    size_mm: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    given: list[str] = field(default_factory=list)  # flags in the order given
+
+
+def _store(state: ParsedArgs, target: str, value: Any) -> None:
+    section, name = target.split(".")
+    obj = getattr(state, section)
+    if isinstance(obj, dict):
+        obj[name] = value
+    else:
+        setattr(obj, name, value)
+
+
+def _read_value(name: str, flag: fl.Flag, kind: str, tok: str, got: int) -> Any:
+    if kind == "s":
+        if tok in fl.BY_NAME or tok in fl.UNSUPPORTED:
+            raise InputError(name, f"takes {_takes(flag)}; got the flag {tok} instead")
+        return tok
+    if fl.looks_like_flag(tok):
+        raise InputError(name, f"takes {_takes(flag)}; got {got} before {tok}")
+    try:
+        value = int(tok) if kind == "i" else float(tok)
+    except ValueError:
+        what = "an integer" if kind == "i" else "a number"
+        raise InputError(name, f"expects {what}, got {tok!r}") from None
+    return value if kind == "i" else fl.finite(name, value)
+
+
+def _takes(flag: fl.Flag) -> str:
+    return flag.describe_values() + (f" ({flag.values})" if flag.values else "")
+
+
+def _read_values(argv: list[str], i: int, name: str, flag: fl.Flag) -> tuple[Any, int]:
+    """The flag's values starting at argv[i], checked; and the index after them."""
+    values = []
+    for got, kind in enumerate(flag.kinds):
+        if i + got >= len(argv):
+            raise InputError(name, f"takes {_takes(flag)}; got {got}")
+        values.append(_read_value(name, flag, kind, argv[i + got], got))
+    i += len(values)
+    if flag.check is not None:
+        values = [flag.check(name, v) for v in values]
+    if flag.check_all is not None:
+        values = flag.check_all(name, tuple(values))
+    return tuple(values), i
+
+
+def parse_args(argv: list[str]) -> ParsedArgs:
+    """Read nanoBragg flags (single dash, C spelling); no file or clock is touched."""
+    argv = list(argv)
+    state = ParsedArgs()
+    i = 0
+    while i < len(argv):
+        name = argv[i]
+        i += 1
+        if name in fl.UNSUPPORTED:
+            raise InputError(name, "is not supported by braggtile")
+        flag = fl.BY_NAME.get(name)
+        if flag is None:
+            if not name.startswith("-") or len(name) < 2:
+                raise InputError(name, "unexpected argument (flags start with '-')")
+            raise InputError(name, "unknown flag (braggtile nanobragg -help lists them)")
+        if name == "-misset" and i < len(argv) and argv[i].lower().startswith("rand"):
+            state.refs.misset_random = True
+            state.given.append(name)
+            i += 1
+            continue
+        values, i = _read_values(argv, i, name, flag)
+        state.given.append(name)
+        if flag.handler is not None:
+            HANDLERS[flag.handler](state, name, flag, values)
         else:
-            raise InputError(f, "unknown flag")
+            value = values[0] if flag.arity == 1 else (values or None)
+            _store(state, flag.target, flag.convert(value) if flag.convert else value)
+    _finish(state)
+    return state
 
-    # detector size: pixels win over mm sizes, as in C
+
+def _finish(state: ParsedArgs) -> None:
+    """Derivations that need every flag: detector pixels, convention, crystal size."""
+    det = state.detector
+    pixel_mm = state.refs.pixel_mm
     det["pixel_size_mm"] = pixel_mm
     for k, key in (("f", "fast_pixels"), ("s", "slow_pixels")):
-        if k in detpixels:
-            det[key] = detpixels[k]
-        else:
-            size = detsize.get(k, 102.4)
-            det[key] = max(1, math.ceil(size / pixel_mm - 0.5))
-    if custom_vectors:
-        convention = Convention.CUSTOM
-    det["convention"] = convention
-    if convention is Convention.CUSTOM:
-        det["pivot"] = pivot_flag or Pivot.BEAM
-    if any(size_um):
-        cry["size_um"] = tuple(size_um)
-    for axis in ("a", "b", "c"):
-        if axis in ncells:
-            cry[f"n{axis}"] = ncells[axis]
+        if k in state.detpixels:
+            det[key] = state.detpixels[k]
+        else:  # C: ceil(detsize_m / pixel_m - 0.5), both converted with /1000
+            size_m = state.detsize.get(k, 102.4) / 1000.0
+            n = max(1, math.ceil(size_m / (pixel_mm / 1000.0) - 0.5))
+            if n > 1 << 17:
+                flag = "-detsize" if k in state.detsize else "-pixel"
+                raise InputError(flag, f"gives {n} pixels across, more than {1 << 17}")
+            det[key] = n
+    if state.custom_vectors:
+        state.convention = Convention.CUSTOM
+    det["convention"] = state.convention
+    if state.convention is Convention.CUSTOM:
+        det["pivot"] = state.pivot or Pivot.BEAM
+    if any(state.size_mm):
+        state.crystal["size_mm"] = tuple(state.size_mm)
+    state.beam["wavelength_A"] = state.refs.lambda_A
 
-    beam["wavelength_A"] = lambda_A
-    _resolve_fluence(beam, flux_args)
-    if "a_matrix" in cry:
-        cry["a_matrix_wavelength_A"] = lambda_A
-    if "cell" not in cry and "a_matrix" not in cry:
-        raise InputError(
-            "-cell", "a unit cell (-cell a b c alpha beta gamma) or -mat file is required"
-        )
-    if "hkl_file" not in cry and cry.get("default_F", 0.0) == 0.0:
-        if os.path.isfile(out.dumpfile):
-            cry["fdump_file"] = out.dumpfile
-        else:
-            raise InputError("-hkl", "no -hkl file, no Fdump file and -default_F is 0")
-    if misset_random:
-        from engine.orientation import random_misset
 
-        # without -misset_seed C seeds from the clock (not from -seed)
-        seed = misset_seed if misset_seed is not None else int(time.time())
-        cry["misset_deg"] = tuple(math.degrees(x) for x in random_misset(-seed))
-    if sourcefile is not None:
-        beam["sources"] = _read_sources(sourcefile, beam, det, convention, lambda_A)
+# --- special handlers: (state, flag name as given, table entry, checked values) ---------------
 
+
+def _ncells(state, name, flag, values):
+    for axis in ("a", "b", "c") if name == "-N" else (name[2],):
+        state.crystal[f"n{axis}"] = values[0]
+
+
+def _size(state, name, flag, values):
+    for axis in flag.target.split(".")[1]:  # "size_mm.xyz", "size_mm.x", ...
+        state.size_mm["xyz".index(axis)] = values[0]
+
+
+def _misset(state, name, flag, values):
+    state.crystal["misset_deg"] = values
+    state.refs.misset_random = False
+
+
+def _shape(state, name, flag, values):
+    shapes = {"-round_xtal": "ROUND", "-square_xtal": "SQUARE", "-gauss_xtal": "GAUSS"}
+    state.crystal["shape"] = CrystalShape(shapes.get(name, "TOPHAT"))
+
+
+def _interpolate(state, name, flag, values):
+    state.crystal["interpolate"] = name == "-interpolate"
+
+
+def _polar(state, name, flag, values):
+    state.beam["polarization"], state.beam["nopolar"] = values[0], False
+
+
+def _divergence(state, name, flag, values):
+    state.beam["hdivrange_mrad"] = state.beam["vdivrange_mrad"] = values[0]
+
+
+def _divsteps(state, name, flag, values):
+    state.beam["hdivsteps"] = state.beam["vdivsteps"] = values[0]
+
+
+def _pivot_beam(state, name, flag, values):
+    _store(state, flag.target, values[0])
+    state.pivot = Pivot.BEAM
+
+
+def _pivot_sample(state, name, flag, values):
+    _store(state, flag.target, values[0])
+    state.pivot = Pivot.SAMPLE
+
+
+def _pivot(state, name, flag, values):
+    state.pivot = Pivot(values[0].upper())
+
+
+def _convention(state, name, flag, values):
+    state.convention = Convention(name[1:].upper())
+    state.pivot = Pivot.SAMPLE if name == "-xds" else Pivot.BEAM
+
+
+def _vector(state, name, flag, values):
+    _store(state, flag.target, values)
+    state.custom_vectors = True
+
+
+def _detsize(state, name, flag, values):
+    for k in ("f", "s") if name == "-detsize" else (name[-1],):
+        state.detsize[k] = values[0]
+
+
+def _detpixels(state, name, flag, values):
+    keys = ("f", "s") if name == "-detpixels" else ("f" if name[-1] in "fx" else "s",)
+    for k in keys:
+        state.detpixels[k] = values[0]
+
+
+def _absorption(state, name, flag, values):
+    tok = values[0]
+    if tok.lower().startswith("inf"):
+        state.detector["absorption_um"] = 0.0
+        return
     try:
-        exp = Experiment(
-            beam=Beam(**beam),
-            detector=Detector(**det),
-            crystal=Crystal(**cry),
-            goniometer=Goniometer(**gon),
-            sampling=Sampling(**smp),
-        )
-    except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        raise InputError(loc or "experiment", first["msg"]) from None
-    return NanoBraggRun(exp, out, **run_opts)
-
-
-def _seed(flag: str, n: int) -> int:
-    if not 0 <= n < 2**31:
-        raise InputError(flag, f"random seed must be between 0 and 2147483647, got {n}")
-    return n
-
-
-def _steps(flag: str, n: int) -> int:
-    if n < 0:
-        raise InputError(flag, f"number of steps must be >= 0, got {n}")
-    return n
-
-
-def _resolve_fluence(beam: dict[str, Any], flux_args: dict[str, float]) -> None:
-    """C's fluence/flux/exposure/beamsize reconciliation (beamsize in mm on the CLI)."""
-    flux = flux_args.get("flux", 0.0)
-    exposure = flux_args.get("exposure", 1.0)
-    beamsize_m = flux_args.get("beamsize", 0.1) / 1000.0
-    fluence = beam.get("fluence", Beam.model_fields["fluence"].default)
-    if flux != 0.0 and exposure > 0.0 and beamsize_m >= 0:
-        if beamsize_m == 0:
-            raise InputError("-beamsize", "must be > 0 mm when -flux is given")
-        fluence = flux * exposure / beamsize_m / beamsize_m
-    if exposure > 0.0:
-        flux = fluence / exposure * beamsize_m * beamsize_m
-    beam.update(fluence=fluence, flux=flux, exposure_s=exposure, beamsize_mm=beamsize_m * 1000.0)
-
-
-def _read_matrix(path: str) -> tuple[tuple[float, float, float], ...]:
-    """Read a MOSFLM A matrix (first 9 numbers: rows x, y, z of a*, b*, c*)."""
-    try:
-        with open(path) as fh:
-            numbers = fh.read().split()
-    except OSError as err:
-        raise InputError("-mat", f"cannot read matrix file {path!r}: {err.strerror}") from None
-    try:
-        vals = [float(x) for x in numbers[:9]]
+        depth = fl.finite(name, float(tok))
     except ValueError:
-        raise InputError("-mat", f"matrix file {path!r} does not start with 9 numbers") from None
-    if len(vals) < 9:
-        raise InputError("-mat", f"matrix file {path!r} has fewer than 9 numbers")
-    return (tuple(vals[0:3]), tuple(vals[3:6]), tuple(vals[6:9]))
+        raise InputError(name, f"expects a depth in um or 'inf', got {tok!r}") from None
+    state.detector["absorption_um"] = fl.non_negative(name, depth)
 
 
-def _read_sources(
-    path: str, beam: dict[str, Any], det: dict[str, Any], convention: Convention, lambda_A: float
-) -> tuple[Source, ...]:
-    """Read -sourcefile into explicit sources (C defaults for missing columns)."""
-    import numpy as np
+def _roi(state, name, flag, values):
+    xmin, xmax, ymin, ymax = values
+    if min(values) < 0 or xmin > xmax or ymin > ymax:
+        raise InputError(
+            name, f"expects xmin <= xmax, ymin <= ymax, all >= 0; got {xmin} {xmax} {ymin} {ymax}"
+        )
+    state.sampling["roi"] = ROI(xmin=xmin, xmax=xmax, ymin=ymin, ymax=ymax)
 
-    from engine.geometry import _AXES
-    from engine.sources import read_source_file
 
-    beam_vec = beam.get("beam_vector") or _AXES[convention][0]
-    try:
-        src = read_source_file(path, np.asarray(beam_vec, dtype=float), lambda_A * 1e-10)
-    except (OSError, ValueError) as err:
-        raise InputError("-sourcefile", str(err)) from None
-    return tuple(
-        Source(position=tuple(p), intensity=float(i), wavelength_A=float(w) * 1e10)
-        for p, i, w in zip(src.positions_m, src.intensities, src.wavelengths_m, strict=True)
-    )
+def _printout_pixel(state, name, flag, values):
+    state.outputs.printout_pixel = (values[0], values[1])
+
+
+def _device(state, name, flag, values):
+    v = values[0]
+    if v not in ("cpu", "cuda", "auto") and not v.startswith("cuda:"):
+        raise InputError(name, f"must be cpu, cuda, cuda:N or auto, got {v!r}")
+    state.run["device"] = v
+
+
+def _ignore(state, name, flag, values):
+    pass
+
+
+HANDLERS = {
+    "ncells": _ncells,
+    "size": _size,
+    "misset": _misset,
+    "shape": _shape,
+    "interpolate": _interpolate,
+    "polar": _polar,
+    "divergence": _divergence,
+    "divsteps": _divsteps,
+    "pivot_beam": _pivot_beam,
+    "pivot_sample": _pivot_sample,
+    "pivot": _pivot,
+    "convention": _convention,
+    "vector": _vector,
+    "detsize": _detsize,
+    "detpixels": _detpixels,
+    "absorption": _absorption,
+    "roi": _roi,
+    "printout_pixel": _printout_pixel,
+    "device": _device,
+    "ignore": _ignore,
+}
+
+
+def parse_nanobragg(argv: list[str]):
+    """Parse and resolve nanoBragg flags into a :class:`~engine.resolve.NanoBraggRun`."""
+    from engine.resolve import resolve
+
+    return resolve(parse_args(argv))
+
+
+def __getattr__(name: str):
+    if name == "NanoBraggRun":  # where it used to live
+        from engine.resolve import NanoBraggRun
+
+        return NanoBraggRun
+    raise AttributeError(name)

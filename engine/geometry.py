@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine import cvec as cv
 from engine.model import Convention, Experiment, Pivot
 from engine.orientation import RTD, rotate_axis, rotate_xyz
 
@@ -32,9 +33,12 @@ _AXES = {
 
 
 def unit(v: np.ndarray) -> np.ndarray:
-    """v / |v| (zero vector stays zero)."""
-    n = float(np.sqrt(np.dot(v, v)))
-    return v / n if n != 0.0 else np.zeros(3)
+    """v / |v| (zero vector stays zero), in C's scalar order."""
+    return np.array(cv.unitize(cv.vec(v)))
+
+
+def _dot(x: np.ndarray, y: np.ndarray) -> float:
+    return cv.dot(cv.vec(x), cv.vec(y))
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,7 @@ class DetectorGeometry:
     @property
     def vert(self) -> np.ndarray:
         """Unit beam x polar: the 'vertical' axis of divergence."""
-        return unit(np.cross(self.beam, self.polar))
+        return unit(np.array(cv.cross(cv.vec(self.beam), cv.vec(self.polar))))
 
 
 def detector_geometry(exp: Experiment) -> DetectorGeometry:
@@ -94,16 +98,15 @@ def detector_geometry(exp: Experiment) -> DetectorGeometry:
 
         f, s, o = pick(det.fdet_vector, f), pick(det.sdet_vector, s), pick(det.odet_vector, o)
         b, pol = pick(beam.beam_vector, b), pick(beam.polar_vector, pol)
-        spindle, tt_axis = pick(det.spindle_axis, spindle), pick(det.twotheta_axis, tt_axis)
-
-    mm = 1e-3
+        spindle = pick(exp.goniometer.spindle_axis, spindle)
+        tt_axis = pick(det.twotheta_axis, tt_axis)
 
     def opt(v: float | None) -> float:
-        return math.nan if v is None else v * mm
+        return math.nan if v is None else v / 1000.0  # C: atof(mm)/1000.0
 
     xbeam, ybeam = opt(det.xbeam_mm), opt(det.ybeam_mm)
     xclose, yclose = opt(det.xclose_mm), opt(det.yclose_mm)
-    distance = det.distance_mm * mm if det.distance_mm is not None else 0.1
+    distance = det.distance_mm / 1000.0 if det.distance_mm is not None else 0.1
     close_distance = opt(det.close_distance_mm)
 
     fclose = (det.orgx - 0.5) * px if det.orgx is not None else math.nan
@@ -147,7 +150,7 @@ def detector_geometry(exp: Experiment) -> DetectorGeometry:
 
     b, f, s = unit(b), unit(f), unit(s)
     # C keeps odet only if it was already a unit vector, else rebuilds it as f x s
-    o = o if float(np.sqrt(np.dot(o, o))) == 1.0 else unit(np.cross(f, s))
+    o = o if cv.magnitude(cv.vec(o)) == 1.0 else unit(np.array(cv.cross(cv.vec(f), cv.vec(s))))
     pol, spindle = unit(pol), unit(spindle)
     tt_axis = np.array(tt_axis, dtype=float)
 
@@ -155,7 +158,7 @@ def detector_geometry(exp: Experiment) -> DetectorGeometry:
     rx, ry, rz = det.rotx_deg / RTD, det.roty_deg / RTD, det.rotz_deg / RTD
     twotheta = det.twotheta_deg / RTD
 
-    ratio = float(np.dot(b, rotate_xyz(o, rx, ry, rz)))
+    ratio = _dot(b, rotate_xyz(o, rx, ry, rz))
     if ratio == 0.0:
         ratio = np.finfo(float).tiny
     if math.isnan(close_distance):
@@ -175,12 +178,12 @@ def detector_geometry(exp: Experiment) -> DetectorGeometry:
         # an explicit first-pixel vector is final: the beam centres are derived from it
         pix0 = np.array(det.pix0_vector_m, dtype=float)
 
-    fclose = -float(np.dot(pix0, f))
-    sclose = -float(np.dot(pix0, s))
-    close_distance = float(np.dot(pix0, o))
+    fclose = -_dot(pix0, f)
+    sclose = -_dot(pix0, s)
+    close_distance = _dot(pix0, o)
     hit = close_distance / ratio * b - pix0
-    fbeam = float(np.dot(f, hit))
-    sbeam = float(np.dot(s, hit))
+    fbeam = _dot(f, hit)
+    sbeam = _dot(s, hit)
     distance = close_distance / ratio
     orgx = fclose / px + 0.5
     orgy = sclose / px + 0.5

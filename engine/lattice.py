@@ -12,14 +12,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine import cvec as cv
 from engine.errors import InputError
 from engine.geometry import RTD, rotate_xyz
 from engine.model import Crystal
 
+#: Largest cell count ``-xtal_size`` may give, and largest automatic oversampling.
+MAX_CELLS = 10**9
+MAX_AUTO_OVERSAMPLE = 256
+
 
 @dataclass(frozen=True)
 class Lattice:
-    """Oriented unit cell (phi = 0, no mosaic) and crystal size."""
+    """Oriented unit cell (phi = 0, no mosaic) and crystal size.
+
+    ``a_len_m`` etc. are C's ``a[0]``: the magnitude of the metre vector, computed as C does
+    (they decide the cell counts and the automatic oversampling).
+    """
 
     a: np.ndarray  # real-space cell vectors, metres
     b: np.ndarray
@@ -31,28 +40,29 @@ class Lattice:
     na: int
     nb: int
     nc: int
+    a_len_m: float = 0.0
+    b_len_m: float = 0.0
+    c_len_m: float = 0.0
 
     @property
     def cell_parameters(self) -> tuple[float, float, float, float, float, float]:
         """a, b, c (Angstrom) and alpha, beta, gamma (degrees) of the oriented cell."""
-        a, b, c = (v * 1e10 for v in (self.a, self.b, self.c))
-        la, lb, lc = (float(np.linalg.norm(v)) for v in (a, b, c))
+        a, b, c = (cv.scale(cv.vec(v), 1e10) for v in (self.a, self.b, self.c))
+        la, lb, lc = (cv.magnitude(v) for v in (a, b, c))
 
-        def ang(u: np.ndarray, v: np.ndarray, lu: float, lv: float) -> float:
-            return math.degrees(math.acos(max(-1.0, min(1.0, float(np.dot(u, v)) / lu / lv))))
+        def ang(u: cv.Vec, v: cv.Vec, lu: float, lv: float) -> float:
+            return math.degrees(math.acos(max(-1.0, min(1.0, cv.dot(u, v) / lu / lv))))
 
         return la, lb, lc, ang(b, c, lb, lc), ang(a, c, la, lc), ang(a, b, la, lb)
 
     @property
     def size_m(self) -> tuple[float, float, float]:
-        return (
-            float(np.linalg.norm(self.a)) * self.na,
-            float(np.linalg.norm(self.b)) * self.nb,
-            float(np.linalg.norm(self.c)) * self.nc,
-        )
+        """C's ``xtalsize_a/b/c``: ``a[0]*Na`` etc., metres."""
+        return (self.a_len_m * self.na, self.b_len_m * self.nb, self.c_len_m * self.nc)
 
 
-def _reciprocal_from_cell(cell: tuple[float, ...]) -> tuple[np.ndarray, ...]:
+def _reciprocal_from_cell(cell: tuple[float, ...]) -> tuple[cv.Vec, cv.Vec, cv.Vec, cv.Vec, float]:
+    """C's default orientation of a user cell: a*, b*, c* (1/A), the edges (A) and V_cell."""
     a, b, c, al, be, ga = cell
     if a <= 0:
         raise InputError("-cell", f"cell edge a must be > 0 Angstrom, got {a}")
@@ -80,81 +90,125 @@ def _reciprocal_from_cell(cell: tuple[float, ...]) -> tuple[np.ndarray, ...]:
     cos_as = 1.0 if cos_as * cos_as > 1.0 else cos_as
     cos_bs = 1.0 if cos_bs * cos_bs > 1.0 else cos_bs
     cos_gs = 1.0 if cos_gs * cos_gs > 1.0 else cos_gs
-    a_star = np.array([as_, 0.0, 0.0])
-    b_star = np.array([bs * cos_gs, bs * sin_gs, 0.0])
-    c_star = np.array(
-        [
-            cs * cos_bs,
-            cs * (cos_as - cos_bs * cos_gs) / sin_gs,
-            cs * v_cell / (a * b * c * sin_gs),
-        ]
+    a_star = (as_, 0.0, 0.0)
+    b_star = (bs * cos_gs, bs * sin_gs, 0.0)
+    c_star = (
+        cs * cos_bs,
+        cs * (cos_as - cos_bs * cos_gs) / sin_gs,
+        cs * v_cell / (a * b * c * sin_gs),
     )
-    return a_star, b_star, c_star, np.array([a, b, c]), v_cell
+    return a_star, b_star, c_star, (a, b, c), v_cell
+
+
+def _cell_counts(
+    crystal: Crystal, lengths_m: tuple[float, float, float], beamsize_m: float | None
+) -> tuple[int, int, int]:
+    """C's ``Na = ceil(sample_x/a[0])`` (likewise b, c); the beam clips the y and z sizes."""
+    counts = [crystal.na, crystal.nb, crystal.nc]
+    if crystal.size_mm is not None:
+        sizes = [x / 1000 for x in crystal.size_mm]  # C: atof(mm)/1000
+        if beamsize_m is not None and beamsize_m >= 0:
+            sizes[1], sizes[2] = min(sizes[1], beamsize_m), min(sizes[2], beamsize_m)
+        for i in range(3):
+            if sizes[i] > 0:
+                n = sizes[i] / lengths_m[i]
+                if not n <= MAX_CELLS:
+                    raise InputError(
+                        "-xtal_size", f"gives {n:g} unit cells along {'abc'[i]}, max {MAX_CELLS}"
+                    )
+                counts[i] = math.ceil(n)
+    na, nb, nc = (max(1, n) for n in counts)
+    return na, nb, nc
 
 
 def build_lattice(
-    crystal: Crystal, wavelength_A: float, misset_rad: tuple[float, float, float] | None
+    crystal: Crystal,
+    wavelength_A: float,
+    misset_rad: tuple[float, float, float] | None,
+    beamsize_m: float | None = None,
 ) -> Lattice:
-    """Orient the cell (misset angles in radians, already resolved) and size the crystal."""
+    """Orient the cell (misset angles in radians, already resolved) and size the crystal.
+
+    Transcribes C nanoBragg's order of operations in scalar float64 (see :mod:`engine.cvec`),
+    so that the cell counts from ``-xtal_size`` equal C's on every machine.
+    """
     user_cell = crystal.cell is not None
-    edges = None
+    edges = (0.0, 0.0, 0.0)
     v_cell_user = 0.0
     if user_cell:
         a_star, b_star, c_star, edges, v_cell_user = _reciprocal_from_cell(crystal.cell)
     if crystal.a_matrix is not None:
-        m = np.array(crystal.a_matrix, dtype=float)  # rows: x, y, z of a*, b*, c*
-        lam = crystal.a_matrix_wavelength_A or wavelength_A
-        scale = 1.0 / lam
-        a_star, b_star, c_star = m[:, 0] * scale, m[:, 1] * scale, m[:, 2] * scale
+        m = crystal.a_matrix  # rows: x, y, z of a*, b*, c*
+        lambda0_m = (crystal.a_matrix_wavelength_A or wavelength_A) / 1.0e10
+        s = 1e-10 / lambda0_m
+        a_star, b_star, c_star = (cv.scale((m[0][i], m[1][i], m[2][i]), s) for i in range(3))
     if misset_rad is not None:
-        a_star, b_star, c_star = (rotate_xyz(v, *misset_rad) for v in (a_star, b_star, c_star))
+        a_star, b_star, c_star = (
+            cv.vec(rotate_xyz(v, *misset_rad)) for v in (a_star, b_star, c_star)
+        )
 
-    axb, bxc, cxa = np.cross(a_star, b_star), np.cross(b_star, c_star), np.cross(c_star, a_star)
-    v_star = float(np.dot(a_star, bxc))
+    axb, bxc, cxa = cv.cross(a_star, b_star), cv.cross(b_star, c_star), cv.cross(c_star, a_star)
+    v_star = cv.dot(a_star, bxc)
     if user_cell:
-        bxc = bxc * (edges[0] / v_cell_user / np.linalg.norm(bxc))
-        cxa = cxa * (edges[1] / v_cell_user / np.linalg.norm(cxa))
-        axb = axb * (edges[2] / v_cell_user / np.linalg.norm(axb))
+        bxc = cv.rescale(bxc, edges[0] / v_cell_user)
+        cxa = cv.rescale(cxa, edges[1] / v_cell_user)
+        axb = cv.rescale(axb, edges[2] / v_cell_user)
         v_star = 1.0 / v_cell_user
     if v_star == 0.0:
         raise InputError("-mat", "degenerate orientation matrix (zero reciprocal volume)")
     v_cell = 1.0 / v_star
-    a, b, c = bxc * v_cell, cxa * v_cell, axb * v_cell
-    a_star, b_star, c_star = (
-        np.cross(b, c) * v_star,
-        np.cross(c, a) * v_star,
-        np.cross(a, b) * v_star,
-    )
+    a, b, c = cv.scale(bxc, v_cell), cv.scale(cxa, v_cell), cv.scale(axb, v_cell)
+    a_star = cv.scale(cv.cross(b, c), v_star)
+    b_star = cv.scale(cv.cross(c, a), v_star)
+    c_star = cv.scale(cv.cross(a, b), v_star)
 
-    na, nb, nc = crystal.na, crystal.nb, crystal.nc
-    if crystal.size_um is not None:
-        sx, sy, sz = (x * 1e-6 for x in crystal.size_um)
-        lengths = [float(np.linalg.norm(v)) * 1e-10 for v in (a, b, c)]
-        if sx > 0:
-            na = math.ceil(sx / lengths[0])
-        if sy > 0:
-            nb = math.ceil(sy / lengths[1])
-        if sz > 0:
-            nc = math.ceil(sz / lengths[2])
-    na, nb, nc = max(1, na), max(1, nb), max(1, nc)
+    a_m, b_m, c_m = (cv.scale(v, 1e-10) for v in (a, b, c))
+    lengths_m = (cv.magnitude(a_m), cv.magnitude(b_m), cv.magnitude(c_m))
+    na, nb, nc = _cell_counts(crystal, lengths_m, beamsize_m)
     return Lattice(
-        a=a * 1e-10,
-        b=b * 1e-10,
-        c=c * 1e-10,
-        a_star=a_star,
-        b_star=b_star,
-        c_star=c_star,
+        a=np.array(a_m),
+        b=np.array(b_m),
+        c=np.array(c_m),
+        a_star=np.array(a_star),
+        b_star=np.array(b_star),
+        c_star=np.array(c_star),
         volume_A3=abs(v_cell),
         na=na,
         nb=nb,
         nc=nc,
+        a_len_m=lengths_m[0],
+        b_len_m=lengths_m[1],
+        c_len_m=lengths_m[2],
     )
 
 
 def auto_oversample(
     lattice: Lattice, wavelength_m: float, distance_m: float, pixel_m: float
 ) -> int:
-    """C nanoBragg's automatic sub-pixel count: ceil(3 * crystal size / reciprocal pixel size)."""
+    """C nanoBragg's automatic sub-pixel count: ceil(3 * crystal size / reciprocal pixel size).
+
+    Pass C's own values: ``wavelength_m = wavelength_A / 1e10``, the final detector distance
+    and ``pixel_mm / 1000``.
+    """
+    xa, xb, xc = lattice.size_m
+    xmax = xa
+    if xmax < xb:
+        xmax = xb
+    if xmax < xc:
+        xmax = xc
     reciprocal_pixel = wavelength_m * distance_m / pixel_m
-    n = math.ceil(3.0 * max(lattice.size_m) / reciprocal_pixel)
-    return max(1, n)
+    if reciprocal_pixel == 0.0 or not math.isfinite(reciprocal_pixel):
+        raise InputError(
+            "-distance",
+            f"the detector distance along the beam is {distance_m:g} m (from -distance, "
+            "-pix0_vector or the detector rotations); give -oversample N to render anyway",
+        )
+    x = 3.0 * xmax / reciprocal_pixel
+    if not x <= MAX_AUTO_OVERSAMPLE:
+        raise InputError(
+            "-oversample",
+            f"C's automatic choice would be {x:.4g} sub-pixels per pixel edge (crystal "
+            f"{xmax * 1e6:.3g} um, reciprocal pixel {reciprocal_pixel * 1e6:.3g} um); "
+            f"give -oversample N (at most 256)",
+        )
+    return max(1, math.ceil(x))

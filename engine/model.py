@@ -1,9 +1,12 @@
-"""The experiment description: beam, detector, crystal, goniometer/scan and sampling.
+"""The experiment description in dxtbx's terms: beam, detector, crystal, goniometer, scan,
+plus sub-pixel sampling.
 
-Units follow the nanoBragg command line: lengths of the detector in mm, wavelengths and
-cells in Angstrom, angles in degrees, sensor thickness in micrometres. Values that C
-nanoBragg derives from others (beam centre, oversampling, pivot) may be left ``None``
-and are derived by :mod:`engine.geometry` exactly as the C program does.
+Units follow the nanoBragg command line: lengths of the detector and crystal in mm,
+wavelengths and cells in Angstrom, angles in degrees, divergence in mrad, sensor thickness
+in micrometres. ``None`` means "not given": C nanoBragg then derives the value from the
+others (beam centre, oversampling, pivot, step counts), and :mod:`engine.geometry`,
+:mod:`engine.scan` and :mod:`engine.sources` derive it exactly as the C program does.
+The model's JSON schema states each field's unit; it imports neither torch nor numpy.
 """
 
 from __future__ import annotations
@@ -13,9 +16,12 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from engine.legacy import upgrade_experiment
+
 Vec3 = tuple[float, float, float]
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
+Steps = Annotated[int, Field(ge=0)]
 
 
 class Convention(StrEnum):
@@ -62,68 +68,75 @@ class _Model(BaseModel):
 class Source(_Model):
     """One point source: direction from the sample towards the source, weight, wavelength."""
 
-    position: Vec3
-    intensity: float = 1.0
-    wavelength_A: PositiveFloat
+    position: Vec3 = Field(description="sample -> source vector, metres (direction only)")
+    intensity: float = Field(1.0, description="relative weight")
+    wavelength_A: PositiveFloat = Field(description="wavelength, Angstrom")
+
+
+def _f(default, description: str, **kw):
+    return Field(default, description=description, **kw)
 
 
 class Beam(_Model):
-    """Incident X-ray beam."""
+    """Incident X-ray beam: wavelength, fluence, polarization, divergence and dispersion."""
 
-    wavelength_A: PositiveFloat = 1.0
-    fluence: PositiveFloat = 125932015286227086360700780544.0  # photons/m^2
-    flux: NonNegFloat = 0.0  # photons/s, informational once fluence is resolved
-    exposure_s: float = 1.0
-    beamsize_mm: float = 0.1
-    polarization: float = Field(0.0, ge=-1, le=1)  # Kahn factor
-    nopolar: bool = False
-    beam_vector: Vec3 | None = None  # None: the convention's
-    polar_vector: Vec3 | None = None  # None: the convention's
-    # spectral dispersion (fraction, not percent) and divergence (mrad)
-    dispersion: float = -1.0
-    dispstep: float = -1.0
-    dispsteps: int = -1
-    hdivrange_mrad: float = -1.0
-    hdivstep_mrad: float = -1.0
-    hdivsteps: int = -1
-    vdivrange_mrad: float = -1.0
-    vdivstep_mrad: float = -1.0
-    vdivsteps: int = -1
-    round_div: bool = True
-    sources: tuple[Source, ...] | None = None  # explicit list (from -sourcefile)
+    wavelength_A: PositiveFloat = _f(1.0, "central wavelength, Angstrom")
+    fluence: PositiveFloat = _f(125932015286227086360700780544.0, "photons/m^2 on the sample")
+    flux: NonNegFloat = _f(0.0, "photons/s (informational once the fluence is resolved)")
+    exposure_s: float = _f(1.0, "exposure time, s")
+    beamsize_mm: float = _f(0.1, "beam size, mm (also clips the crystal's y and z size)")
+    polarization: float = _f(0.0, "Kahn polarization factor, -1..1", ge=-1, le=1)
+    nopolar: bool = _f(False, "no polarization correction at all")
+    beam_vector: Vec3 | None = _f(None, "direction of travel (unit-less); None: the convention's")
+    polar_vector: Vec3 | None = _f(None, "E-vector direction (unit-less); None: the convention's")
+    dispersion: NonNegFloat | None = _f(None, "spectral width, fraction (CLI: percent/100)")
+    dispstep: PositiveFloat | None = _f(None, "wavelength step, fraction")
+    dispsteps: Steps | None = _f(None, "number of wavelengths; None: C's automatic choice")
+    hdivrange_mrad: NonNegFloat | None = _f(None, "horizontal divergence range, mrad")
+    hdivstep_mrad: NonNegFloat | None = _f(None, "horizontal divergence step, mrad")
+    hdivsteps: Steps | None = _f(None, "horizontal divergence steps; None: automatic")
+    vdivrange_mrad: NonNegFloat | None = _f(None, "vertical divergence range, mrad")
+    vdivstep_mrad: NonNegFloat | None = _f(None, "vertical divergence step, mrad")
+    vdivsteps: Steps | None = _f(None, "vertical divergence steps; None: automatic")
+    round_div: bool = _f(True, "trim the divergence grid to an ellipse")
+    sources: tuple[Source, ...] | None = _f(None, "explicit sources (from -sourcefile)")
+
+    @property
+    def wavelength_m(self) -> float:
+        """C's ``lambda0``: Angstrom / 1e10 (divided, as C does)."""
+        return self.wavelength_A / 1e10
 
 
 class Detector(_Model):
     """Flat (or curved) pixel-array detector."""
 
-    fast_pixels: int = Field(1024, ge=1, le=1 << 17)
-    slow_pixels: int = Field(1024, ge=1, le=1 << 17)
-    pixel_size_mm: PositiveFloat = 0.1
-    distance_mm: PositiveFloat | None = 100.0
-    close_distance_mm: PositiveFloat | None = None
-    convention: Convention = Convention.MOSFLM
-    pivot: Pivot | None = None  # None: the convention's (BEAM for CUSTOM)
-    xbeam_mm: float | None = None
-    ybeam_mm: float | None = None
-    xclose_mm: float | None = None
-    yclose_mm: float | None = None
-    orgx: float | None = None  # XDS ORGX, pixels
-    orgy: float | None = None
-    rotx_deg: float = 0.0
-    roty_deg: float = 0.0
-    rotz_deg: float = 0.0
-    twotheta_deg: float = 0.0
-    twotheta_axis: Vec3 | None = None
-    fdet_vector: Vec3 | None = None
-    sdet_vector: Vec3 | None = None
-    odet_vector: Vec3 | None = None
-    pix0_vector_m: Vec3 | None = None  # vector from sample to the first pixel, metres
-    spindle_axis: Vec3 | None = None
-    curved: bool = False
-    point_pixel: bool = False
-    thick_um: NonNegFloat = 0.0
-    absorption_um: float | None = None  # attenuation depth; None: C's default
-    thicksteps: int = -1
+    fast_pixels: int = _f(1024, "pixels along the fast axis", ge=1, le=1 << 17)
+    slow_pixels: int = _f(1024, "pixels along the slow axis", ge=1, le=1 << 17)
+    pixel_size_mm: PositiveFloat = _f(0.1, "pixel size, mm")
+    distance_mm: PositiveFloat | None = _f(100.0, "sample to detector along the beam, mm")
+    close_distance_mm: PositiveFloat | None = _f(None, "sample to detector plane, mm")
+    convention: Convention = _f(Convention.MOSFLM, "axis convention")
+    pivot: Pivot | None = _f(None, "None: the convention's (BEAM for CUSTOM)")
+    xbeam_mm: float | None = _f(None, "beam centre X, mm (convention's header value)")
+    ybeam_mm: float | None = _f(None, "beam centre Y, mm (convention's header value)")
+    xclose_mm: float | None = _f(None, "point nearest the sample, X, mm")
+    yclose_mm: float | None = _f(None, "point nearest the sample, Y, mm")
+    orgx: float | None = _f(None, "XDS ORGX, pixels")
+    orgy: float | None = _f(None, "XDS ORGY, pixels")
+    rotx_deg: float = _f(0.0, "detector rotation about x, degrees")
+    roty_deg: float = _f(0.0, "detector rotation about y, degrees")
+    rotz_deg: float = _f(0.0, "detector rotation about z, degrees")
+    twotheta_deg: float = _f(0.0, "detector two-theta swing, degrees")
+    twotheta_axis: Vec3 | None = _f(None, "two-theta axis (unit-less); None: the convention's")
+    fdet_vector: Vec3 | None = _f(None, "fast axis (unit-less); None: the convention's")
+    sdet_vector: Vec3 | None = _f(None, "slow axis (unit-less); None: the convention's")
+    odet_vector: Vec3 | None = _f(None, "normal (unit-less); None: the convention's")
+    pix0_vector_m: Vec3 | None = _f(None, "sample -> first pixel corner, metres")
+    curved: bool = _f(False, "spherical detector (every pixel at the same distance)")
+    point_pixel: bool = _f(False, "solid angle of a point, not of the pixel area")
+    thick_um: NonNegFloat = _f(0.0, "sensor thickness, micrometres")
+    absorption_um: float | None = _f(None, "sensor attenuation depth, micrometres (0: none)")
+    thicksteps: Steps | None = _f(None, "sensor layers; None: C's automatic choice")
 
     @property
     def resolved_pivot(self) -> Pivot:
@@ -135,23 +148,29 @@ class Detector(_Model):
 class Crystal(_Model):
     """Nanocrystal: cell (or MOSFLM A matrix), orientation, size, shape and structure factors."""
 
-    cell: tuple[float, float, float, float, float, float] | None = None  # A, A, A, deg x3
-    a_matrix: tuple[Vec3, Vec3, Vec3] | None = None  # MOSFLM A rows (includes wavelength)
-    a_matrix_wavelength_A: float | None = None
-    misset_deg: Vec3 | None = None
-    na: int = Field(1, ge=1)
-    nb: int = Field(1, ge=1)
-    nc: int = Field(1, ge=1)
-    size_um: tuple[float, float, float] | None = None  # overrides na/nb/nc when given
-    shape: CrystalShape = CrystalShape.SQUARE
-    fudge: float = 1.0
-    default_F: NonNegFloat = 0.0
-    hkl_file: str | None = None
-    fdump_file: str | None = None
-    interpolate: bool | None = None  # None: automatic (on when any N <= 2)
-    mosaic_spread_deg: float = -1.0
-    mosaic_domains: int = -1
-    mosaic_seed: int = 12345678
+    cell: tuple[float, float, float, float, float, float] | None = _f(
+        None, "a, b, c (Angstrom), alpha, beta, gamma (degrees)"
+    )
+    a_matrix: tuple[Vec3, Vec3, Vec3] | None = _f(
+        None, "MOSFLM A matrix rows (includes the wavelength), 1/Angstrom"
+    )
+    a_matrix_wavelength_A: float | None = _f(None, "wavelength of the A matrix, Angstrom")
+    misset_deg: Vec3 | None = _f(None, "misset rotations about x, y, z, degrees")
+    na: int = _f(1, "unit cells along a", ge=1)
+    nb: int = _f(1, "unit cells along b", ge=1)
+    nc: int = _f(1, "unit cells along c", ge=1)
+    size_mm: tuple[float, float, float] | None = _f(
+        None, "crystal size x, y, z, mm; a size > 0 overrides na/nb/nc"
+    )
+    shape: CrystalShape = _f(CrystalShape.SQUARE, "lattice transform model")
+    fudge: float = _f(1.0, "shape-transform width factor")
+    default_F: NonNegFloat = _f(0.0, "structure factor of unlisted reflections, electrons")
+    hkl_file: str | None = _f(None, "structure factors, text h k l F")
+    fdump_file: str | None = _f(None, "C nanoBragg Fdump.bin binary structure factors")
+    interpolate: bool | None = _f(None, "tricubic F interpolation; None: on when any N <= 2")
+    mosaic_spread_deg: NonNegFloat | None = _f(None, "mosaic spread, degrees")
+    mosaic_domains: Steps | None = _f(None, "mosaic domains; None: C's automatic choice")
+    mosaic_seed: int = _f(12345678, "seed of the mosaic domain orientations")
 
     @model_validator(mode="after")
     def _need_cell(self) -> Crystal:
@@ -161,48 +180,65 @@ class Crystal(_Model):
 
 
 class Goniometer(_Model):
-    """Spindle rotation during one frame: start, oscillation range and steps."""
+    """The crystal rotation axis."""
 
-    phi0_deg: float = 0.0
-    osc_deg: float = -1.0
-    phistep_deg: float = -1.0
-    phisteps: int = -1
+    spindle_axis: Vec3 | None = _f(None, "spindle rotation axis (unit-less); None: convention's")
+
+
+class Scan(_Model):
+    """The rotation series: start, oscillation range and steps of a frame, number of frames.
+
+    Frame k of the series starts at ``phi0_deg + k * oscillation`` with the same steps.
+    """
+
+    phi0_deg: float = _f(0.0, "spindle angle at the start of the first frame, degrees")
+    osc_deg: NonNegFloat | None = _f(None, "oscillation range of one frame, degrees")
+    phistep_deg: NonNegFloat | None = _f(None, "spindle step, degrees")
+    phisteps: Steps | None = _f(None, "spindle steps per frame; None: C's automatic choice")
+    frames: int = _f(1, "consecutive oscillation frames of the series", ge=1)
 
 
 class ROI(_Model):
     """Rendered pixels (inclusive as -roi): fast (x) xmin..xmax, slow (y) ymin..ymax."""
 
-    xmin: int = Field(ge=0)
-    xmax: int = Field(ge=0)
-    ymin: int = Field(ge=0)
-    ymax: int = Field(ge=0)
+    xmin: int = Field(ge=0, description="first fast pixel, inclusive")
+    xmax: int = Field(ge=0, description="last fast pixel, inclusive")
+    ymin: int = Field(ge=0, description="first slow pixel, inclusive")
+    ymax: int = Field(ge=0, description="last slow pixel, inclusive")
 
 
 class Sampling(_Model):
     """Sub-pixel sampling, region of interest and resolution cut."""
 
-    oversample: int | None = None  # None: C's automatic choice
-    oversample_thick: bool = False
-    oversample_polar: bool = False
-    oversample_omega: bool = False
-    roi: ROI | None = None
-    dmin_A: NonNegFloat = 0.0
-    water_um: NonNegFloat = 0.0
+    oversample: int | None = _f(None, "sub-pixels per pixel edge; None: C's automatic choice")
+    oversample_thick: bool = _f(False, "sensor capture per sub-pixel")
+    oversample_polar: bool = _f(False, "polarization per sub-pixel")
+    oversample_omega: bool = _f(False, "solid angle per sub-pixel")
+    roi: ROI | None = _f(None, "rendered pixels; None: the whole detector")
+    dmin_A: NonNegFloat = _f(0.0, "resolution cut, Angstrom (0: none)")
+    water_um: NonNegFloat = _f(0.0, "water background thickness, micrometres")
 
 
 class Experiment(_Model):
     """Everything needed to render a frame; immutable and JSON-serialisable."""
 
-    beam: Beam = Beam()
-    detector: Detector = Detector()
-    crystal: Crystal
-    goniometer: Goniometer = Goniometer()
-    sampling: Sampling = Sampling()
+    beam: Beam = _f(Beam(), "incident beam")
+    detector: Detector = _f(Detector(), "pixel-array detector")
+    crystal: Crystal = Field(description="the nanocrystal")
+    goniometer: Goniometer = _f(Goniometer(), "crystal rotation axis")
+    scan: Scan = _f(Scan(), "spindle rotation of one frame")
+    sampling: Sampling = _f(Sampling(), "sub-pixel sampling, region of interest, cuts")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, data):
+        """Read the pre-0.2 spelling too (-1 sentinels, spindle axis on the detector, ...)."""
+        return upgrade_experiment(data)
 
     def with_frame(self, k: int) -> Experiment:
         """Frame k of an oscillation series: phi starts at phi0 + k*osc, same steps."""
         from engine.scan import resolve_phi
 
-        phi0, osc, _, _ = resolve_phi(self.goniometer)
-        gonio = self.goniometer.model_copy(update={"phi0_deg": phi0 + k * osc})
-        return self.model_copy(update={"goniometer": gonio})
+        phi0, osc, _, _ = resolve_phi(self.scan)
+        scan = self.scan.model_copy(update={"phi0_deg": phi0 + k * osc})  # same series
+        return self.model_copy(update={"scan": scan})

@@ -20,7 +20,7 @@ from engine.structure_factors import write_fdump
 def smv_header(setup: FrameSetup) -> SMVHeader:
     """The header values C nanoBragg writes into its SMV images."""
     g: DetectorGeometry = setup.detector
-    phi0, osc, _, _ = resolve_phi(setup.experiment.goniometer)
+    phi0, osc, _, _ = resolve_phi(setup.experiment.scan)
     mm = 1000.0
     return SMVHeader(
         fast_pixels=g.fast_pixels,

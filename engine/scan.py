@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import math
 
-from engine.model import Goniometer
+from engine.model import Scan
+from engine.orientation import RTD
+from engine.sources import check_steps
 
 
-def resolve_phi(gonio: Goniometer) -> tuple[float, float, float, int]:
+def _given(value: float | int | None) -> float | int:
+    return -1 if value is None else value  # C's "not given"
+
+
+def resolve_phi(scan: Scan) -> tuple[float, float, float, int]:
     """Return (phi0, osc, phistep) in degrees and phisteps, as C nanoBragg derives them."""
-    phi0, osc, step, steps = gonio.phi0_deg, gonio.osc_deg, gonio.phistep_deg, gonio.phisteps
+    phi0 = scan.phi0_deg
+    osc, step, steps = _given(scan.osc_deg), _given(scan.phistep_deg), _given(scan.phisteps)
     if steps < 0:
         if osc < 0.0:
             if step <= 0.0:
@@ -19,7 +26,9 @@ def resolve_phi(gonio: Goniometer) -> tuple[float, float, float, int]:
         elif step <= 0.0:
             steps, step = 2, osc / 2.0
         else:
-            steps = math.ceil(osc / step)
+            ratio = (osc / RTD) / (step / RTD)  # C divides the radian values
+            check_steps("-osc/-phistep", ratio)
+            steps = math.ceil(ratio)
     else:
         if steps == 0:
             steps = 1
@@ -34,7 +43,7 @@ def resolve_phi(gonio: Goniometer) -> tuple[float, float, float, int]:
     return phi0, osc, step, steps
 
 
-def phi_angles_deg(gonio: Goniometer) -> list[float]:
+def phi_angles_deg(scan: Scan) -> list[float]:
     """Spindle angle of each phi step of the frame, degrees."""
-    phi0, _, step, steps = resolve_phi(gonio)
+    phi0, _, step, steps = resolve_phi(scan)
     return [phi0 + step * i for i in range(steps)]

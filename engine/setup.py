@@ -50,7 +50,7 @@ def resolve_sensor(exp: Experiment) -> Sensor:
             thick, mu = 0.0, 0.0
         else:
             mu = 1.0 / (det.absorption_um * 1e-6)
-    steps, step = det.thicksteps, -1.0
+    steps, step = (-1 if det.thicksteps is None else det.thicksteps), -1.0
     if steps <= 0:
         if thick > 0.0:
             steps, step = 2, thick / 2
@@ -71,7 +71,10 @@ def resolve_sensor(exp: Experiment) -> Sensor:
 
 def resolve_mosaic(exp: Experiment) -> tuple[float, int]:
     """Mosaic spread (radians) and number of domains, with C's automatic rules."""
-    spread, domains = exp.crystal.mosaic_spread_deg, exp.crystal.mosaic_domains
+    spread = exp.crystal.mosaic_spread_deg
+    domains = exp.crystal.mosaic_domains
+    spread = -1.0 if spread is None else spread  # C's "not given"
+    domains = -1 if domains is None else domains
     if domains <= 0:
         if spread < 0.0:
             return 0.0, 1
@@ -137,7 +140,7 @@ def _orientations(exp: Experiment, lattice: Lattice, geo: DetectorGeometry) -> n
         mosaic_umats(spread, domains, -exp.crystal.mosaic_seed) if spread > 0.0 else np.eye(3)[None]
     )
     out = []
-    for phi_deg in phi_angles_deg(exp.goniometer):
+    for phi_deg in phi_angles_deg(exp.scan):
         phi = phi_deg / RTD
         cell = [lattice.a, lattice.b, lattice.c]
         if phi != 0.0:
@@ -149,29 +152,13 @@ def _orientations(exp: Experiment, lattice: Lattice, geo: DetectorGeometry) -> n
 
 def _sources(exp: Experiment, geo: DetectorGeometry) -> tuple[np.ndarray, np.ndarray]:
     """Incident unit vectors (S, 3) and wavelengths (S,) in metres."""
-    from engine.sources import divergence_dispersion_sources
+    from engine.sources import beam_sources
 
     beam = exp.beam
-    lam0 = beam.wavelength_A * 1e-10
     if beam.sources:
         directions = np.array([_unit(np.array(s.position, dtype=float)) for s in beam.sources])
         return -directions, np.array([s.wavelength_A * 1e-10 for s in beam.sources])
-    else:
-        src = divergence_dispersion_sources(
-            geo.beam,
-            geo.polar,
-            lam0,
-            beam.hdivrange_mrad / 1000.0 if beam.hdivrange_mrad >= 0 else -1.0,
-            beam.hdivstep_mrad / 1000.0 if beam.hdivstep_mrad >= 0 else -1.0,
-            beam.hdivsteps,
-            beam.vdivrange_mrad / 1000.0 if beam.vdivrange_mrad >= 0 else -1.0,
-            beam.vdivstep_mrad / 1000.0 if beam.vdivstep_mrad >= 0 else -1.0,
-            beam.vdivsteps,
-            beam.dispersion,
-            beam.dispstep,
-            beam.dispsteps,
-            round_div=beam.round_div,
-        )
+    src = beam_sources(beam, geo.beam, geo.polar)
     incident = -np.asarray(src.directions, dtype=float)
     return incident, np.asarray(src.wavelengths_m, dtype=float)
 
@@ -186,8 +173,10 @@ def prepare_frame(
     geo = detector_geometry(exp)
     misset = exp.crystal.misset_deg
     misset_rad = tuple(x / RTD for x in misset) if misset is not None else None
-    lattice = build_lattice(exp.crystal, exp.beam.wavelength_A, misset_rad)
-    lam0 = exp.beam.wavelength_A * 1e-10
+    lattice = build_lattice(
+        exp.crystal, exp.beam.wavelength_A, misset_rad, exp.beam.beamsize_mm / 1000.0
+    )
+    lam0 = exp.beam.wavelength_A / 1e10  # C: lambda0 = atof(A)/1e10
     oversample = exp.sampling.oversample or auto_oversample(
         lattice, lam0, geo.distance, geo.pixel_size
     )

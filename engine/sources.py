@@ -56,7 +56,19 @@ class Sources:
         return int(self.wavelengths_m.shape[0])
 
 
-def resolve_steps(range_: float, step: float, steps: int) -> StepRange:
+#: Most points of one sweep (divergence, dispersion, phi): beyond it a frame would not finish.
+MAX_STEPS = 100_000
+
+
+def check_steps(field: str, steps: float) -> None:
+    """Refuse a sweep of more than :data:`MAX_STEPS` points, naming the flags that set it."""
+    if not steps <= MAX_STEPS:  # also catches NaN
+        from engine.errors import InputError
+
+        raise InputError(field, f"gives {steps:g} steps, more than {MAX_STEPS}")
+
+
+def resolve_steps(range_: float, step: float, steps: int, field: str = "steps") -> StepRange:
     """C's auto-selection of a sweep, followed by its "sanity checks".
 
     The same rules serve ``hdiv*``, ``vdiv*`` and ``disp*``.  Pass C's values: a negative
@@ -72,6 +84,7 @@ def resolve_steps(range_: float, step: float, steps: int) -> StepRange:
         elif step <= 0.0:
             step, steps = range_, 2
         else:
+            check_steps(field, range_ / step)
             steps = math.ceil(range_ / step)
     elif range_ < 0.0:
         if step <= 0.0:
@@ -159,9 +172,10 @@ def divergence_dispersion_sources(
     about unit(beam x polar) by hdiv; ``round_div`` trims the grid to an ellipse.  Sources are
     ordered hdiv-major, then vdiv, then wavelength.
     """
-    h = resolve_steps(hdivrange, hdivstep, hdivsteps)
-    v = resolve_steps(vdivrange, vdivstep, vdivsteps)
-    d = resolve_steps(dispersion, dispstep, dispsteps)
+    h = resolve_steps(hdivrange, hdivstep, hdivsteps, "-hdivrange/-hdivstep/-hdivsteps")
+    v = resolve_steps(vdivrange, vdivstep, vdivsteps, "-vdivrange/-vdivstep/-vdivsteps")
+    d = resolve_steps(dispersion, dispstep, dispsteps, "-dispersion/-dispsteps")
+    check_steps("-hdivsteps/-vdivsteps/-dispsteps", h.steps * v.steps * d.steps)
     beam = np.asarray(beam_vector, dtype=np.float64)
     polar = np.asarray(polar_vector, dtype=np.float64)
     vert = _unitize(_cross(beam, polar))
@@ -290,3 +304,33 @@ def read_source_file(path: str | Path, beam_vector: Vector, lambda0_m: float) ->
     ]
     positions = [np.array(r[:3]) for r in filled]
     return _finish(positions, [r[4] for r in filled], [r[3] for r in filled], -1, [])
+
+
+def _c_value(value: float | None, per_unit: float | None = None) -> float:
+    """C's value of an optional setting: -1 when not given, else ``value / per_unit``."""
+    if value is None:
+        return -1
+    return value / per_unit if per_unit is not None else value
+
+
+def beam_sources(beam, beam_vector: Vector, polar_vector: Vector) -> Sources:
+    """The sources C generates for an :class:`~engine.model.Beam` (divergence x dispersion).
+
+    ``beam_vector`` and ``polar_vector`` are the resolved unit vectors of the detector
+    geometry; ``None`` settings of the model become C's "not given" (-1; dispersion 0).
+    """
+    return divergence_dispersion_sources(
+        beam_vector,
+        polar_vector,
+        beam.wavelength_m,
+        _c_value(beam.hdivrange_mrad, 1000.0),
+        _c_value(beam.hdivstep_mrad, 1000.0),
+        int(_c_value(beam.hdivsteps)),
+        _c_value(beam.vdivrange_mrad, 1000.0),
+        _c_value(beam.vdivstep_mrad, 1000.0),
+        int(_c_value(beam.vdivsteps)),
+        0.0 if beam.dispersion is None else beam.dispersion,  # C's default
+        _c_value(beam.dispstep),
+        int(_c_value(beam.dispsteps)),
+        round_div=beam.round_div,
+    )

@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from engine.errors import UserInputError
+
 #: ``--cluster`` value -> dask-jobqueue module and class.
 BATCH_CLUSTERS = {
     "slurm": ("dask_jobqueue", "SLURMCluster"),
@@ -23,7 +25,7 @@ BATCH_CLUSTERS = {
 }
 
 
-class BatchClusterError(ValueError):
+class BatchClusterError(UserInputError):
     """The batch cluster cannot be created (unknown kind, dask-jobqueue missing)."""
 
 

@@ -7,31 +7,34 @@ tiling render ...`` runs the same command stand-alone.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
-from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from tqdm import tqdm
 
+from engine.errors import EXIT_INTERRUPTED, InputError, run_command
+from engine.jobfile import read_job_file, spec_error
 from engine.memory import peak_rss_mib
 from engine.model import Experiment
+from engine.passthrough import split_nanobragg
 from tiling.cluster import connect
 from tiling.events import Event, FrameDone, JobStarted, TileDone
 from tiling.graph import render_job
-from tiling.job import JobSpec
-from tiling.lock import StoreLock, StoreLockedError
+from tiling.job import DEFAULT_TILE, JobSpec
+from tiling.lock import StoreLock
 from tiling.outputs import NanoBraggFiles, requested_outputs
 from tiling.pyramid import DEFAULT_MIN_SIZE
-from tiling.store import StoreMismatchError
 from tiling.worker import FrameWriter
 
-DEFAULT_TILE = 512
+PROG = "braggtile render"
 DESCRIPTION = (
     "Render a nanoBragg job tile by tile on Dask workers into an OME-Zarr (zarr v3) store. "
-    "Re-running the same command on a partial store finishes only the missing tiles."
+    "Re-running the same command on a partial store finishes only the missing tiles. "
+    "nanoBragg arguments go after --nanobragg (one quoted string) or after -- "
+    "(braggtile render -o out.zarr -- -hkl P1.hkl -cell ...)."
 )
 
 
@@ -50,12 +53,16 @@ def add_render_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the options of ``braggtile render`` to ``p``."""
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--nanobragg", metavar="ARGS", help='nanoBragg arguments, quoted: "-N 5 ..."')
-    src.add_argument(
+    p.add_argument(
+        "--nanobragg",
+        metavar="ARGS",
+        help='nanoBragg arguments, quoted: "-hkl P1.hkl -cell ..." (or give them after --)',
+    )
+    p.add_argument(
         "--spec",
         metavar="JOB.json",
-        help='an Experiment as JSON, or {"experiment": ..., "frames", "tile", "dtype"}',
+        help="a job (JobSpec JSON: experiment, frames, tile, dtype, pyramid_min) or a bare "
+        "Experiment; the old spelling is read too",
     )
     p.add_argument("-o", "--output", required=True, metavar="OUT.zarr", help="zarr store path")
     p.add_argument("--tile", type=int, help=f"tile (= chunk) size, pixels (default {DEFAULT_TILE})")
@@ -83,7 +90,6 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument(
         "--pyramid-min",
         type=int,
-        default=DEFAULT_MIN_SIZE,
         help=f"stop the pyramid at this many pixels (default {DEFAULT_MIN_SIZE})",
     )
     p.add_argument("--overwrite", action="store_true", help="replace a store of another job")
@@ -110,31 +116,64 @@ def add_batch_arguments(p: argparse.ArgumentParser, where: Any) -> None:
 def load_job(args: argparse.Namespace) -> tuple[JobSpec, FrameWriter | None]:
     """The job the arguments describe (command-line options win over a spec file's), and the
     writer of the C output files named in ``--nanobragg`` (None if none are)."""
-    options: dict[str, Any] = {}
+    nanobragg = nanobragg_argv(args)
+    if (nanobragg is None) == (args.spec is None):
+        raise InputError("--nanobragg", "give the job as nanoBragg arguments or --spec (one)")
     writer_outputs = None
-    dtype = "float32"
-    if args.nanobragg is not None:
+    if nanobragg is not None:
         from engine.cli_args import parse_nanobragg
 
-        argv = shlex.split(args.nanobragg)
-        run = parse_nanobragg(argv)
-        experiment, dtype = run.experiment, run.dtype
-        writer_outputs = requested_outputs(argv, run.outputs)
+        run = parse_nanobragg(nanobragg)
+        job = JobSpec(run.experiment, dtype=run.dtype)
+        writer_outputs = requested_outputs(nanobragg, run.outputs)
     else:
-        data = json.loads(Path(args.spec).read_text())
-        if isinstance(data, dict) and "experiment" in data:
-            options = {k: data[k] for k in ("frames", "tile", "dtype", "pyramid_min") if k in data}
-            data = data["experiment"]
-        experiment = Experiment.model_validate(data)
-    job = JobSpec(
-        experiment=absolute_input_paths(experiment),
-        frames=args.frames if args.frames is not None else options.get("frames", 1),
-        tile=args.tile if args.tile is not None else options.get("tile", DEFAULT_TILE),
-        dtype=args.dtype or options.get("dtype", dtype),
-        pyramid_min=args.pyramid_min,
-    )
+        job = load_spec(args.spec)
+    overrides = {
+        "frames": args.frames,
+        "tile": args.tile,
+        "dtype": args.dtype,
+        "pyramid_min": args.pyramid_min,
+    }
+    data = job.to_dict() | {k: v for k, v in overrides.items() if v is not None}
+    data["experiment"] = absolute_input_paths(job.experiment)
+    try:
+        job = JobSpec.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise InputError("--" + str(first["loc"][0]).replace("_", "-"), first["msg"]) from None
     writer = NanoBraggFiles(writer_outputs, job.frames) if writer_outputs else None
     return job, writer
+
+
+def nanobragg_argv(args: argparse.Namespace) -> list[str] | None:
+    """The nanoBragg arguments (split from argv by :func:`main`, or from ``--nanobragg``)."""
+    given = getattr(args, "nanobragg_argv", None)
+    if given is not None:
+        return given
+    if args.nanobragg is not None:
+        return shlex.split(args.nanobragg)
+    return None
+
+
+def load_spec(path: str) -> JobSpec:
+    """A job from a ``--spec`` JSON file (a job or a bare experiment, old spelling too)."""
+    data = read_job_file(path)
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as err:
+        raise spec_error(err, path) from None
+
+
+def check_output(path: str) -> None:
+    """Create the store's folder now, so that an unusable ``-o`` fails before any work."""
+    if "://" in path:
+        return
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as err:
+        raise InputError("-o", f"cannot create the store {path}: {err.strerror or err}") from None
+    if not os.access(path, os.W_OK):
+        raise InputError("-o", f"cannot write the store {path}: permission denied")
 
 
 def absolute_input_paths(experiment: Experiment) -> Experiment:
@@ -151,13 +190,14 @@ def absolute_input_paths(experiment: Experiment) -> Experiment:
 
 
 def run_render(args: argparse.Namespace) -> int:
-    """Run ``braggtile render``; returns the process exit status."""
-    try:
-        job, writer = load_job(args)
-    except (OSError, ValueError) as exc:
-        print(f"braggtile render: error: {exc}", file=sys.stderr)
-        return 2
+    """Run ``braggtile render``; returns the process exit status (2 for bad input)."""
+    return run_command(PROG, lambda: _render(args))
 
+
+def _render(args: argparse.Namespace) -> int:
+    job, writer = load_job(args)
+    path = args.output if "://" in args.output else os.path.abspath(args.output)
+    check_output(path)
     bar: tqdm | None = None
 
     def on_event(event: Event) -> None:
@@ -175,7 +215,6 @@ def run_render(args: argparse.Namespace) -> int:
         elif isinstance(event, FrameDone) and event.log:
             tqdm.write(event.log.rstrip("\n"))
 
-    path = args.output if "://" in args.output else os.path.abspath(args.output)
     gpu = {"auto": None, "cpu": False, "cuda": True}[args.device]
     try:
         with StoreLock(path):  # refuse a store in use before starting a cluster
@@ -197,14 +236,9 @@ def run_render(args: argparse.Namespace) -> int:
                 on_event=on_event,
                 frame_writer=writer,
             )
-    except (StoreMismatchError, StoreLockedError, ValueError) as exc:
-        print(f"braggtile render: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print(
-            "braggtile render: interrupted; run the same command again to resume", file=sys.stderr
-        )
-        return 130
+        print(f"{PROG}: interrupted; run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         if bar is not None:
             bar.close()
@@ -220,8 +254,16 @@ def run_render(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``braggtile render ARGS``: parse the render options (no sub-command name) and run."""
-    parser = configure_parser(
-        argparse.ArgumentParser(prog="braggtile render", description=DESCRIPTION)
-    )
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    parser = configure_parser(argparse.ArgumentParser(prog=PROG, description=DESCRIPTION))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        own, nanobragg = split_nanobragg(argv)
+    except InputError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    try:
+        args = parser.parse_args(own)
+    except SystemExit as stop:  # --help, or bad options (argparse printed why)
+        return int(stop.code or 0)
+    args.nanobragg_argv = nanobragg
     return run_render(args)

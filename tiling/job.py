@@ -1,49 +1,86 @@
-"""A render job: one experiment, a series of frames, a tile size and an output precision."""
+"""A render job: one experiment, a series of frames, a tile size and an output precision.
+
+:class:`JobSpec` is a pydantic model: ``JobSpec.model_validate_json(text)`` and
+``job.model_dump_json()`` round-trip it, and ``JobSpec.model_json_schema()`` documents every
+field with its unit. It imports no torch (:func:`torch_dtype` does, when called).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from typing import Any, Literal
 
-import torch
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
-from engine.model import Experiment
+from engine.model import Experiment, Scan
 from tiling.grid import TileGrid
 from tiling.pyramid import DEFAULT_MIN_SIZE, level_shapes
 
 Precision = Literal["float32", "float64"]
-TORCH_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
+DEFAULT_TILE = 512
+OPTION_FIELDS = ("frames", "tile", "dtype", "pyramid_min")
 
 
-@dataclass(frozen=True)
-class JobSpec:
-    """What a store holds: ``frames`` oscillation frames of ``experiment`` cut in ``tile`` squares.
+def _with_frames(experiment: Any, frames: Any) -> Any:
+    """``experiment`` (model or dict, any spelling) with its scan's frame count set."""
+    if isinstance(experiment, Experiment):
+        scan = Scan.model_validate({**experiment.scan.model_dump(), "frames": frames})
+        return experiment.model_copy(update={"scan": scan})
+    if isinstance(experiment, dict):
+        return {**experiment, "scan": {**(experiment.get("scan") or {}), "frames": frames}}
+    return experiment
+
+
+def torch_dtype(precision: str):
+    """The torch dtype of a precision name ("float32" or "float64")."""
+    import torch
+
+    return {"float32": torch.float32, "float64": torch.float64}[precision]
+
+
+class JobSpec(BaseModel):
+    """What a store holds: the frames of ``experiment``'s scan cut in ``tile`` squares.
 
     Frame k starts at phi0 + k*osc (degrees) with the experiment's phi steps within its own
-    oscillation. ``pyramid_min`` is the size (pixels) below which no further level is made.
+    oscillation; ``frames`` is the scan's (``experiment.scan.frames``), and ``frames=`` given
+    to the job sets it. ``pyramid_min`` is the size (pixels) below which no further level is
+    made. ``JobSpec(experiment, frames=...)`` also takes the experiment positionally.
     """
 
-    experiment: Experiment
-    frames: int = 1
-    tile: int = 512
-    dtype: Precision = "float32"
-    pyramid_min: int = DEFAULT_MIN_SIZE
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    def __post_init__(self) -> None:
-        if self.frames < 1:
-            raise ValueError(f"frames must be >= 1, got {self.frames}")
-        if self.tile < 1:
-            raise ValueError(f"tile must be >= 1 pixel, got {self.tile}")
-        if self.dtype not in TORCH_DTYPES:
-            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
-        if self.pyramid_min < 1:
-            raise ValueError(f"pyramid_min must be >= 1 pixel, got {self.pyramid_min}")
+    experiment: Experiment = Field(description="the experiment and its scan (frames)")
+    tile: int = Field(DEFAULT_TILE, ge=1, description="tile (= zarr chunk) edge, pixels")
+    dtype: Precision = Field("float32", description="precision of the render and the store")
+    pyramid_min: int = Field(
+        DEFAULT_MIN_SIZE, ge=1, description="no pyramid level below this size, pixels"
+    )
+
+    def __init__(self, experiment: Experiment | None = None, /, **data: Any) -> None:
+        if experiment is not None:
+            data["experiment"] = experiment
+        super().__init__(**data)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_experiment(cls, data: Any) -> Any:
+        """Accept a bare experiment too, and ``frames`` as a job option (set on the scan)."""
+        if isinstance(data, dict) and "experiment" not in data and "crystal" in data:
+            data = {"experiment": data}
+        if isinstance(data, dict) and "frames" in data:
+            data = dict(data)
+            data["experiment"] = _with_frames(data.get("experiment"), data.pop("frames"))
+        return data
+
+    @computed_field(description="consecutive oscillation frames (the scan's)")
+    @property
+    def frames(self) -> int:
+        return self.experiment.scan.frames
 
     @property
-    def torch_dtype(self) -> torch.dtype:
-        return TORCH_DTYPES[self.dtype]
+    def torch_dtype(self):
+        return torch_dtype(self.dtype)
 
     @property
     def grid(self) -> TileGrid:
@@ -60,32 +97,19 @@ class JobSpec:
 
     def options(self) -> dict[str, Any]:
         """The job's options besides the experiment, JSON-ready."""
-        return {
-            "frames": self.frames,
-            "tile": self.tile,
-            "dtype": self.dtype,
-            "pyramid_min": self.pyramid_min,
-        }
+        return {name: getattr(self, name) for name in OPTION_FIELDS}
 
     @property
     def fingerprint(self) -> str:
         """sha256 of the experiment and options: equal fingerprints mean the same pixels."""
-        payload = json.dumps(
-            {"experiment": self.experiment.model_dump(mode="json"), **self.options()},
-            sort_keys=True,
-            separators=(",", ":"),
-        )
+        payload = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"experiment": self.experiment.model_dump(mode="json"), **self.options()}
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
-        return cls(
-            experiment=Experiment.model_validate(data["experiment"]),
-            frames=int(data["frames"]),
-            tile=int(data["tile"]),
-            dtype=data["dtype"],
-            pyramid_min=int(data["pyramid_min"]),
-        )
+        """A job from its dict (current spelling, or the old one: see :mod:`engine.legacy`)."""
+        return cls.model_validate(data)
+

@@ -16,9 +16,11 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from engine.errors import UserInputError
 
-class StoreLockedError(ValueError):
-    """Another render is writing the store."""
+
+class StoreLockedError(UserInputError):
+    """Another render is writing the store; exit status 2 (HTTP 409)."""
 
 
 def lock_path(store: str) -> Path | None:

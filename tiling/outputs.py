@@ -16,19 +16,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.cli_args import Outputs
+from engine.flags import FLAGS
 from engine.setup import FrameSetup
 from engine.statistics import FrameStatistics
 
-#: Output flags of nanoBragg (and their aliases) -> Outputs field.
+#: Output flags of nanoBragg (and their aliases) -> Outputs field, from the flag table.
+_IMAGES = ("floatfile", "intfile", "pgmfile", "noisefile")
 FILE_FLAGS = {
-    "-floatfile": "floatfile",
-    "-floatimage": "floatfile",
-    "-intfile": "intfile",
-    "-intimage": "intfile",
-    "-pgmfile": "pgmfile",
-    "-pgmimage": "pgmfile",
-    "-noisefile": "noisefile",
-    "-noiseimage": "noisefile",
+    name: flag.target.split(".")[1]
+    for flag in FLAGS
+    if flag.kinds == "s" and flag.target in {f"outputs.{image}" for image in _IMAGES}
+    for name in flag.names
 }
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from engine.errors import UserInputError
 from engine.statistics import FrameStatistics, TileStatistics
 from tiling.job import JobSpec
 
@@ -56,8 +57,27 @@ def store_location(path: str, read_only: bool = False) -> Any:
     return FsspecStore.from_url(path, storage_options=options, read_only=read_only)
 
 
-class StoreMismatchError(ValueError):
-    """The store at the path holds a different job (experiment or options)."""
+class StoreMismatchError(UserInputError, ValueError):
+    """The store at the path holds a different job (experiment or options); exit status 2."""
+
+
+def _upgrade_old_spelling(group: zarr.Group, job: JobSpec) -> bool:
+    """Whether the store holds ``job`` written in the old model spelling; if so, rewrite its
+    experiment and fingerprint in the current spelling (client side, before any worker)."""
+    from engine.legacy import is_legacy
+
+    attrs = dict(group.attrs[ATTRS_KEY])
+    if not is_legacy(attrs.get("experiment")):
+        return False
+    try:
+        stored = JobSpec.from_dict({"experiment": attrs["experiment"], **attrs["job"]})
+    except (ValueError, KeyError, TypeError):
+        return False
+    if stored != job:
+        return False
+    attrs.update(experiment=job.experiment.model_dump(mode="json"), fingerprint=job.fingerprint)
+    group.update_attributes({ATTRS_KEY: attrs})
+    return True
 
 
 def software_version() -> str:
@@ -104,7 +124,7 @@ def geometry_attributes(job: JobSpec) -> dict[str, Any]:
     from engine.scan import resolve_phi
 
     geo = detector_geometry(job.experiment)
-    phi0, osc, phistep, phisteps = resolve_phi(job.experiment.goniometer)
+    phi0, osc, phistep, phisteps = resolve_phi(job.experiment.scan)
     px_mm = geo.pixel_size * 1e3
     return {
         "slow_pixels": geo.slow_pixels,
@@ -192,7 +212,7 @@ class TileStore:
                 group = None
             if group is not None and ATTRS_KEY in group.attrs:
                 found = group.attrs[ATTRS_KEY].get("fingerprint")
-                if found != job.fingerprint:
+                if found != job.fingerprint and not _upgrade_old_spelling(group, job):
                     raise StoreMismatchError(
                         f"{path} holds another job (fingerprint {str(found)[:12]}); "
                         "use a new path or overwrite it"
