@@ -1,14 +1,24 @@
-"""braggtile engine: nanoBragg physics rendered by torch for any pixel window of a frame."""
+"""braggtile engine: nanoBragg physics rendered by torch for any pixel window of a frame.
+
+Importing the package is light (no torch): the rendering names below load on first use, so
+the experiment model (:mod:`engine.model`) and settings serve schemas and metadata alone.
+"""
 
 from __future__ import annotations
 
-import torch
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import InputError
-from engine.kernel import render_window
-from engine.model import Experiment
-from engine.setup import FrameSetup, prepare_frame
 from engine.window import Window
+
+if TYPE_CHECKING:
+    import torch
+
+    from engine.frame import FrameSetup
+    from engine.kernel import render_window
+    from engine.model import Experiment
+    from engine.setup import prepare_frame
 
 __version__ = "0.1.0"
 __all__ = [
@@ -22,9 +32,24 @@ __all__ = [
     "resolve_device",
 ]
 
+_LAZY = {
+    "Experiment": "engine.model",
+    "FrameSetup": "engine.frame",
+    "prepare_frame": "engine.setup",
+    "render_window": "engine.kernel",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")
+
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
     """'auto' -> CUDA when available else CPU; 'cuda' without a GPU raises InputError."""
+    import torch
+
     name = str(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -36,12 +61,13 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
 def render(
     experiment: Experiment,
     window: Window | tuple[int, int, int, int] | None = None,
-    dtype: torch.dtype | str = torch.float32,
+    dtype: torch.dtype | str = "float32",
     device: str | torch.device = "cpu",
 ) -> torch.Tensor:
     """Render ``window`` (slow0, slow1, fast0, fast1; default the whole frame) of ``experiment``."""
-    if isinstance(dtype, str):
-        dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
+    from engine.kernel import render_window
+    from engine.setup import prepare_frame
+
     setup = prepare_frame(experiment, dtype, resolve_device(device))
     det = experiment.detector
     window = (

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from engine.model import Goniometer
+if TYPE_CHECKING:  # engine.model imports this module
+    from engine.model import Goniometer
 
 
 def resolve_phi(gonio: Goniometer) -> tuple[float, float, float, int]:

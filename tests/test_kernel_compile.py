@@ -1,4 +1,4 @@
-"""The compiled fused kernel (engine.fused) agrees with the eager kernel; fallbacks work.
+"""The compiled kernel agrees with the same block function run eagerly; fallbacks work.
 
 Tiny detectors keep compilation the only real cost (a couple of graphs, cached on disk by
 inductor across runs). Speed is measured by ``braggtile bench``, never asserted here.
@@ -6,15 +6,20 @@ inductor across runs). Speed is measured by ``braggtile bench``, never asserted 
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 
+import dask.config
 import numpy as np
 import pytest
 import torch
 
-from engine import Window, fused, prepare_frame, render_window
+from engine import Window, config, kernel, prepare_frame, render_window
 from engine.cli_args import parse_nanobragg
-from engine.kernel import AUTO_COMPILE_SAMPLES, frame_samples, use_fused
+from engine.physics import sincg
 
 # Many features in one frame, so one compiled graph covers them: 2 sources x 2 mosaic
 # domains x 2x2 sub-pixels x 2 sensor layers, Kahn polarization, a resolution cut.
@@ -50,11 +55,8 @@ def _setup(args: str, dtype: torch.dtype):
 def _render(setup, mode: str, window: Window | None = None) -> np.ndarray:
     geo = setup.detector
     window = window or Window.full(geo.slow_pixels, geo.fast_pixels)
-    fused.set_compile(mode)
-    try:
+    with dask.config.set({"braggtile.compile.mode": mode}):
         return render_window(setup, window).numpy()
-    finally:
-        fused.set_compile(None)
 
 
 def _assert_close(ours: np.ndarray, ref: np.ndarray, rel: float) -> None:
@@ -77,7 +79,7 @@ def test_compiled_matches_eager_float32():
     assert setup.n_sources == 2 and setup.n_orientations == 2 and setup.sensor.layers == 2
     eager = _render(setup, "off")
     compiled = _render(setup, "on")
-    assert not fused.failed(setup), "the fused kernel did not compile"
+    assert not kernel.failed(setup), "the fused kernel did not compile"
     # parity floor for float32 is 5e-3 x max; the two kernels agree far better
     _assert_close(compiled, eager, 1e-4)
     a, b = compiled.ravel().astype(float), eager.ravel().astype(float)
@@ -90,7 +92,7 @@ def test_compiled_matches_eager_float64_and_windows(hkl_folder):
     assert setup.sf_table.hkls > 0 and not setup.interpolate
     eager = _render(setup, "off")
     full = _render(setup, "on")
-    assert not fused.failed(setup), "the fused kernel did not compile"
+    assert not kernel.failed(setup), "the fused kernel did not compile"
     _assert_close(full, eager, 1e-9)
     # window invariance with the compiled kernel: edges, corners, single pixels
     for w in (Window(0, 9, 0, 7), Window(5, 36, 11, 40), Window(35, 36, 39, 40)):
@@ -106,36 +108,66 @@ def test_compiled_matches_eager_float64_and_windows(hkl_folder):
 def test_sincg_chebyshev_matches_sine_ratio():
     delta = torch.linspace(-0.5, 0.5, 2001, dtype=torch.float64)
     for n in range(1, 40):
-        ours = fused.sincg(delta, n)
+        ours = sincg(delta, n)
         den = torch.sin(math.pi * delta)
         ref = torch.where(den == 0, float(n), torch.sin(n * math.pi * delta) / den)
         torch.testing.assert_close(ours.abs(), ref.abs(), rtol=1e-9, atol=1e-9 * n)
-        assert float(fused.sincg(torch.zeros(1, dtype=torch.float64), n).abs()) == n
+        assert float(sincg(torch.zeros(1, dtype=torch.float64), n).abs()) == n
 
 
-def test_compile_modes(monkeypatch):
+def test_compile_modes():
     setup = _setup(FEATURES_F32, torch.float32)
-    monkeypatch.setenv(fused.COMPILE_ENV, "0")
-    assert fused.compile_mode() == "off" and not use_fused(setup)
-    monkeypatch.setenv(fused.COMPILE_ENV, "1")
-    assert fused.compile_mode() == "on" and use_fused(setup)
-    monkeypatch.setenv(fused.COMPILE_ENV, "auto")
-    assert use_fused(setup) == (frame_samples(setup) >= AUTO_COMPILE_SAMPLES)
-    fused.set_compile("off")
-    try:
-        assert not use_fused(setup)
-    finally:
-        fused.set_compile(None)
-    with pytest.raises(ValueError):
-        fused.set_compile("sometimes")
+    for mode, compiled in (("off", False), ("on", True), (False, False), (True, True)):
+        with dask.config.set({"braggtile.compile.mode": mode}):
+            assert kernel.use_compiled(setup) == compiled
+    threshold = setup.samples
+    with dask.config.set({"braggtile.compile.mode": "auto"}):
+        with dask.config.set({"braggtile.compile.threshold": threshold}):
+            assert kernel.use_compiled(setup)
+        with dask.config.set({"braggtile.compile.threshold": threshold + 1}):
+            assert not kernel.use_compiled(setup)
+    with dask.config.set({"braggtile.compile.mode": "sometimes"}), pytest.raises(ValueError):
+        config.compile_mode()
     curved = _setup(FEATURES_F32 + " -curved_det", torch.float32)
-    monkeypatch.setenv(fused.COMPILE_ENV, "1")
-    assert not use_fused(curved)  # not separable: eager
+    with dask.config.set({"braggtile.compile.mode": "on"}):
+        assert not kernel.use_compiled(curved)  # not separable: eager
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "auto"),
+        ({"BRAGGTILE_COMPILE": "0"}, "off"),
+        ({"BRAGGTILE_COMPILE": "1"}, "on"),
+        ({"DASK_BRAGGTILE__COMPILE__MODE": "off"}, "off"),
+        ({"BRAGGTILE_COMPILE": "1", "DASK_BRAGGTILE__COMPILE__MODE": "off"}, "off"),
+    ],
+)
+def test_compile_mode_from_environment(env, expected):
+    """The shipped default, the DASK_BRAGGTILE__ variable and the BRAGGTILE_COMPILE alias."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k != "BRAGGTILE_COMPILE" and not k.startswith("DASK_BRAGGTILE")
+    }
+    code = (
+        "import json, dask.config; from engine import config;"
+        "print(json.dumps([config.compile_mode(), dask.config.get('braggtile.compile.threshold')]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    mode, threshold = json.loads(proc.stdout)
+    assert mode == expected and threshold == 1 << 22
 
 
 def test_block_shapes_are_few_and_bounded():
     setup = _setup(FEATURES_F32, torch.float32)
-    shapes = {fused.block_shape(setup, r, c) for r in range(1, 5000, 97) for c in (1, 300, 4096)}
+    shapes = {kernel.block_shape(setup, r, c) for r in range(1, 5000, 97) for c in (1, 300, 4096)}
     assert len(shapes) <= 10
     assert all(r * c <= 1 << 18 for r, c in shapes)
 
@@ -151,7 +183,7 @@ def test_failed_compilation_falls_back_to_eager(monkeypatch):
     monkeypatch.setattr(torch, "compile", broken)
     with pytest.warns(RuntimeWarning, match="eager"):
         out = _render(setup, "on")
-    assert fused.failed(setup)
+    assert kernel.failed(setup)
     np.testing.assert_array_equal(out, eager)
 
 
@@ -161,11 +193,8 @@ def test_compiled_cuda_matches_cpu_eager():
     cpu = _setup(FEATURES_F32, torch.float32)
     gpu = prepare_frame(cpu.experiment, torch.float32, "cuda")
     eager = _render(cpu, "off")
-    fused.set_compile("on")
-    try:
+    with dask.config.set({"braggtile.compile.mode": "on"}):
         geo = gpu.detector
         out = render_window(gpu, Window.full(geo.slow_pixels, geo.fast_pixels)).cpu().numpy()
-    finally:
-        fused.set_compile(None)
-    assert not fused.failed(gpu)
+    assert not kernel.failed(gpu)
     _assert_close(out, eager, 1e-4)

@@ -19,10 +19,8 @@ import dask
 import torch
 from distributed import Client, LocalCluster
 
+from engine import config
 from tiling.worker import PLUGIN_NAME, TilingPlugin
-
-#: Default number of embedded CPU workers (capped by the host's cores).
-DEFAULT_CPU_WORKERS = 4
 
 
 def host_cores() -> int:
@@ -59,8 +57,8 @@ def connect(
     """A client of the cluster at ``scheduler`` (see :func:`scheduler_address`; an explicit
     ``workers`` ignores the environment), else of a new embedded LocalCluster with ``workers``
     processes (default: one per GPU when ``gpu`` (default: CUDA available), else
-    min(cores, DEFAULT_CPU_WORKERS)). ``torch_threads`` per worker defaults to the host's cores
-    divided by its workers. Closes what it started on exit.
+    min(cores, dask config ``braggtile.cluster.cpu-workers``)). ``torch_threads`` per worker
+    defaults to the host's cores divided by its workers. Closes what it started on exit.
     """
     address = scheduler if workers is not None else scheduler_address(scheduler)
     if address:
@@ -77,7 +75,7 @@ def connect(
     if use_gpu:
         n = workers or max(1, torch.cuda.device_count())
     else:
-        n = workers or max(1, min(cores, DEFAULT_CPU_WORKERS))
+        n = workers or max(1, min(cores, int(config.get("cluster.cpu-workers"))))
     with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}):
         cluster = LocalCluster(
             n_workers=n,

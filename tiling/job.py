@@ -5,16 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from engine.model import Experiment
+from engine.precision import PRECISIONS, Precision, torch_dtype
 from tiling.grid import TileGrid
 from tiling.pyramid import DEFAULT_MIN_SIZE, level_shapes
 
-Precision = Literal["float32", "float64"]
-TORCH_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -36,14 +35,14 @@ class JobSpec:
             raise ValueError(f"frames must be >= 1, got {self.frames}")
         if self.tile < 1:
             raise ValueError(f"tile must be >= 1 pixel, got {self.tile}")
-        if self.dtype not in TORCH_DTYPES:
+        if self.dtype not in PRECISIONS:
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
         if self.pyramid_min < 1:
             raise ValueError(f"pyramid_min must be >= 1 pixel, got {self.pyramid_min}")
 
     @property
     def torch_dtype(self) -> torch.dtype:
-        return TORCH_DTYPES[self.dtype]
+        return torch_dtype(self.dtype)
 
     @property
     def grid(self) -> TileGrid:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.cli_args import Outputs
-from engine.setup import FrameSetup
+from engine.frame import FrameSetup
 from engine.statistics import FrameStatistics
 
 #: Output flags of nanoBragg (and their aliases) -> Outputs field.
@@ -70,7 +70,7 @@ class NanoBraggFiles:
         statistics: FrameStatistics,
         roi_mask: np.ndarray,
         frame: int,
-    ) -> None:
+    ) -> list[str]:
         from engine.outputs import write_outputs
 
         names = {
@@ -79,4 +79,4 @@ class NanoBraggFiles:
             for value in [getattr(self.outputs, name)]
         }
         outputs = dataclasses.replace(self.outputs, **names)
-        write_outputs(setup, image, statistics, outputs, roi_mask, frame=frame)
+        return write_outputs(setup, image, statistics, outputs, roi_mask, frame=frame)
