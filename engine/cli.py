@@ -14,6 +14,7 @@ from engine.cli_args import NanoBraggRun, parse_nanobragg
 from engine.errors import InputError
 from engine.frame import FrameSetup
 from engine.kernel import render_window
+from engine.physics import subpixel_coordinates
 from engine.precision import torch_dtype
 from engine.setup import prepare_frame
 from engine.smv import c_g
@@ -25,7 +26,7 @@ USAGE = """usage: braggtile nanobragg (-cell a b c al be ga | -mat A.mat)
   nanoBragg flags (single dash, C spelling and defaults), plus
   -dtype float32|float64   precision of the render (default float32)
   -device cpu|cuda|auto    where to render (default cpu)
-  -nocompile               eager torch kernel instead of the compiled fused kernel
+  -nocompile               render eagerly (braggtile.compile.mode off) instead of compiled
 """
 
 
@@ -80,11 +81,9 @@ def max_position(setup: FrameSetup, stats: FrameStatistics) -> tuple[float, floa
     if stats.max_slow < 0:
         return 0.0, 0.0
     os_, sub = setup.oversample, setup.subpixel_size
-    last = os_ - 1
-    return (
-        sub * (stats.max_fast * os_ + last) + sub / 2.0,
-        sub * (stats.max_slow * os_ + last) + sub / 2.0,
-    )
+    fast = subpixel_coordinates(stats.max_fast, 1, os_, sub, 0.0)
+    slow = subpixel_coordinates(stats.max_slow, 1, os_, sub, 0.0)
+    return float(fast[-1, 0]), float(slow[-1, 0])
 
 
 def roi_mask(setup: FrameSetup) -> np.ndarray:

@@ -44,6 +44,11 @@ def subpixel_coordinates(lo: int, n: int, oversample: int, size: float, ref: flo
     return size * (idx[None, :] * oversample + sub[:, None]) + size / 2.0 - ref
 
 
+def per_source(t: torch.Tensor) -> torch.Tensor:
+    """A per-source vector (S,) on the sample dimensions."""
+    return t.view(1, 1, 1, -1, 1, 1, 1)
+
+
 def rotate_about(v: torch.Tensor, axis: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
     """Rotate vectors v (..., 3) about the unit axis (3,) by angles phi (...), right-handed."""
     s, c = torch.sin(phi).unsqueeze(-1), torch.cos(phi).unsqueeze(-1)
@@ -60,11 +65,8 @@ def flat_positions(par, perp, odet_par, gs, gf, depth, with_depth: bool):
     (L, A, B, S, 1, R, F), the three perpendicular components and, when ``with_depth``,
     the position along the detector normal (L, A, B, 1, 1, R, F).
     """
-    nl, na_, nb_, ns_ = depth.shape[0], gs.shape[0], gf.shape[0], par.shape[0]
-
-    def src(t):  # (S,) -> 7D
-        return t.view(1, 1, 1, ns_, 1, 1, 1)
-
+    nl, na_, nb_ = depth.shape[0], gs.shape[0], gf.shape[0]
+    src = per_source
     g_s = gs.view(1, na_, 1, 1, 1, gs.shape[1], 1)
     g_f = gf.view(1, 1, nb_, 1, 1, 1, gf.shape[1])
     dep = depth.view(nl, 1, 1, 1, 1, 1, 1)
@@ -167,11 +169,6 @@ def sample_geometry(st: Structure, ft: FrameTensors, gs, gf) -> Samples:
     inv = per_source(ft.inv_lambda) / r
     h, k, l = miller_indices(pp, w, inv, ft.cells, ft.cells_dot_incident)  # noqa: E741
     return Samples(p_par, pp, pp2, r, w, normal, h, k, l)
-
-
-def per_source(t: torch.Tensor) -> torch.Tensor:
-    """A per-source vector (S,) on the sample dimensions."""
-    return t.view(1, 1, 1, -1, 1, 1, 1)
 
 
 # ------------------------------------------------------------------------ lattice transform
@@ -372,9 +369,8 @@ def polarization(p_par, pp, pp2, r, e_in, b_in, kahn_factor, kahn: bool):
     sin2 = pp2 * inv_r2
     factor = 1.0 + cos2
     if kahn:
-        ns_ = e_in.shape[0]
-        ev = [e_in[:, j].view(1, 1, 1, ns_, 1, 1, 1) for j in range(3)]
-        bv = [b_in[:, j].view(1, 1, 1, ns_, 1, 1, 1) for j in range(3)]
+        ev = [per_source(e_in[:, j]) for j in range(3)]
+        bv = [per_source(b_in[:, j]) for j in range(3)]
         e = pp[0] * ev[0] + pp[1] * ev[1] + pp[2] * ev[2]
         b = pp[0] * bv[0] + pp[1] * bv[1] + pp[2] * bv[2]
         e2, b2 = e * e, b * b
