@@ -9,6 +9,7 @@ reused by every window of that frame.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -173,44 +174,54 @@ def prepare_frame(
         geo, lattice, sensor, sf, incident, lambdas, cells, scalars, dtype, device
     )
     roi = roi_window(exp)
-    frame = {
-        "experiment": exp,
-        "detector": geo,
-        "lattice": lattice,
-        "dtype": dtype,
-        "device": device,
-        "oversample": oversample,
-        "sensor": sensor,
-        "n_sources": n_src,
-        "n_orientations": n_orient,
-        "steps": steps,
-        "shape": exp.crystal.shape,
-        "fluence": fluence,
-        "background": background,
-        "dmin_m": scalars["dmin"],
-        "roi": roi,
-        "sf_table": sf,
-        "tensors": tensors,
-    }
+    st = _structure(exp, geo, lattice, sensor, sf, oversample, n_src, n_orient)
     if interpolate and sf.hkls:
-        structure = _structure(exp, frame, "tricubic")
-        interpolate = _interpolation_in_range(structure, tensors, sf, frame)
-    else:
-        interpolate = False
-    mode = "const" if sf.hkls == 0 else ("tricubic" if interpolate else "nearest")
-    return FrameSetup(**frame, interpolate=interpolate, structure=_structure(exp, frame, mode))
+        tricubic = dataclasses.replace(st, sf_mode="tricubic")
+        if _interpolation_in_range(tricubic, tensors, sf, geo, roi):
+            st = tricubic
+    return FrameSetup(
+        experiment=exp,
+        detector=geo,
+        lattice=lattice,
+        dtype=dtype,
+        device=device,
+        oversample=oversample,
+        sensor=sensor,
+        n_sources=n_src,
+        n_orientations=n_orient,
+        steps=steps,
+        shape=exp.crystal.shape,
+        interpolate=st.sf_mode == "tricubic",
+        fluence=fluence,
+        background=background,
+        dmin_m=scalars["dmin"],
+        roi=roi,
+        sf_table=sf,
+        structure=st,
+        tensors=tensors,
+    )
 
 
-def _structure(exp: Experiment, frame: dict, sf_mode: str) -> Structure:
-    """The static part of the frame (what a compiled graph is specialised on)."""
+def _structure(
+    exp: Experiment,
+    geo: DetectorGeometry,
+    lat: Lattice,
+    sensor: Sensor,
+    table: StructureFactorTable,
+    oversample: int,
+    sources: int,
+    orientations: int,
+) -> Structure:
+    """The static part of the frame (what a compiled graph is specialised on); structure
+    factors by nearest lookup (or default_F everywhere when no table was read)."""
     samp = exp.sampling
-    lat, table, geo = frame["lattice"], frame["sf_table"], frame["detector"]
     bounds = (table.h_min, table.h_max, table.k_min, table.k_max, table.l_min, table.l_max)
+    sf_mode = "nearest" if table.hkls else "const"
     return Structure(
-        layers=frame["sensor"].layers,
-        oversample=frame["oversample"],
-        sources=frame["n_sources"],
-        orientations=max(1, frame["n_orientations"]),
+        layers=sensor.layers,
+        oversample=oversample,
+        sources=sources,
+        orientations=max(1, orientations),
         shape=exp.crystal.shape,
         ns=(lat.na, lat.nb, lat.nc),
         nopolar=exp.beam.nopolar,
@@ -218,12 +229,12 @@ def _structure(exp: Experiment, frame: dict, sf_mode: str) -> Structure:
         oversample_polar=samp.oversample_polar,
         oversample_omega=samp.oversample_omega,
         oversample_thick=samp.oversample_thick,
-        thick=frame["sensor"].thick,
+        thick=sensor.thick,
         point_pixel=geo.point_pixel,
         curved=geo.curved,
-        dmin=frame["dmin_m"] > 0.0,
+        dmin=samp.dmin_A > 0.0,
         sf_mode=sf_mode,
-        sf_bounds=(*bounds, table.hkls) if sf_mode != "const" else (),
+        sf_bounds=(*bounds, table.hkls) if table.hkls else (),
         default_F=float(table.default_F),
     )
 
@@ -278,19 +289,21 @@ def _frame_tensors(
 
 
 def _interpolation_in_range(
-    st: Structure, tensors: FrameTensors, table: StructureFactorTable, frame: dict
+    st: Structure,
+    tensors: FrameTensors,
+    table: StructureFactorTable,
+    geo: DetectorGeometry,
+    roi: Window,
 ) -> bool:
     """True if every sample of the frame's ROI lies inside the tricubic interpolation range.
 
     C nanoBragg turns interpolation off for the rest of a run at the first sample outside
     the table; deciding it for the whole frame up front keeps windows independent.
     """
-    roi: Window = frame["roi"]
-    geo = frame["detector"]
-    os_, size = frame["oversample"], geo.pixel_size / frame["oversample"]
-    device = frame["device"]
+    os_, device = st.oversample, tensors.par.device
+    size = geo.pixel_size / os_
     cols = roi.fast1 - roi.fast0
-    per_row = max(1, cols * frame["n_sources"] * st.orientations * st.layers * os_ * os_)
+    per_row = max(1, cols * st.sources * st.orientations * st.layers * os_ * os_)
     step = max(1, (1 << 22) // per_row)
     gf = subpixel_coordinates(roi.fast0, cols, os_, size, geo.fbeam).to(device)
     with torch.no_grad():
