@@ -175,13 +175,13 @@ def _configure_inductor() -> None:
     import torch._inductor.config as iconf
 
     iconf.fx_graph_cache = True
+    per_graph = int(config.get("compile.recompile-limit"))
     for name in ("recompile_limit", "cache_size_limit"):
         if hasattr(dconf, name):
-            setattr(dconf, name, max(getattr(dconf, name), 512))
-    if hasattr(dconf, "accumulated_recompile_limit"):
-        dconf.accumulated_recompile_limit = max(dconf.accumulated_recompile_limit, 4096)
-    if hasattr(dconf, "accumulated_cache_size_limit"):
-        dconf.accumulated_cache_size_limit = max(dconf.accumulated_cache_size_limit, 4096)
+            setattr(dconf, name, max(getattr(dconf, name), per_graph))
+    for name in ("accumulated_recompile_limit", "accumulated_cache_size_limit"):
+        if hasattr(dconf, name):
+            setattr(dconf, name, max(getattr(dconf, name), 8 * per_graph))
 
 
 def _graph(setup: FrameSetup, compiled: bool):

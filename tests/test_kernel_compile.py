@@ -141,6 +141,7 @@ def test_compile_modes():
         ({"BRAGGTILE_COMPILE": "1"}, "on"),
         ({"DASK_BRAGGTILE__COMPILE__MODE": "off"}, "off"),
         ({"BRAGGTILE_COMPILE": "1", "DASK_BRAGGTILE__COMPILE__MODE": "off"}, "off"),
+        ({"DASK_BRAGGTILE__COMPILE__THRESHOLD": "1000"}, "auto"),
     ],
 )
 def test_compile_mode_from_environment(env, expected):
@@ -162,7 +163,8 @@ def test_compile_mode_from_environment(env, expected):
         check=True,
     )
     mode, threshold = json.loads(proc.stdout)
-    assert mode == expected and threshold == 1 << 22
+    assert mode == expected
+    assert threshold == int(env.get("DASK_BRAGGTILE__COMPILE__THRESHOLD", 1 << 22))
 
 
 def test_block_shapes_are_few_and_bounded():
