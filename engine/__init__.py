@@ -1,33 +1,24 @@
-"""braggtile engine: nanoBragg physics rendered by torch for any pixel window of a frame."""
+"""braggtile engine: nanoBragg physics rendered by torch for any pixel window of a frame.
+
+Importing the package is light (no torch): the rendering names below load on first use, so
+the experiment model (:mod:`engine.model`) and settings serve schemas and metadata alone.
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import InputError
-from engine.model import Experiment
 from engine.window import Window
 
 if TYPE_CHECKING:
     import torch
 
+    from engine.frame import FrameSetup
     from engine.kernel import render_window
-    from engine.setup import FrameSetup, prepare_frame
-
-#: Imported on first use, so that the model (and its JSON schema) loads without torch.
-_LAZY = {
-    "render_window": "engine.kernel",
-    "FrameSetup": "engine.setup",
-    "prepare_frame": "engine.setup",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    from engine.model import Experiment
+    from engine.setup import prepare_frame
 
 __version__ = "0.1.0"
 __all__ = [
@@ -40,6 +31,19 @@ __all__ = [
     "render_window",
     "resolve_device",
 ]
+
+_LAZY = {
+    "Experiment": "engine.model",
+    "FrameSetup": "engine.frame",
+    "prepare_frame": "engine.setup",
+    "render_window": "engine.kernel",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
@@ -61,13 +65,9 @@ def render(
     device: str | torch.device = "cpu",
 ) -> torch.Tensor:
     """Render ``window`` (slow0, slow1, fast0, fast1; default the whole frame) of ``experiment``."""
-    import torch
-
     from engine.kernel import render_window
     from engine.setup import prepare_frame
 
-    if isinstance(dtype, str):
-        dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
     setup = prepare_frame(experiment, dtype, resolve_device(device))
     det = experiment.detector
     window = (

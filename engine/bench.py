@@ -23,6 +23,7 @@ import statistics
 import sys
 import time
 
+import dask.config
 import torch
 
 from engine import resolve_device
@@ -31,10 +32,10 @@ from engine.jobfile import read_experiment
 from engine.memory import check_frame_memory, peak_rss_mib
 from engine.model import Experiment
 from engine.passthrough import split_nanobragg
+from engine.precision import PRECISIONS, torch_dtype
 from engine.window import Window
 
 PROG = "braggtile bench"
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", metavar="JOB.json", help="a job spec (or experiment) JSON file")
     p.add_argument("--repeat", type=int, default=3, help="frames to render (default 3)")
     p.add_argument(
-        "--dtype", choices=sorted(DTYPES), default=None, help="float32 (default) or float64"
+        "--dtype", choices=PRECISIONS, default=None, help="float32 (default) or float64"
     )
     p.add_argument("--device", default=None, help="cpu (default), cuda or auto")
     p.add_argument(
@@ -61,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         "--compile",
         choices=("auto", "on", "off"),
         default=None,
-        help="compiled fused kernel (default: BRAGGTILE_COMPILE, else auto)",
+        help="compiled kernel (default: braggtile.compile.mode, see engine/braggtile.yaml)",
     )
     p.add_argument(
         "--threads",
@@ -115,34 +116,28 @@ def render_frame(experiment: Experiment, dtype: torch.dtype, device: torch.devic
 
 
 def run(args) -> dict:
-    from engine import fused
-
     if args.repeat < 1:
         raise InputError("--repeat", "must be >= 1")
     experiment, dtype_name, device_name, spec_tile = _load(args)
     det = experiment.detector
     check_frame_memory(det.fast_pixels, det.slow_pixels)
     dtype_name = args.dtype or dtype_name or "float32"
-    if dtype_name not in DTYPES:
-        raise InputError("--dtype", f"must be float32 or float64, got {dtype_name!r}")
+    dtype = torch_dtype(dtype_name, "--dtype")
     device = resolve_device(args.device or device_name or "cpu")
     tile = max(0, args.tile if args.tile is not None else spec_tile)
-    dtype = DTYPES[dtype_name]
-    threads, mode = torch.get_num_threads(), fused._override
-    if args.compile is not None:
-        fused.set_compile(args.compile)
+    threads = torch.get_num_threads()
+    settings = {} if args.compile is None else {"braggtile.compile.mode": args.compile}
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     try:
-        return _measure(args, experiment, dtype, dtype_name, device, tile)
+        with dask.config.set(settings):
+            return _measure(args, experiment, dtype, dtype_name, device, tile)
     finally:  # leave the process as it was (main() may run inside another program)
-        fused.set_compile(mode)
         torch.set_num_threads(threads)
 
 
 def _measure(args, experiment, dtype, dtype_name, device, tile) -> dict:
-    from engine import fused
-    from engine.kernel import use_fused
+    from engine.kernel import failed, use_compiled
 
     seconds = []
     setup = None
@@ -158,7 +153,7 @@ def _measure(args, experiment, dtype, dtype_name, device, tile) -> dict:
     geo = setup.detector
     pixels = geo.slow_pixels * geo.fast_pixels
     warm = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
-    compiled = use_fused(setup) and not fused.failed(setup)
+    compiled = use_compiled(setup) and not failed(setup)
     result = {
         "cold_seconds": round(seconds[0], 6),
         "warm_seconds": round(warm, 6),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
+import dask.config
 import numpy as np
 import torch
 
@@ -12,10 +13,13 @@ from engine import resolve_device
 from engine.cli_args import parse_nanobragg
 from engine.errors import InputError, run_command
 from engine.flags import help_text
+from engine.frame import FrameSetup
 from engine.kernel import render_window
 from engine.memory import check_frame_memory
+from engine.physics import subpixel_coordinates
+from engine.precision import torch_dtype
 from engine.resolve import NanoBraggRun
-from engine.setup import FrameSetup, prepare_frame
+from engine.setup import prepare_frame
 from engine.smv import c_g
 from engine.statistics import FrameStatistics, TileStatistics
 from engine.window import Window
@@ -72,7 +76,10 @@ def print_geometry(setup: FrameSetup, out=None) -> None:
     p("  INCIDENT_BEAM_DIRECTION= " + " ".join(f"{x:g}" for x in g.beam))
     p("  spindle ROTATION_AXIS= " + " ".join(f"{x:g}" for x in g.spindle))
     p("  dials origin= " + " ".join(f"{x:g}" for x in g.dials_origin))
-    fmin, fmax, smin, smax = setup.roi
+    roi = setup.experiment.sampling.roi  # as C prints it: inclusive, else the pixel counts
+    fmin, fmax, smin, smax = (
+        (roi.xmin, roi.xmax, roi.ymin, roi.ymax) if roi else (0, g.fast_pixels, 0, g.slow_pixels)
+    )
     p(f"  roi: {fmin} < x < {fmax} && {smin} < y < {smax}")
 
 
@@ -81,20 +88,14 @@ def max_position(setup: FrameSetup, stats: FrameStatistics) -> tuple[float, floa
     if stats.max_slow < 0:
         return 0.0, 0.0
     os_, sub = setup.oversample, setup.subpixel_size
-    last = os_ - 1
-    return (
-        sub * (stats.max_fast * os_ + last) + sub / 2.0,
-        sub * (stats.max_slow * os_ + last) + sub / 2.0,
-    )
+    fast = subpixel_coordinates(stats.max_fast, 1, os_, sub, 0.0)
+    slow = subpixel_coordinates(stats.max_slow, 1, os_, sub, 0.0)
+    return float(fast[-1, 0]), float(slow[-1, 0])
 
 
 def roi_mask(setup: FrameSetup) -> np.ndarray:
     """Boolean (slow, fast) mask of the rendered pixels."""
-    g = setup.detector
-    fmin, fmax, smin, smax = setup.roi
-    mask = np.zeros((g.slow_pixels, g.fast_pixels), dtype=bool)
-    mask[smin : smax + 1, fmin : fmax + 1] = True
-    return mask
+    return setup.roi.mask(setup.detector.slow_pixels, setup.detector.fast_pixels)
 
 
 def render_frame(setup: FrameSetup, progress: bool) -> np.ndarray:
@@ -145,19 +146,15 @@ def check_output_paths(run_: NanoBraggRun) -> None:
 
 
 def run(run_: NanoBraggRun) -> int:
-    from engine.fused import set_compile
-
-    set_compile(None if run_.compile else "off")
-    try:
+    settings = {} if run_.compile else {"braggtile.compile.mode": "off"}
+    with dask.config.set(settings):
         return _run(run_)
-    finally:
-        set_compile(None)
 
 
 def _run(run_: NanoBraggRun) -> int:
     from engine.outputs import write_outputs
 
-    dtype = torch.float64 if run_.dtype == "float64" else torch.float32
+    dtype = torch_dtype(run_.dtype)
     det = run_.experiment.detector
     check_frame_memory(det.fast_pixels, det.slow_pixels)
     check_output_paths(run_)
@@ -173,7 +170,7 @@ def _run(run_: NanoBraggRun) -> int:
     x, y = max_position(setup, stats)
     print(f"max_I = {c_g(stats.max_I)}  at {c_g(x)} {c_g(y)}")
     print(f"mean= {c_g(stats.mean)} rms= {c_g(stats.rms)} rmsd= {c_g(stats.rmsd)}")
-    write_outputs(setup, image, stats, run_.outputs, mask)
+    write_outputs(setup, image, stats, run_.outputs, mask, log=print)
     mpix = image.size / max(seconds, 1e-9) / 1e6
     print(
         f"rendered {image.size} pixels on {device} ({run_.dtype}) in {seconds:.3f} s "

@@ -78,6 +78,16 @@ class DetectorGeometry:
     point_pixel: bool
 
     @property
+    def beam_spot(self) -> np.ndarray:
+        """Where the direct beam meets the detector plane, m (lab frame)."""
+        return self.pix0 + self.fbeam * self.fdet + self.sbeam * self.sdet
+
+    @property
+    def beam_centre_pixels(self) -> tuple[float, float]:
+        """The direct-beam spot in (slow, fast) pixel coordinates (pixel edges at integers)."""
+        return (self.sbeam / self.pixel_size, self.fbeam / self.pixel_size)
+
+    @property
     def vert(self) -> np.ndarray:
         """Unit beam x polar: the 'vertical' axis of divergence."""
         return unit(np.array(cv.cross(cv.vec(self.beam), cv.vec(self.polar))))

@@ -1,331 +1,297 @@
 """The pixel kernel: renders any rectangular window of a frame from a :class:`FrameSetup`.
 
-Every quantity of a pixel is a function of that pixel's indices and the frame set-up
-only, so a window equals the same slice of a full-frame render. Memory is bounded by
-``max_elements`` samples per block (pixels x sources x orientations), not by the window.
+:func:`render_block` evaluates every sample (sensor layer x sub-pixel x source x
+orientation) of a block of pixels and reduces them in one graph, from the formulas of
+:mod:`engine.physics`. :func:`render_window` runs it either compiled by ``torch.compile``
+(inductor: C++/OpenMP with SIMD on CPU, Triton on CUDA; a single loop nest per block, no
+per-sample tensor ever reaches memory) or eagerly, block by block; the curved detector (not
+separable) always runs eagerly. Which one is ``braggtile.compile.mode`` (dask config):
+``auto`` compiles frames of at least ``braggtile.compile.threshold`` samples.
 
-Float32 accuracy comes from stable forms: the scattering vector is built from the part
-of the pixel position perpendicular to the incident beam (no ``d - i`` cancellation),
-and the lattice transform is evaluated on ``h - round(h)``.
+Every quantity of a pixel is a function of that pixel's indices and the frame set-up only,
+so a window equals the same slice of a full-frame render. The compiled graph depends only on
+the frame's :class:`~engine.frame.Structure` and block shape; frame constants enter as
+tensors, so one graph serves all blocks and frames with that structure. Compiled blocks have
+a few fixed shapes (ragged blocks are padded, the padding discarded); eager blocks hold at
+most ``braggtile.kernel.eager-block-samples`` samples, so memory is bounded by the block,
+never by the window. Compiled artifacts are cached on disk by inductor
+(``TORCHINDUCTOR_CACHE_DIR``), so a restarted worker skips code generation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+import os
+import threading
+import warnings
 
 import torch
 
-from engine.setup import R_E_SQR, FrameSetup
-from engine.structure_factors import in_interpolation_range, lookup_nearest, lookup_tricubic
+from engine import config
+from engine.frame import FrameSetup, FrameTensors, Structure
+from engine.physics import (
+    capture_fraction,
+    fcell_squared,
+    lattice_transform,
+    per_source,
+    polarization,
+    sample_geometry,
+    solid_angle,
+    subpixel_coordinates,
+    within_resolution,
+)
+from engine.structure_factors import StructureFactorTable
 from engine.window import Window
 
-DEFAULT_MAX_ELEMENTS = 1 << 22
+_BIG = 1 << 30
+# Keep the whole sample sum in one loop nest: never spill per-sample intermediates.
+_INDUCTOR_OPTIONS = {
+    "realize_cpu_opcount_threshold": 1000,
+    "realize_opcount_threshold": 1000,
+}
+
+_lock = threading.Lock()
+_graphs: dict = {}  # (structure, compiled) -> block function
+_failed: set = set()  # (structure, dtype, device type) that failed to compile here
 
 
-@dataclass
-class _Samples:
-    """Per-(pixel, source) quantities for one layer, one sub-pixel and a chunk of sources."""
-
-    layer: int
-    subpixel: int
-    sources: slice
-    p_perp: torch.Tensor  # (P, S, 3) pixel position perpendicular to the incident beam, m
-    p_par: torch.Tensor  # (P, S) component along the incident beam, m
-    airpath: torch.Tensor  # (P, S) |r|, m
-    w: torch.Tensor  # (P, S) |r| - p_par, m
-    pos_dot_o: torch.Tensor  # (P,) r . odet, m
-
-    def hkl(self, setup: FrameSetup) -> torch.Tensor:
-        """Fractional Miller indices (P, S, M, 3) for every orientation."""
-        cells = setup.t["cells"]  # (3, 3M)
-        ai = setup.t["cells_dot_incident"][self.sources]  # (S, 3M)
-        inv = setup.t["inv_lambda"][self.sources] / self.airpath  # (P, S)
-        x = torch.matmul(self.p_perp, cells) - self.w.unsqueeze(-1) * ai
-        x = x * inv.unsqueeze(-1)
-        return x.unflatten(-1, (-1, 3))
-
-    def stol(self, setup: FrameSetup) -> torch.Tensor:
-        """sin(theta)/lambda (P, S), 1/m."""
-        pp2 = (self.p_perp * self.p_perp).sum(-1)
-        q = torch.sqrt(pp2 + self.w * self.w) / self.airpath
-        return 0.5 * q * setup.t["inv_lambda"][self.sources]
-
-    def polarization(self, setup: FrameSetup) -> torch.Tensor:
-        """Kahn polarization factor (P, S)."""
-        exp = setup.experiment.beam
-        if exp.nopolar:
-            return torch.ones_like(self.p_par)
-        pp2 = (self.p_perp * self.p_perp).sum(-1)
-        inv_r2 = 1.0 / (self.airpath * self.airpath)
-        cos2 = self.p_par * self.p_par * inv_r2
-        sin2 = pp2 * inv_r2
-        factor = 1.0 + cos2
-        if exp.polarization != 0.0:
-            e = (self.p_perp * setup.t["e_in"][self.sources]).sum(-1)
-            b = (self.p_perp * setup.t["b_in"][self.sources]).sum(-1)
-            e2, b2 = e * e, b * b
-            den = e2 + b2
-            cos2psi = torch.where(den > 0, (e2 - b2) / torch.where(den > 0, den, 1.0), 1.0)
-            factor = factor - exp.polarization * cos2psi * sin2
-        return 0.5 * factor
-
-
-def _axis_coordinates(setup: FrameSetup, lo: int, hi: int, sub: int, ref: float) -> torch.Tensor:
-    """Sub-pixel centre coordinates (m) of pixels lo..hi-1 along one axis, minus ref (float64)."""
-    os_ = setup.oversample
-    size = setup.subpixel_size
-    idx = torch.arange(lo, hi, dtype=torch.float64, device=setup.device)
-    return size * (idx * os_ + sub) + size / 2.0 - ref
-
-
-def _rotate_axis(v: torch.Tensor, axis: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
-    """Rotate vectors v (P, 3) about unit axis (3,) by angles phi (P,), right-handed."""
-    s, c = torch.sin(phi).unsqueeze(-1), torch.cos(phi).unsqueeze(-1)
-    d = (v @ axis).unsqueeze(-1) * (1.0 - c)
-    return axis * d + v * c + torch.cross(axis.expand_as(v), v, dim=-1) * s
-
-
-def _samples(
-    setup: FrameSetup, slow: tuple[int, int], fast: tuple[int, int], max_elements: int
-) -> Iterator[_Samples]:
-    """Yield sample blocks in C's loop order: layer, sub-pixel (slow, fast), sources."""
-    geo = setup.detector
-    dt = setup.dtype
-    os_ = setup.oversample
-    t = setup.t
-    n_src = setup.n_sources
-    n_pix = (slow[1] - slow[0]) * (fast[1] - fast[0])
-    per_source = n_pix * max(1, setup.n_orientations) * 3
-    chunk = max(1, min(n_src, max_elements // max(1, per_source)))
-    par, perp, odet_par = t["par"], t["perp"], t["odet_par"]
-    for layer in range(setup.sensor.layers):
-        depth = layer * setup.sensor.step
-        for sub in range(os_ * os_):
-            sub_s, sub_f = divmod(sub, os_)
-            d_f = _axis_coordinates(setup, fast[0], fast[1], sub_f, geo.fbeam)
-            d_s = _axis_coordinates(setup, slow[0], slow[1], sub_s, geo.sbeam)
-            grid_s, grid_f = torch.meshgrid(d_s, d_f, indexing="ij")
-            grid_s, grid_f = grid_s.reshape(-1), grid_f.reshape(-1)
-            if geo.curved:
-                curved = _curved_positions(setup, grid_f, grid_s, depth)
-            else:
-                g_f, g_s = grid_f.to(dt), grid_s.to(dt)
-                pos_dot_o = odet_par[0] + g_f * odet_par[1] + g_s * odet_par[2] + depth
-            for s0 in range(0, n_src, chunk):
-                sl = slice(s0, min(n_src, s0 + chunk))
-                if geo.curved:
-                    p_perp, p_par, pos_dot_o = _decompose(setup, curved, sl)
-                else:
-                    pa, pe = par[sl], perp[sl]
-                    p_par = pa[:, 0] + g_f[:, None] * pa[:, 1] + g_s[:, None] * pa[:, 2]
-                    p_perp = (
-                        pe[:, 0] + g_f[:, None, None] * pe[:, 1] + g_s[:, None, None] * pe[:, 2]
-                    )
-                    if depth:
-                        p_par = p_par + depth * pa[:, 3]
-                        p_perp = p_perp + depth * pe[:, 3]
-                pp2 = (p_perp * p_perp).sum(-1)
-                r = torch.sqrt(p_par * p_par + pp2)
-                w = torch.where(p_par >= 0, pp2 / (p_par + r), r - p_par)
-                yield _Samples(layer, sub, sl, p_perp, p_par, r, w, pos_dot_o)
-
-
-def _curved_positions(
-    setup: FrameSetup, grid_f: torch.Tensor, grid_s: torch.Tensor, depth: float
+def render_block(
+    st: Structure, table: StructureFactorTable, ft: FrameTensors, gs: torch.Tensor, gf: torch.Tensor
 ) -> torch.Tensor:
-    """Pixel positions (P, 3) on C's curved detector, float64 (all pixels at one distance)."""
-    geo = setup.detector
-    kw = {"dtype": torch.float64, "device": setup.device}
-    f, s, o = (torch.tensor(v, **kw) for v in (geo.fdet, geo.sdet, geo.odet))
-    r0 = torch.tensor(geo.pix0 + geo.fbeam * geo.fdet + geo.sbeam * geo.sdet, **kw)
-    flat = r0 + grid_f[:, None] * f + grid_s[:, None] * s + depth * o
-    start = (geo.distance * torch.tensor(geo.beam, **kw)).expand_as(flat)
-    turned = _rotate_axis(start, s, flat[:, 1] / geo.distance)
-    return _rotate_axis(turned, f, flat[:, 2] / geo.distance)
+    """One block of pixels: (rows, cols) photons/pixel. The graph torch.compile fuses.
 
-
-def _decompose(
-    setup: FrameSetup, pos: torch.Tensor, sl: slice
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Split float64 positions about each incident direction, then cast."""
-    inc = setup.t["incident"][sl].to(torch.float64)
-    p_par = pos @ inc.T  # (P, S)
-    p_perp = pos[:, None, :] - p_par[..., None] * inc[None]
-    odet = torch.tensor(setup.detector.odet, dtype=torch.float64, device=pos.device)
-    dt = setup.dtype
-    return p_perp.to(dt), p_par.to(dt), (pos @ odet).to(dt)
-
-
-def lattice_factor(setup: FrameSetup, hkl: torch.Tensor) -> torch.Tensor:
-    """F_latt for fractional indices hkl (..., 3): the fused kernel's lattice transform."""
-    from engine.fused import lattice_transform, structure_of
-
-    h, k, l = hkl.unbind(-1)  # noqa: E741
-    fudge = setup.experiment.crystal.fudge
-    return lattice_transform(structure_of(setup), h, k, l, setup.t["recip"], fudge)
-
-
-def structure_factor(setup: FrameSetup, hkl: torch.Tensor) -> torch.Tensor | float:
-    """F_cell for fractional indices hkl (..., 3): nearest, tricubic or default_F."""
-    table = setup.sf_table
-    if table.hkls == 0:
-        return table.default_F
-    values = setup.sf_values()
-    h, k, l = hkl.unbind(-1)  # noqa: E741
-    if setup.interpolate:
-        return lookup_tricubic(values, table, h, k, l)
-    return lookup_nearest(values, table, h, k, l)
-
-
-def _render_block(
-    setup: FrameSetup, slow: tuple[int, int], fast: tuple[int, int], max_elements: int
-) -> torch.Tensor:
-    """Render pixels [slow) x [fast) (inside the ROI) to a (rows, cols) tensor."""
-    samp = setup.experiment.sampling
-    geo = setup.detector
-    n_pix = (slow[1] - slow[0]) * (fast[1] - fast[0])
-    dt, dev = setup.dtype, setup.device
-    total = torch.zeros(n_pix, dtype=dt, device=dev)
-    polar_first = torch.zeros(n_pix, dtype=dt, device=dev)
-    have_polar = torch.zeros(n_pix, dtype=torch.bool, device=dev)
-    omega_first = capture = None
-    sensor = setup.sensor
-    dmin = setup.dmin_m
-    for smp in _samples(setup, slow, fast, max_elements):
-        first_chunk = smp.sources.start == 0
-        airpath0 = smp.airpath[:, 0]
-        omega = None
-        if samp.oversample_omega or omega_first is None:
-            if geo.point_pixel:
-                omega = 1.0 / (airpath0 * airpath0)
-            else:
-                omega = geo.pixel_size**2 / (airpath0 * airpath0) * geo.close_distance / airpath0
-            if omega_first is None:
-                omega_first = omega
-        if sensor.thick and first_chunk and (samp.oversample_thick or smp.subpixel == 0):
-            parallax = smp.pos_dot_o / airpath0
-            a = smp.layer * sensor.step * sensor.mu / parallax
-            b = sensor.step * sensor.mu / parallax
-            capture = -torch.exp(-a) * torch.expm1(-b)  # exp(-a) - exp(-a-b)
-        valid = None
-        if dmin > 0.0:
-            valid = smp.stol(setup) * dmin <= 0.5
-        polar = None
-        if samp.oversample_polar or not bool(have_polar.all()):
-            polar = smp.polarization(setup)
-            if not bool(have_polar.all()):
-                if valid is None:
-                    cand, found = polar[:, 0], torch.ones_like(have_polar)
-                else:
-                    idx = valid.to(torch.int8).argmax(dim=1, keepdim=True)
-                    cand, found = polar.gather(1, idx)[:, 0], valid.any(dim=1)
-                take = found & ~have_polar
-                polar_first = torch.where(take, cand, polar_first)
-                have_polar = have_polar | found
-        hkl = smp.hkl(setup)
-        f_latt = lattice_factor(setup, hkl)
-        f_cell = structure_factor(setup, hkl)
-        intensity = f_latt * f_latt * (f_cell * f_cell)  # (P, S, M)
-        per_source = intensity.sum(-1)  # (P, S)
-        if samp.oversample_polar:
-            per_source = per_source * polar
-        if valid is not None:
-            per_source = per_source * valid.to(dt)
-        contrib = per_source.sum(-1)
-        if samp.oversample_thick and sensor.thick:
-            contrib = contrib * capture
-        if samp.oversample_omega:
-            contrib = contrib * omega
-        total = total + contrib
-    pixel = (total + setup.background) * (R_E_SQR * setup.fluence / setup.steps)
-    if sensor.thick and not samp.oversample_thick:
-        pixel = pixel * capture  # C keeps the last layer's value
-    if not samp.oversample_polar:
-        pixel = pixel * polar_first
-    if not samp.oversample_omega:
-        pixel = pixel * omega_first
-    return pixel.reshape(slow[1] - slow[0], fast[1] - fast[0])
-
-
-def _rows_per_block(setup: FrameSetup, cols: int, max_elements: int) -> int:
-    per_row = cols * max(1, setup.n_orientations) * 3
-    return max(1, max_elements // per_row)
-
-
-#: In ``auto`` mode a frame is compiled when it has at least this many samples in its ROI.
-AUTO_COMPILE_SAMPLES = 1 << 22
-
-
-def frame_samples(setup: FrameSetup) -> int:
-    """Samples of the frame's ROI: pixels x layers x sub-pixels x sources x orientations."""
-    fmin, fmax, smin, smax = setup.roi
-    geo = setup.detector
-    cols = max(0, min(geo.fast_pixels, fmax + 1) - fmin)
-    rows = max(0, min(geo.slow_pixels, smax + 1) - smin)
-    return rows * cols * setup.steps * setup.sensor.layers
-
-
-def use_fused(setup: FrameSetup) -> bool:
-    """Whether this frame renders with the compiled fused kernel (the same for every window).
-
-    ``BRAGGTILE_COMPILE``: ``1`` always (where supported), ``0`` never, ``auto`` (default)
-    when the frame is big enough for compilation to pay off.
+    ``gs`` (A, rows), ``gf`` (B, cols): float64 slow/fast sub-pixel coordinates relative to the
+    beam spot (A = B = oversample). Samples span (L, A, B, S, M, R, F) and are reduced here.
     """
-    from engine import fused
+    smp = sample_geometry(st, ft, gs, gf)
+    f_latt = lattice_transform(st.shape, st.ns, smp.h, smp.k, smp.l, ft.recip, ft.fudge)
+    f2 = fcell_squared(st.sf_mode, table, ft.sf_values, smp.h, smp.k, smp.l)
+    intensity = f_latt * f_latt * f2
+    r0 = smp.r[:, :, :, :1]  # source 0's airpath, as C's omega and parallax use
+    omega = solid_angle(r0, ft.omega_num, st.point_pixel)
+    polar = None
+    if not st.nopolar:
+        polar = polarization(
+            smp.p_par, smp.pp, smp.pp2, smp.r, ft.e_in, ft.b_in, ft.kahn_factor, st.kahn
+        )
+    valid = None
+    if st.dmin:
+        valid = within_resolution(smp.pp2, smp.w, smp.r, per_source(ft.inv_lambda), ft.dmin)
+    capture = None
+    if st.thick:
+        depth = ft.depth.to(intensity.dtype).view(-1, 1, 1, 1, 1, 1, 1)
+        capture = capture_fraction(smp.normal, r0, depth, ft.mu, ft.step_mu)
+    return _reduce(st, ft, intensity, omega, polar, valid, capture)
 
-    mode = fused.compile_mode()
-    if mode == "off" or not fused.supported(setup):
+
+def _reduce(st: Structure, ft: FrameTensors, intensity, omega, polar, valid, capture):
+    """Sum the samples of each pixel, applying each factor per sample or, as C does without
+    its -oversample_* flag, once per pixel (the first or last sample's value)."""
+    weight = None
+
+    def times(x, y):
+        return y if x is None else x * y
+
+    if st.oversample_polar and polar is not None:
+        weight = times(weight, polar)
+    if valid is not None:
+        weight = times(weight, valid.to(intensity.dtype))
+    if st.oversample_thick and capture is not None:
+        weight = times(weight, capture)
+    if st.oversample_omega:
+        weight = times(weight, omega)
+    contrib = intensity if weight is None else intensity * weight
+    total = contrib.sum(dim=(0, 1, 2, 3, 4))  # (R, F)
+
+    pixel = (total + ft.background) * ft.scale
+    if capture is not None and not st.oversample_thick:
+        pixel = pixel * capture[-1, 0, 0, 0, 0]  # C keeps the last layer's value
+    if polar is not None and not st.oversample_polar:
+        if valid is None:
+            first = polar[0, 0, 0, 0, 0]
+        else:  # polarization of the first sample (C order) inside the resolution limit
+            nl, na_, nb_, ns_ = valid.shape[:4]
+            order = torch.arange(nl * na_ * nb_ * ns_, device=valid.device)
+            order = order.view(nl, na_, nb_, ns_, 1, 1, 1)
+            key = torch.where(valid, order, _BIG)
+            kmin = key.amin(dim=(0, 1, 2, 3), keepdim=True)
+            pick = (key == kmin) & valid
+            first = torch.where(pick, polar, 0.0).sum(dim=(0, 1, 2, 3, 4))
+        pixel = pixel * first
+    if not st.oversample_omega:
+        pixel = pixel * omega[0, 0, 0, 0, 0]
+    return pixel
+
+
+# ------------------------------------------------------------------------ block shapes
+
+
+def _bucket(n: int, lo: int, factor: int, hi: int) -> int:
+    p = lo
+    while p < n and p * factor <= hi:
+        p *= factor
+    return p
+
+
+def block_shape(
+    setup: FrameSetup, rows: int, cols: int, max_pixels: int | None = None
+) -> tuple[int, int]:
+    """Fixed (rows, cols) of a compiled block, from a few buckets, so few graphs are compiled.
+
+    Columns: a power of two from 64 to 1024 (2048 on a GPU); rows: 16 x a power of 4. The
+    pixel budget per block depends on the device (a CPU block stays in cache, a GPU block
+    fills the device) and shrinks with the samples per pixel, so memory is bounded by the
+    block (never by the window) even where the compiler keeps per-sample values.
+    """
+    cuda = setup.device.type == "cuda"
+    if max_pixels is None:
+        samples = max(1, setup.steps * setup.sensor.layers)
+        if cuda:
+            max_pixels = min(1 << 20, max(1 << 16, (1 << 25) // samples))
+        else:
+            max_pixels = min(1 << 18, max(1 << 12, (1 << 21) // samples))
+    fb = _bucket(cols, 64, 2, 2048 if cuda else 1024)
+    rb = _bucket(rows, 16, 4, max(16, max_pixels // fb))
+    return rb, fb
+
+
+def eager_block_shape(setup: FrameSetup, rows: int, cols: int) -> tuple[int, int]:
+    """(rows, cols) of an eager block: at most eager-block-samples samples, one pixel at least."""
+    samples = max(1, setup.steps * setup.sensor.layers)
+    pixels = max(1, int(config.get("kernel.eager-block-samples")) // samples)
+    fb = max(1, min(cols, pixels))
+    return max(1, min(rows, pixels // fb)), fb
+
+
+# --------------------------------------------------------------------------- compiling
+
+
+def _configure_inductor() -> None:
+    """Persistent caches (reuse across processes) and a recompile budget for many configs."""
+    os.environ.setdefault(
+        "TORCHINDUCTOR_CACHE_DIR",
+        os.path.join(os.path.expanduser("~"), ".cache", "braggtile", "inductor"),
+    )
+    import torch._dynamo.config as dconf
+    import torch._inductor.config as iconf
+
+    iconf.fx_graph_cache = True
+    per_graph = int(config.get("compile.recompile-limit"))
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(dconf, name):
+            setattr(dconf, name, max(getattr(dconf, name), per_graph))
+    for name in ("accumulated_recompile_limit", "accumulated_cache_size_limit"):
+        if hasattr(dconf, name):
+            setattr(dconf, name, max(getattr(dconf, name), 8 * per_graph))
+
+
+def _graph(setup: FrameSetup, compiled: bool):
+    """The block function of the frame's structure, compiled or not (one per process)."""
+    key = (setup.structure, compiled)
+    fn = _graphs.get(key)
+    if fn is not None:
+        return fn
+    with _lock:
+        fn = _graphs.get(key)
+        if fn is not None:
+            return fn
+        st, table = setup.structure, setup.sf_table
+
+        def block(ft: FrameTensors, gs: torch.Tensor, gf: torch.Tensor) -> torch.Tensor:
+            return render_block(st, table, ft, gs, gf)
+
+        if compiled:
+            _configure_inductor()
+            fn = torch.compile(block, dynamic=False, fullgraph=True, options=_INDUCTOR_OPTIONS)
+        else:
+            fn = block
+        _graphs[key] = fn
+        return fn
+
+
+def supported(setup: FrameSetup) -> bool:
+    """Frames the compiled kernel renders (the curved detector is not separable: eager)."""
+    return not setup.structure.curved
+
+
+def use_compiled(setup: FrameSetup) -> bool:
+    """Whether this frame renders compiled (the same for every window of the frame)."""
+    mode = config.compile_mode()
+    if mode == "off" or not supported(setup):
         return False
-    return mode == "on" or frame_samples(setup) >= AUTO_COMPILE_SAMPLES
+    return mode == "on" or setup.samples >= int(config.get("compile.threshold"))
 
 
-def render_window(
-    setup: FrameSetup, window: Window, max_elements: int = DEFAULT_MAX_ELEMENTS
-) -> torch.Tensor:
-    """Render ``window`` of the frame: tensor (rows, cols) of photons/pixel; 0 outside the ROI.
+def failed(setup: FrameSetup) -> bool:
+    """True if compiling this frame's kernel failed in this process (it renders eager)."""
+    return (setup.structure, setup.dtype, setup.device.type) in _failed
 
-    Frames chosen by :func:`use_fused` render with the compiled kernel of
-    :mod:`engine.fused` (eager if it cannot compile); the others with the eager kernel below.
-    """
+
+def render_region(
+    setup: FrameSetup,
+    slow: tuple[int, int],
+    fast: tuple[int, int],
+    out: torch.Tensor,
+    compiled: bool = True,
+) -> None:
+    """Render pixels [slow) x [fast) into ``out`` (rows, cols), block by block."""
+    geo = setup.detector
+    rows, cols = slow[1] - slow[0], fast[1] - fast[0]
+    if compiled:
+        rb, fb = block_shape(setup, rows, cols)
+    else:
+        rb, fb = eager_block_shape(setup, rows, cols)
+    fn = _graph(setup, compiled)
+    ft = setup.tensors
+    os_, size, dev = setup.oversample, setup.subpixel_size, setup.device
+    # separable geometry: per-row and per-column coordinates, built once per region
+    n_r, n_c = -(-rows // rb), -(-cols // fb)
+    slow_coords = subpixel_coordinates(slow[0], n_r * rb, os_, size, geo.sbeam).to(dev)
+    slow_coords = slow_coords.unflatten(1, (n_r, rb)).transpose(0, 1).contiguous()
+    fast_coords = subpixel_coordinates(fast[0], n_c * fb, os_, size, geo.fbeam).to(dev)
+    fast_coords = fast_coords.unflatten(1, (n_c, fb)).transpose(0, 1).contiguous()
+    with torch.no_grad():
+        for i in range(n_r):
+            r0 = i * rb
+            nr = min(rb, rows - r0)
+            for j in range(n_c):
+                c0 = j * fb
+                nc = min(fb, cols - c0)
+                block = fn(ft, slow_coords[i], fast_coords[j])
+                out[r0 : r0 + nr, c0 : c0 + nc] = block[:nr, :nc]
+
+
+def _try_compiled(setup: FrameSetup, slow, fast, out: torch.Tensor) -> bool:
+    """Render compiled; False (after a warning, once) when it cannot compile."""
+    key = (setup.structure, setup.dtype, setup.device.type)
+    if key in _failed:
+        return False
+    try:
+        render_region(setup, slow, fast, out, compiled=True)
+        return True
+    except Exception as err:  # compiler missing or failing: eager is always correct
+        _failed.add(key)
+        warnings.warn(
+            f"braggtile: compiled kernel unavailable ({type(err).__name__}: {err});"
+            " using the eager kernel",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return False
+
+
+def render_window(setup: FrameSetup, window: Window) -> torch.Tensor:
+    """Render ``window`` of the frame: tensor (rows, cols) of photons/pixel; 0 outside the ROI."""
     geo = setup.detector
     window = Window(*window).validate(geo.slow_pixels, geo.fast_pixels)
     out = torch.zeros(window.shape, dtype=setup.dtype, device=setup.device)
-    fmin, fmax, smin, smax = setup.roi
-    f0, f1 = max(window.fast0, fmin), min(window.fast1, fmax + 1)
-    s0, s1 = max(window.slow0, smin), min(window.slow1, smax + 1)
-    if f0 >= f1 or s0 >= s1:
+    inside = window.intersect(setup.roi)
+    if inside is None:
         return out
-    if use_fused(setup):
-        from engine import fused
-
-        region = out[s0 - window.slow0 : s1 - window.slow0, f0 - window.fast0 : f1 - window.fast0]
-        if fused.try_render_region(setup, (s0, s1), (f0, f1), region):
-            return out
-    step = _rows_per_block(setup, f1 - f0, max_elements)
-    with torch.no_grad():
-        for r in range(s0, s1, step):
-            r1 = min(s1, r + step)
-            block = _render_block(setup, (r, r1), (f0, f1), max_elements)
-            out[r - window.slow0 : r1 - window.slow0, f0 - window.fast0 : f1 - window.fast0] = block
+    region = out[
+        inside.slow0 - window.slow0 : inside.slow1 - window.slow0,
+        inside.fast0 - window.fast0 : inside.fast1 - window.fast0,
+    ]
+    slow, fast = (inside.slow0, inside.slow1), (inside.fast0, inside.fast1)
+    if not (use_compiled(setup) and _try_compiled(setup, slow, fast, region)):
+        render_region(setup, slow, fast, region, compiled=False)
     return out
-
-
-def interpolation_in_range(setup: FrameSetup, max_elements: int = DEFAULT_MAX_ELEMENTS) -> bool:
-    """True if every sample of the frame's ROI lies inside the tricubic interpolation range.
-
-    C nanoBragg turns interpolation off for the rest of a run at the first sample outside
-    the table; deciding it for the whole frame up front keeps windows independent.
-    """
-    fmin, fmax, smin, smax = setup.roi
-    geo = setup.detector
-    f0, f1 = fmin, min(geo.fast_pixels, fmax + 1)
-    s0, s1 = smin, min(geo.slow_pixels, smax + 1)
-    step = _rows_per_block(setup, f1 - f0, max_elements)
-    with torch.no_grad():
-        for r in range(s0, s1, step):
-            for smp in _samples(setup, (r, min(s1, r + step)), (f0, f1), max_elements):
-                h, k, l = smp.hkl(setup).unbind(-1)  # noqa: E741
-                if not bool(in_interpolation_range(setup.sf_table, h, k, l).all()):
-                    return False
-    return True

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from engine.cli_args import Outputs
+from engine.frame import FrameSetup
 from engine.geometry import RTD, DetectorGeometry
 from engine.noise import noise_image
 from engine.scan import resolve_phi
-from engine.setup import FrameSetup
 from engine.smv import SMVHeader, c_g, int_image, write_float_image, write_pgm, write_smv
 from engine.statistics import FrameStatistics
 from engine.structure_factors import write_fdump
@@ -54,30 +55,42 @@ def write_outputs(
     outputs: Outputs,
     roi_mask: np.ndarray,
     frame: int = 0,
-) -> None:
-    """Write the outputs requested in ``outputs`` for a rendered frame (photons/pixel)."""
+    log: Callable[[str], None] | None = None,
+) -> list[str]:
+    """Write the outputs requested in ``outputs`` for a rendered frame (photons/pixel).
+
+    Returns C nanoBragg's log lines about them; ``log`` (e.g. ``print``) also gets each line
+    as it happens.
+    """
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        if log is not None:
+            log(line)
+
     if setup.experiment.crystal.hkl_file is not None and outputs.dumpfile:
         try:
             write_fdump(setup.sf_table, outputs.dumpfile)
-            print(f"writing dump file for next time: {outputs.dumpfile}")
+            say(f"writing dump file for next time: {outputs.dumpfile}")
         except OSError as err:
-            print(f"WARNING: unable to open dump file: {outputs.dumpfile} ({err.strerror})")
+            say(f"WARNING: unable to open dump file: {outputs.dumpfile} ({err.strerror})")
     if outputs.floatfile:
         write_float_image(outputs.floatfile, image)
-        print(f"writing {outputs.floatfile} as {image.size} 4-byte floats")
+        say(f"writing {outputs.floatfile} as {image.size} 4-byte floats")
     header = smv_header(setup)
     if outputs.intfile or outputs.pgmfile:  # the PGM's fallback scale is the int file's
         adu, scale = int_image(
             image, outputs.intfile_scale, outputs.adc_offset, roi_mask, max_i=stats.max_I
         )
     if outputs.intfile:
-        print(f"intfile_scale = {c_g(scale)}")
+        say(f"intfile_scale = {c_g(scale)}")
         write_smv(outputs.intfile, adu, header)
-        print(f"writing {outputs.intfile} as 2-byte integers")
+        say(f"writing {outputs.intfile} as 2-byte integers")
     if outputs.pgmfile:
         pgm = write_pgm(outputs.pgmfile, image, outputs.pgm_scale, stats.rmsd, scale, roi_mask)
-        print(f"pgm_scale = {c_g(pgm)}")
-        print(f"writing {outputs.pgmfile} as 1-byte integers")
+        say(f"pgm_scale = {c_g(pgm)}")
+        say(f"writing {outputs.pgmfile} as 1-byte integers")
     if outputs.noisefile:
         seed = outputs.seed if outputs.seed is not None else int(time.time())
         counts, photons, overloads = noise_image(
@@ -90,6 +103,7 @@ def write_outputs(
             outputs.adc_offset,
             torch.from_numpy(roi_mask),
         )
-        print(f"{photons:.0f} photons on noise image ({overloads} overloads)")
+        say(f"{photons:.0f} photons on noise image ({overloads} overloads)")
         write_smv(outputs.noisefile, counts.numpy().astype(np.uint16), header)
-        print(f"writing {outputs.noisefile} as 2-byte integers")
+        say(f"writing {outputs.noisefile} as 2-byte integers")
+    return lines

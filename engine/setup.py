@@ -1,43 +1,36 @@
 """Per-frame set-up: everything the kernel needs that does not depend on the pixel.
 
-``prepare_frame`` turns an :class:`~engine.model.Experiment` into a :class:`FrameSetup`
-of small tensors (sources, rotated cells for every phi step and mosaic domain, detector
-axes decomposed about each incident direction) on the target device and dtype. It is
-computed once per frame and reused by every window of that frame.
+``prepare_frame`` turns an :class:`~engine.model.Experiment` into a frozen
+:class:`~engine.frame.FrameSetup` of small named tensors (sources, rotated cells for every
+phi step and mosaic domain, detector axes decomposed about each incident direction) on the
+target device and dtype. It is computed once per frame, with no call into the kernel, and
+reused by every window of that frame.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from engine.errors import InputError
+from engine.frame import FrameSetup, FrameTensors, Sensor, Structure
 from engine.geometry import RTD, DetectorGeometry, detector_geometry, rotate_axis
 from engine.lattice import Lattice, auto_oversample, build_lattice
-from engine.model import CrystalShape, Experiment
+from engine.model import Experiment
+from engine.physics import R_E_SQR, in_interpolation_range, sample_geometry, subpixel_coordinates
+from engine.precision import torch_dtype
 from engine.scan import phi_angles_deg
 from engine.structure_factors import StructureFactorTable, constant, read_fdump, read_hkl
+from engine.window import Window, roi_window
 
-R_E_SQR = 7.94079248018965e-30  # m^2, Thomson cross-section
+__all__ = ["FrameSetup", "Sensor", "prepare_frame", "resolve_mosaic", "resolve_sensor"]
+
 AVOGADRO = 6.02214179e23
 WATER_F = 2.57
 WATER_MW = 18.0
-
-
-@dataclass(frozen=True)
-class Sensor:
-    """Detector sensor layers: count, layer thickness (m) and attenuation coefficient (1/m)."""
-
-    layers: int
-    step: float
-    mu: float
-
-    @property
-    def thick(self) -> bool:
-        return self.step > 0.0
 
 
 def resolve_sensor(exp: Experiment) -> Sensor:
@@ -96,41 +89,6 @@ def load_structure_factors(exp: Experiment) -> StructureFactorTable:
     return constant(cr.default_F)
 
 
-@dataclass
-class FrameSetup:
-    """Pixel-independent state of one frame, as tensors on ``device`` in ``dtype``."""
-
-    experiment: Experiment
-    detector: DetectorGeometry
-    lattice: Lattice
-    dtype: torch.dtype
-    device: torch.device
-    oversample: int
-    sensor: Sensor
-    n_sources: int
-    n_orientations: int  # phi steps x mosaic domains
-    steps: int  # sources x orientations x oversample^2, C's normaliser
-    shape: CrystalShape
-    interpolate: bool
-    fluence: float
-    background: float  # C's I_bg, per pixel before the final scale
-    dmin_m: float
-    roi: tuple[int, int, int, int]  # inclusive fast min, fast max, slow min, slow max
-    sf_table: StructureFactorTable
-    t: dict[str, torch.Tensor] = field(default_factory=dict)  # small tensors (see below)
-
-    @property
-    def subpixel_size(self) -> float:
-        return self.detector.pixel_size / self.oversample
-
-    def sf_values(self) -> torch.Tensor:
-        """The structure-factor table on the device, converted once per frame."""
-        values = self.t.get("sf_values")
-        if values is None:
-            values = self.t["sf_values"] = self.sf_table.to_tensor(self.dtype, self.device)
-        return values
-
-
 def _orientations(exp: Experiment, lattice: Lattice, geo: DetectorGeometry) -> np.ndarray:
     """Real-space cell vectors (metres) for every phi step x mosaic domain: (M, 3, 3) rows a,b,c."""
     from engine.orientation import mosaic_umats
@@ -164,11 +122,10 @@ def _sources(exp: Experiment, geo: DetectorGeometry) -> tuple[np.ndarray, np.nda
 
 
 def prepare_frame(
-    exp: Experiment, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+    exp: Experiment, dtype: torch.dtype | str = torch.float32, device: str | torch.device = "cpu"
 ) -> FrameSetup:
     """Compute the per-frame set-up of ``exp`` for rendering in ``dtype`` on ``device``."""
-    if dtype not in (torch.float32, torch.float64):
-        raise InputError("dtype", f"must be float32 or float64, got {dtype}")
+    dtype = torch_dtype(dtype)
     device = torch.device(device)
     geo = detector_geometry(exp)
     misset = exp.crystal.misset_deg
@@ -184,23 +141,34 @@ def prepare_frame(
     incident, lambdas = _sources(exp, geo)
     cells = _orientations(exp, lattice, geo)
     sf = load_structure_factors(exp)
-    na, nb, nc = lattice.na, lattice.nb, lattice.nc
     interpolate = exp.crystal.interpolate
     if interpolate is None:
-        interpolate = na <= 2 or nb <= 2 or nc <= 2
-    if sf.hkls == 0:
-        interpolate = False
-
+        interpolate = min(lattice.na, lattice.nb, lattice.nc) <= 2
     water = exp.sampling.water_um * 1e-6
     fluence = exp.beam.fluence
     background = WATER_F**2 * R_E_SQR * fluence * water**3 * 1e6 * AVOGADRO / WATER_MW
-
-    roi = exp.sampling.roi
-    fpix, spix = geo.fast_pixels, geo.slow_pixels
-    roi_t = (roi.xmin, roi.xmax, roi.ymin, roi.ymax) if roi else (0, fpix, 0, spix)
-
     n_src, n_orient = len(lambdas), len(cells)
-    setup = FrameSetup(
+    steps = n_src * n_orient * oversample * oversample
+    scalars = {
+        "scale": R_E_SQR * fluence / steps,
+        "background": background,
+        "omega_num": geo.pixel_size**2 * geo.close_distance,
+        "mu": sensor.mu,
+        "step_mu": sensor.step * sensor.mu,
+        "kahn_factor": exp.beam.polarization,
+        "dmin": exp.sampling.dmin_A * 1e-10,
+        "fudge": exp.crystal.fudge,
+    }
+    tensors = _frame_tensors(
+        geo, lattice, sensor, sf, incident, lambdas, cells, scalars, dtype, device
+    )
+    roi = roi_window(exp)
+    st = _structure(exp, geo, lattice, sensor, sf, oversample, n_src, n_orient)
+    if interpolate and sf.hkls:
+        tricubic = dataclasses.replace(st, sf_mode="tricubic")
+        if _interpolation_in_range(tricubic, tensors, sf, geo, roi):
+            st = tricubic
+    return FrameSetup(
         experiment=exp,
         detector=geo,
         lattice=lattice,
@@ -210,26 +178,68 @@ def prepare_frame(
         sensor=sensor,
         n_sources=n_src,
         n_orientations=n_orient,
-        steps=n_src * n_orient * oversample * oversample,
+        steps=steps,
         shape=exp.crystal.shape,
-        interpolate=bool(interpolate),
+        interpolate=st.sf_mode == "tricubic",
         fluence=fluence,
         background=background,
-        dmin_m=exp.sampling.dmin_A * 1e-10,
-        roi=roi_t,
+        dmin_m=scalars["dmin"],
+        roi=roi,
         sf_table=sf,
+        structure=st,
+        tensors=tensors,
     )
-    setup.t.update(_kernel_tensors(setup, incident, lambdas, cells))
-    if setup.interpolate:
-        from engine.kernel import interpolation_in_range
-
-        setup.interpolate = interpolation_in_range(setup)
-    return setup
 
 
-def _kernel_tensors(
-    setup: FrameSetup, incident: np.ndarray, lambdas: np.ndarray, cells: np.ndarray
-) -> dict[str, torch.Tensor]:
+def _structure(
+    exp: Experiment,
+    geo: DetectorGeometry,
+    lat: Lattice,
+    sensor: Sensor,
+    table: StructureFactorTable,
+    oversample: int,
+    sources: int,
+    orientations: int,
+) -> Structure:
+    """The static part of the frame (what a compiled graph is specialised on); structure
+    factors by nearest lookup (or default_F everywhere when no table was read)."""
+    samp = exp.sampling
+    bounds = (table.h_min, table.h_max, table.k_min, table.k_max, table.l_min, table.l_max)
+    sf_mode = "nearest" if table.hkls else "const"
+    return Structure(
+        layers=sensor.layers,
+        oversample=oversample,
+        sources=sources,
+        orientations=max(1, orientations),
+        shape=exp.crystal.shape,
+        ns=(lat.na, lat.nb, lat.nc),
+        nopolar=exp.beam.nopolar,
+        kahn=exp.beam.polarization != 0.0,
+        oversample_polar=samp.oversample_polar,
+        oversample_omega=samp.oversample_omega,
+        oversample_thick=samp.oversample_thick,
+        thick=sensor.thick,
+        point_pixel=geo.point_pixel,
+        curved=geo.curved,
+        dmin=samp.dmin_A > 0.0,
+        sf_mode=sf_mode,
+        sf_bounds=(*bounds, table.hkls) if table.hkls else (),
+        default_F=float(table.default_F),
+    )
+
+
+def _frame_tensors(
+    geo: DetectorGeometry,
+    lattice: Lattice,
+    sensor: Sensor,
+    sf: StructureFactorTable,
+    incident: np.ndarray,
+    lambdas: np.ndarray,
+    cells: np.ndarray,
+    scalars: dict[str, float],
+    dtype: torch.dtype,
+    device: torch.device,
+) -> FrameTensors:
     """Decompose the detector about each incident direction (float64), then cast.
 
     The pixel position is ``r = r0 + dF*fdet + dS*sdet + dO*odet`` with ``r0`` the direct-beam
@@ -237,31 +247,62 @@ def _kernel_tensors(
     along the incident direction ``i`` and perpendicular to it; the kernel forms
     ``d - i`` from the perpendicular part without cancelling nearly equal numbers.
     """
-    geo = setup.detector
-    r0 = geo.pix0 + geo.fbeam * geo.fdet + geo.sbeam * geo.sdet
-    basis = np.stack([r0, geo.fdet, geo.sdet, geo.odet])  # (4, 3)
+    basis = np.stack([geo.beam_spot, geo.fdet, geo.sdet, geo.odet])  # (4, 3)
     par = basis @ incident.T  # (4, S)
     perp = basis[None, :, :] - par.T[:, :, None] * incident[:, None, :]  # (S, 4, 3)
-    polar_axis = geo.polar
-    b_in = np.array([_unit(np.cross(polar_axis, i)) for i in incident])
+    b_in = np.array([_unit(np.cross(geo.polar, i)) for i in incident])
     e_in = np.array([_unit(np.cross(i, bb)) for i, bb in zip(incident, b_in, strict=True)])
     cell_rows = cells.reshape(-1, 3)  # (M*3, 3): a, b, c of each orientation
-    ai = np.einsum("mj,sj->sm", cell_rows, incident)  # (S, M*3)
-    lat = setup.lattice
-    recip = np.stack([lat.a_star, lat.b_star, lat.c_star])  # 1/A
-    kw = {"dtype": setup.dtype, "device": setup.device}
-    return {
-        "incident": torch.tensor(incident, **kw),
-        "inv_lambda": torch.tensor(1.0 / lambdas, **kw),
-        "par": torch.tensor(par.T, **kw),  # (S, 4): r0, f, s, o components along i
-        "perp": torch.tensor(perp, **kw),  # (S, 4, 3)
-        "e_in": torch.tensor(e_in, **kw),
-        "b_in": torch.tensor(b_in, **kw),
-        "cells": torch.tensor(cell_rows.T, **kw),  # (3, M*3)
-        "cells_dot_incident": torch.tensor(ai, **kw),  # (S, M*3)
-        "recip": torch.tensor(recip, **kw),
-        "odet_par": torch.tensor(basis @ geo.odet, **kw),  # r0.o, f.o, s.o, o.o
-    }
+    recip = np.stack([lattice.a_star, lattice.b_star, lattice.c_star])  # 1/A
+    kw = {"dtype": dtype, "device": device}
+    k64 = {"dtype": torch.float64, "device": device}
+    sf_values = sf.to_tensor(dtype, device) if sf.hkls else torch.zeros(1, **kw)
+    return FrameTensors(
+        depth=torch.tensor([i * sensor.step for i in range(sensor.layers)], **k64),
+        par=torch.tensor(par.T, **kw),
+        perp=torch.tensor(perp, **kw),
+        odet_par=torch.tensor(basis @ geo.odet, **kw),
+        incident=torch.tensor(incident, **kw),
+        inv_lambda=torch.tensor(1.0 / lambdas, **kw),
+        e_in=torch.tensor(e_in, **kw),
+        b_in=torch.tensor(b_in, **kw),
+        cells=torch.tensor(cell_rows.T, **kw),
+        cells_dot_incident=torch.tensor(np.einsum("mj,sj->sm", cell_rows, incident), **kw),
+        recip=torch.tensor(recip, **kw),
+        sf_values=sf_values,
+        **{name: torch.tensor(value, **kw) for name, value in scalars.items()},
+        axes64=torch.tensor(basis, **k64),
+        spot64=torch.tensor(geo.distance * geo.beam, **k64),
+        distance64=torch.tensor(geo.distance, **k64),
+    )
+
+
+def _interpolation_in_range(
+    st: Structure,
+    tensors: FrameTensors,
+    table: StructureFactorTable,
+    geo: DetectorGeometry,
+    roi: Window,
+) -> bool:
+    """True if every sample of the frame's ROI lies inside the tricubic interpolation range.
+
+    C nanoBragg turns interpolation off for the rest of a run at the first sample outside
+    the table; deciding it for the whole frame up front keeps windows independent.
+    """
+    os_, device = st.oversample, tensors.par.device
+    size = geo.pixel_size / os_
+    cols = roi.fast1 - roi.fast0
+    per_row = max(1, cols * st.sources * st.orientations * st.layers * os_ * os_)
+    step = max(1, (1 << 22) // per_row)
+    gf = subpixel_coordinates(roi.fast0, cols, os_, size, geo.fbeam).to(device)
+    with torch.no_grad():
+        for r in range(roi.slow0, roi.slow1, step):
+            n = min(roi.slow1, r + step) - r
+            gs = subpixel_coordinates(r, n, os_, size, geo.sbeam).to(device)
+            smp = sample_geometry(st, tensors, gs, gf)
+            if not bool(in_interpolation_range(table, smp.h, smp.k, smp.l).all()):
+                return False
+    return True
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from engine.window import Window
+
+if TYPE_CHECKING:
+    import torch
 
 #: Position reported while no pixel has exceeded C's initial max_I of 0.
 NO_PIXEL = -1
@@ -93,6 +95,8 @@ class TileStatistics:
         ``roi_mask`` (bool, same shape, True = rendered) restricts the statistics to the ROI.
         Reductions run in float64 on the tensor's device.
         """
+        import torch
+
         x = torch.as_tensor(values)
         if tuple(x.shape) != window.shape:
             raise ValueError(f"tile of shape {tuple(x.shape)} does not match window {window}")

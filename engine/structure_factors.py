@@ -1,4 +1,6 @@
-"""Structure factors |F(hkl)| (unitless amplitudes): reading HKL/Fdump files and torch lookups.
+"""Structure factors |F(hkl)| (unitless amplitudes): reading HKL/Fdump files into a table.
+
+The torch lookups (nearest, tricubic) are in :mod:`engine.physics`.
 
 The table follows C nanoBragg: values[h - h_min, k - k_min, l - l_min] for Miller indices in
 [min, max], with one extra zero slot at the end of every axis, so its shape is
@@ -12,15 +14,14 @@ import math
 import warnings
 from dataclasses import dataclass
 from os import PathLike
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from engine.errors import InputError
 
-# Lagrange denominators prod_{j != i} (x_i - x_j) for the nodes floor(x) - 1 .. floor(x) + 2.
-_DENOMS = (-6.0, 2.0, -2.0, 6.0)
-
+if TYPE_CHECKING:
+    import torch
 
 @dataclass(frozen=True, eq=False)
 class StructureFactorTable:
@@ -50,6 +51,8 @@ class StructureFactorTable:
 
     def to_tensor(self, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
         """The values (padding included) as a contiguous tensor, to pass to the lookups."""
+        import torch
+
         return torch.as_tensor(self.values, dtype=dtype, device=device).contiguous()
 
 
@@ -182,113 +185,3 @@ def read_fdump(path: str | PathLike[str], default_F: float = 0.0) -> StructureFa
 def constant(default_F: float) -> StructureFactorTable:
     """No structure factor file: every reflection has amplitude default_F (hkls = 0)."""
     return StructureFactorTable(0, -1, 0, -1, 0, -1, np.zeros((1, 1, 1)), float(default_F), 0)
-
-
-def in_interpolation_range(
-    meta: StructureFactorTable,
-    h: torch.Tensor,
-    k: torch.Tensor,
-    l: torch.Tensor,  # noqa: E741
-) -> torch.Tensor:
-    """True where C nanoBragg can interpolate: its test
-    (x - x_min + 3) > x_range || x - 2 < x_min is false on all three axes (and hkls > 0)."""
-    h, k, l = torch.broadcast_tensors(h, k, l)  # noqa: E741
-    inside = torch.full(h.shape, meta.hkls > 0, dtype=torch.bool, device=h.device)
-    for x, x_min, x_range in zip(
-        (h, k, l), (meta.h_min, meta.k_min, meta.l_min), meta.ranges, strict=True
-    ):
-        inside = inside & ~(((x - x_min + 3) > x_range) | ((x - 2) < x_min))
-    return inside
-
-
-def _strides(table_tensor: torch.Tensor) -> tuple[int, int]:
-    _, kd, ld = table_tensor.shape
-    return kd * ld, ld
-
-
-def lookup_nearest(
-    table_tensor: torch.Tensor,
-    meta: StructureFactorTable,
-    h: torch.Tensor,
-    k: torch.Tensor,
-    l: torch.Tensor,  # noqa: E741
-) -> torch.Tensor:
-    """F at the nearest grid point h0 = ceil(h - 0.5) (likewise k, l); default_F outside
-    [min, max] or when the table holds no entries. Fractional Miller indices in, F out
-    (dtype of table_tensor, shape of the broadcast h, k, l)."""
-    h, k, l = torch.broadcast_tensors(h, k, l)  # noqa: E741
-    if meta.hkls == 0:
-        return torch.full(h.shape, meta.default_F, dtype=table_tensor.dtype, device=h.device)
-    sh, sk = _strides(table_tensor)
-    flat_index = torch.zeros(h.shape, dtype=torch.long, device=h.device)
-    inside = torch.ones(h.shape, dtype=torch.bool, device=h.device)
-    for x, x_min, x_max, stride in (
-        (h, meta.h_min, meta.h_max, sh),
-        (k, meta.k_min, meta.k_max, sk),
-        (l, meta.l_min, meta.l_max, 1),
-    ):
-        x0 = torch.ceil(x - 0.5)
-        inside_x = (x0 >= x_min) & (x0 <= x_max)
-        inside &= inside_x
-        flat_index += torch.where(inside_x, x0 - x_min, 0).long() * stride
-    values = table_tensor.reshape(-1)[flat_index]
-    return torch.where(inside, values, torch.full_like(values, meta.default_F))
-
-
-def _lagrange_numerators(t: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """C polint's products prod_{j != i} (x - x_j), from t = x - floor(x) (exact in float)."""
-    d0, d1, d2, d3 = t + 1.0, t, t - 1.0, t - 2.0
-    return (d1 * d2 * d3, d0 * d2 * d3, d0 * d1 * d3, d0 * d1 * d2)
-
-
-def _polint(numerators: tuple[torch.Tensor, ...], ys: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """C polint: sum_i (numerator_i * y_i) / denominator_i, in C's evaluation order."""
-    n, y = numerators, ys
-    return (
-        n[0] * y[0] / _DENOMS[0]
-        + n[1] * y[1] / _DENOMS[1]
-        + n[2] * y[2] / _DENOMS[2]
-        + n[3] * y[3] / _DENOMS[3]
-    )
-
-
-def lookup_tricubic(
-    table_tensor: torch.Tensor,
-    meta: StructureFactorTable,
-    h: torch.Tensor,
-    k: torch.Tensor,
-    l: torch.Tensor,  # noqa: E741
-) -> torch.Tensor:
-    """Tricubic Lagrange interpolation of F on the 4x4x4 grid points floor(x) - 1 .. floor(x) + 2,
-    as C polin3 (along l, then k, then h). Where in_interpolation_range is false: default_F."""
-    h, k, l = torch.broadcast_tensors(h, k, l)  # noqa: E741
-    dtype = table_tensor.dtype
-    if min(meta.ranges) < 5 or meta.hkls == 0:  # no sample can be in range
-        return torch.full(h.shape, meta.default_F, dtype=dtype, device=h.device)
-    inside = in_interpolation_range(meta, h, k, l)
-    sh, sk = _strides(table_tensor)
-    base = torch.zeros(h.shape, dtype=torch.long, device=h.device)
-    numerators = []
-    for x, x_min, x_range, stride in zip(
-        (h, k, l),
-        (meta.h_min, meta.k_min, meta.l_min),
-        meta.ranges,
-        (sh, sk, 1),
-        strict=True,
-    ):
-        floor = torch.floor(x)
-        numerators.append(_lagrange_numerators((x - floor).to(dtype)))
-        first = torch.nan_to_num(floor - (x_min + 1), nan=0.0).clamp(0, x_range - 3).long()
-        base += first * stride
-    nh, nk, nl = numerators
-    flat = table_tensor.reshape(-1)
-    along_k = []
-    for i in range(4):
-        along_l = []
-        for j in range(4):
-            # flat[offset:][base] == flat[base + offset], without an index temporary
-            ys = tuple(flat[i * sh + j * sk + m :][base] for m in range(4))
-            along_l.append(_polint(nl, ys))
-        along_k.append(_polint(nk, tuple(along_l)))
-    values = _polint(nh, tuple(along_k))
-    return torch.where(inside, values, torch.full_like(values, meta.default_F))

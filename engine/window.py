@@ -1,6 +1,13 @@
-"""Rectangular pixel windows of a detector frame."""
+"""Rectangular pixel windows of a detector frame, and the region of interest as one."""
 
-from typing import NamedTuple
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from engine.model import Experiment
 
 
 class Window(NamedTuple):
@@ -20,10 +27,24 @@ class Window(NamedTuple):
         return max(0, self.slow1 - self.slow0) * max(0, self.fast1 - self.fast0)
 
     @classmethod
-    def full(cls, slow_pixels: int, fast_pixels: int) -> "Window":
+    def full(cls, slow_pixels: int, fast_pixels: int) -> Window:
         return cls(0, slow_pixels, 0, fast_pixels)
 
-    def validate(self, slow_pixels: int, fast_pixels: int) -> "Window":
+    def intersect(self, other: Window) -> Window | None:
+        """The overlap of two windows, or None if they share no pixel."""
+        s0, s1 = max(self.slow0, other.slow0), min(self.slow1, other.slow1)
+        f0, f1 = max(self.fast0, other.fast0), min(self.fast1, other.fast1)
+        if s0 >= s1 or f0 >= f1:
+            return None
+        return Window(s0, s1, f0, f1)
+
+    def mask(self, slow_pixels: int, fast_pixels: int) -> np.ndarray:
+        """Boolean (slow, fast) mask of a frame: True inside this window."""
+        mask = np.zeros((slow_pixels, fast_pixels), dtype=bool)
+        mask[self.slow0 : self.slow1, self.fast0 : self.fast1] = True
+        return mask
+
+    def validate(self, slow_pixels: int, fast_pixels: int) -> Window:
         """Return self if it lies inside a slow_pixels x fast_pixels frame; else ValueError."""
         if not (0 <= self.slow0 <= self.slow1 <= slow_pixels):
             raise ValueError(
@@ -34,3 +55,18 @@ class Window(NamedTuple):
                 f"window fast range [{self.fast0}, {self.fast1}) outside 0..{fast_pixels}"
             )
         return self
+
+
+def roi_window(experiment: Experiment) -> Window:
+    """The ROI as a half-open pixel window clipped to the detector (the full frame if unset).
+
+    nanoBragg's ``-roi xmin xmax ymin ymax`` is inclusive, fast = x, slow = y.
+    """
+    det = experiment.detector
+    roi = experiment.sampling.roi
+    if roi is None:
+        return Window.full(det.slow_pixels, det.fast_pixels)
+    slow0, fast0 = min(roi.ymin, det.slow_pixels), min(roi.xmin, det.fast_pixels)
+    slow1 = max(slow0, min(roi.ymax + 1, det.slow_pixels))
+    fast1 = max(fast0, min(roi.xmax + 1, det.fast_pixels))
+    return Window(slow0, slow1, fast0, fast1)

@@ -1,4 +1,4 @@
-"""The compiled fused kernel (engine.fused) agrees with the eager kernel; fallbacks work.
+"""The compiled kernel agrees with the same block function run eagerly; fallbacks work.
 
 Tiny detectors keep compilation the only real cost (a couple of graphs, cached on disk by
 inductor across runs). Speed is measured by ``braggtile bench``, never asserted here.
@@ -6,17 +6,20 @@ inductor across runs). Speed is measured by ``braggtile bench``, never asserted 
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 
+import dask.config
 import numpy as np
 import pytest
 import torch
 
-from engine import Window, fused, prepare_frame, render_window
+from engine import Window, config, kernel, prepare_frame, render_window
 from engine.cli_args import parse_nanobragg
-from engine.kernel import AUTO_COMPILE_SAMPLES, frame_samples, use_fused
-
-from kernel_mode import kernel
+from engine.physics import sincg
 
 # Many features in one frame, so one compiled graph covers them: 2 sources x 2 mosaic
 # domains x 2x2 sub-pixels x 2 sensor layers, Kahn polarization, a resolution cut.
@@ -49,11 +52,10 @@ def _setup(args: str, dtype: torch.dtype):
     return prepare_frame(parse_nanobragg(args.split()).experiment, dtype, "cpu")
 
 
-def _render(setup, mode: str, window: Window | None = None, **kw) -> np.ndarray:
-    """Render with the ``eager`` or ``compiled`` kernel."""
+def _render(setup, mode: str, window: Window | None = None) -> np.ndarray:
     geo = setup.detector
     window = window or Window.full(geo.slow_pixels, geo.fast_pixels)
-    with kernel(mode, **kw):
+    with dask.config.set({"braggtile.compile.mode": mode}):
         return render_window(setup, window).numpy()
 
 
@@ -75,9 +77,9 @@ def hkl_folder(tmp_path, monkeypatch):
 def test_compiled_matches_eager_float32():
     setup = _setup(FEATURES_F32, torch.float32)
     assert setup.n_sources == 2 and setup.n_orientations == 2 and setup.sensor.layers == 2
-    eager = _render(setup, "eager")
-    compiled = _render(setup, "compiled")
-    assert not fused.failed(setup), "the fused kernel did not compile"
+    eager = _render(setup, "off")
+    compiled = _render(setup, "on")
+    assert not kernel.failed(setup), "the kernel did not compile"
     # parity floor for float32 is 5e-3 x max; the two kernels agree far better
     _assert_close(compiled, eager, 1e-4)
     a, b = compiled.ravel().astype(float), eager.ravel().astype(float)
@@ -88,13 +90,13 @@ def test_compiled_matches_eager_float32():
 def test_compiled_matches_eager_float64_and_windows(hkl_folder):
     setup = _setup(FEATURES_F64, torch.float64)
     assert setup.sf_table.hkls > 0 and not setup.interpolate
-    eager = _render(setup, "eager")
-    full = _render(setup, "compiled")
-    assert not fused.failed(setup), "the fused kernel did not compile"
+    eager = _render(setup, "off")
+    full = _render(setup, "on")
+    assert not kernel.failed(setup), "the kernel did not compile"
     _assert_close(full, eager, 1e-9)
     # window invariance with the compiled kernel: edges, corners, single pixels
     for w in (Window(0, 9, 0, 7), Window(5, 36, 11, 40), Window(35, 36, 39, 40)):
-        part = _render(setup, "compiled", w)
+        part = _render(setup, "on", w)
         np.testing.assert_allclose(
             part,
             full[w.slow0 : w.slow1, w.fast0 : w.fast1],
@@ -106,41 +108,73 @@ def test_compiled_matches_eager_float64_and_windows(hkl_folder):
 def test_sincg_chebyshev_matches_sine_ratio():
     delta = torch.linspace(-0.5, 0.5, 2001, dtype=torch.float64)
     for n in range(1, 40):
-        ours = fused.sincg(delta, n)
+        ours = sincg(delta, n)
         den = torch.sin(math.pi * delta)
         ref = torch.where(den == 0, float(n), torch.sin(n * math.pi * delta) / den)
         torch.testing.assert_close(ours.abs(), ref.abs(), rtol=1e-9, atol=1e-9 * n)
-        assert float(fused.sincg(torch.zeros(1, dtype=torch.float64), n).abs()) == n
+        assert float(sincg(torch.zeros(1, dtype=torch.float64), n).abs()) == n
 
 
-def test_compile_modes(monkeypatch):
+def test_compile_modes():
     setup = _setup(FEATURES_F32, torch.float32)
-    monkeypatch.setenv(fused.COMPILE_ENV, "0")
-    assert fused.compile_mode() == "off" and not use_fused(setup)
-    monkeypatch.setenv(fused.COMPILE_ENV, "1")
-    assert fused.compile_mode() == "on" and use_fused(setup)
-    monkeypatch.setenv(fused.COMPILE_ENV, "auto")
-    assert frame_samples(setup) == 48 * 40 * 2 * 2 * 4 * 2  # sources x domains x 2x2 x layers
-    assert not use_fused(setup)  # 61440 samples: eager
-    big_args = FEATURES_F32.replace("-detpixels_x 48 -detpixels_y 40", "-detpixels 2048")
-    big = _setup(big_args, torch.float32)
-    assert frame_samples(big) == 2048 * 2048 * 32 >= AUTO_COMPILE_SAMPLES
-    assert use_fused(big)
-    fused.set_compile("off")
-    try:
-        assert not use_fused(setup)
-    finally:
-        fused.set_compile(None)
-    with pytest.raises(ValueError):
-        fused.set_compile("sometimes")
+    for mode, compiled in (("off", False), ("on", True), (False, False), (True, True)):
+        with dask.config.set({"braggtile.compile.mode": mode}):
+            assert kernel.use_compiled(setup) == compiled
+    threshold = setup.samples
+    with dask.config.set({"braggtile.compile.mode": "auto"}):
+        # with the shipped threshold: a small frame eager, a 2048x2048 one compiled
+        assert setup.samples == 48 * 40 * 2 * 2 * 4 * 2  # sources x domains x 2x2 x layers
+        assert not kernel.use_compiled(setup)
+        big_args = FEATURES_F32.replace("-detpixels_x 48 -detpixels_y 40", "-detpixels 2048")
+        assert kernel.use_compiled(_setup(big_args, torch.float32))
+        with dask.config.set({"braggtile.compile.threshold": threshold}):
+            assert kernel.use_compiled(setup)
+        with dask.config.set({"braggtile.compile.threshold": threshold + 1}):
+            assert not kernel.use_compiled(setup)
+    with dask.config.set({"braggtile.compile.mode": "sometimes"}), pytest.raises(ValueError):
+        config.compile_mode()
     curved = _setup(FEATURES_F32 + " -curved_det", torch.float32)
-    monkeypatch.setenv(fused.COMPILE_ENV, "1")
-    assert not use_fused(curved)  # not separable: eager
+    with dask.config.set({"braggtile.compile.mode": "on"}):
+        assert not kernel.use_compiled(curved)  # not separable: eager
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "auto"),
+        ({"BRAGGTILE_COMPILE": "0"}, "off"),
+        ({"BRAGGTILE_COMPILE": "1"}, "on"),
+        ({"DASK_BRAGGTILE__COMPILE__MODE": "off"}, "off"),
+        ({"BRAGGTILE_COMPILE": "1", "DASK_BRAGGTILE__COMPILE__MODE": "off"}, "off"),
+        ({"DASK_BRAGGTILE__COMPILE__THRESHOLD": "1000"}, "auto"),
+    ],
+)
+def test_compile_mode_from_environment(env, expected):
+    """The shipped default, the DASK_BRAGGTILE__ variable and the BRAGGTILE_COMPILE alias."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k != "BRAGGTILE_COMPILE" and not k.startswith("DASK_BRAGGTILE")
+    }
+    code = (
+        "import json, dask.config; from engine import config;"
+        "print(json.dumps([config.compile_mode(), dask.config.get('braggtile.compile.threshold')]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    mode, threshold = json.loads(proc.stdout)
+    assert mode == expected
+    assert threshold == int(env.get("DASK_BRAGGTILE__COMPILE__THRESHOLD", 1 << 22))
 
 
 def test_block_shapes_are_few_and_bounded():
     setup = _setup(FEATURES_F32, torch.float32)
-    shapes = {fused.block_shape(setup, r, c) for r in range(1, 5000, 97) for c in (1, 300, 4096)}
+    shapes = {kernel.block_shape(setup, r, c) for r in range(1, 5000, 97) for c in (1, 300, 4096)}
     assert len(shapes) <= 10
     assert all(r * c <= 1 << 18 for r, c in shapes)
 
@@ -148,15 +182,15 @@ def test_block_shapes_are_few_and_bounded():
 def test_failed_compilation_falls_back_to_eager(monkeypatch):
     args = FEATURES_F32.replace("-N 5", "-N 3")  # a structure no other test compiles
     setup = _setup(args, torch.float32)
-    eager = _render(setup, "eager")
+    eager = _render(setup, "off")
 
     def broken(*a, **k):
         raise RuntimeError("no compiler here")
 
     monkeypatch.setattr(torch, "compile", broken)
     with pytest.warns(RuntimeWarning, match="eager"):
-        out = _render(setup, "compiled", fallback_is_error=False)
-    assert fused.failed(setup)
+        out = _render(setup, "on")
+    assert kernel.failed(setup)
     np.testing.assert_array_equal(out, eager)
 
 
@@ -165,9 +199,22 @@ def test_failed_compilation_falls_back_to_eager(monkeypatch):
 def test_compiled_cuda_matches_cpu_eager():
     cpu = _setup(FEATURES_F32, torch.float32)
     gpu = prepare_frame(cpu.experiment, torch.float32, "cuda")
-    eager = _render(cpu, "eager")
-    with kernel("compiled"):
+    eager = _render(cpu, "off")
+    with dask.config.set({"braggtile.compile.mode": "on"}):
         geo = gpu.detector
         out = render_window(gpu, Window.full(geo.slow_pixels, geo.fast_pixels)).cpu().numpy()
-    assert not fused.failed(gpu)
+    assert not kernel.failed(gpu)
     _assert_close(out, eager, 1e-4)
+
+
+def test_eager_blocks_bound_memory_not_pixels(hkl_folder):
+    """Eager blocks shrink to the sample budget (one pixel at least); pixels do not change."""
+    setup = _setup(FEATURES_F64, torch.float64)
+    samples = setup.steps * setup.sensor.layers
+    whole = _render(setup, "off")
+    assert kernel.eager_block_shape(setup, 36, 40) == (36, 40)
+    for budget, shape in ((7 * samples, (1, 7)), (1, (1, 1))):
+        with dask.config.set({"braggtile.kernel.eager-block-samples": budget}):
+            assert kernel.eager_block_shape(setup, 36, 40) == shape
+            part = _render(setup, "off", Window(3, 9, 30, 40))
+        np.testing.assert_array_equal(part, whole[3:9, 30:40])

@@ -8,12 +8,10 @@ import pytest
 import torch
 
 from engine.errors import InputError
+from engine.physics import in_interpolation_range, lookup_nearest, lookup_tricubic
 from engine.structure_factors import (
     StructureFactorTable,
     constant,
-    in_interpolation_range,
-    lookup_nearest,
-    lookup_tricubic,
     read_fdump,
     read_hkl,
     write_fdump,

@@ -20,6 +20,7 @@ from engine.jobfile import read_job_file, spec_error
 from engine.memory import peak_rss_mib
 from engine.model import Experiment
 from engine.passthrough import split_nanobragg
+from engine.precision import PRECISIONS
 from tiling.cluster import connect
 from tiling.events import Event, FrameDone, JobStarted, TileDone
 from tiling.graph import render_job
@@ -68,7 +69,7 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, help=f"tile (= chunk) size, pixels (default {DEFAULT_TILE})")
     p.add_argument("--frames", type=int, help="consecutive oscillation frames (default 1)")
     p.add_argument(
-        "--dtype", choices=["float32", "float64"], help="precision (default: -dtype, else float32)"
+        "--dtype", choices=PRECISIONS, help="precision (default: -dtype, else float32)"
     )
     where = p.add_mutually_exclusive_group()
     where.add_argument(

@@ -19,10 +19,8 @@ import dask
 import torch
 from distributed import Client, LocalCluster
 
+from engine import config
 from tiling.worker import PLUGIN_NAME, TilingPlugin
-
-#: Default number of embedded CPU workers (capped by the host's cores).
-DEFAULT_CPU_WORKERS = 4
 
 
 def host_cores() -> int:
@@ -88,7 +86,7 @@ def connect(
     if use_gpu:
         n = workers or max(1, torch.cuda.device_count())
     else:
-        n = workers or max(1, min(cores, DEFAULT_CPU_WORKERS))
+        n = workers or max(1, min(cores, int(config.get("cluster.cpu-workers"))))
     with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}):
         cluster = LocalCluster(
             n_workers=n,

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 from distributed import Client, Future, as_completed
 
+from engine import config
 from engine.statistics import TileStatistics, merge_all
 from tiling.events import EventHook, FrameDone, JobDone, JobStarted, TileDone
 from tiling.grid import Tile, beam_centre_pixels
@@ -33,8 +34,6 @@ DeviceChoice = Literal["auto", "cpu", "cuda"]
 
 #: Pyramid and frame-finishing tasks run ahead of any queued tile.
 FINISH_PRIORITY = 1 << 30
-#: Tile tasks submitted ahead of completion, at most (whole frames are submitted at once).
-MAX_PENDING_TILES = 4096
 
 
 @dataclass
@@ -228,7 +227,7 @@ def render_job(
     device: DeviceChoice = "auto",
     on_event: EventHook | None = None,
     frame_writer: FrameWriter | None = None,
-    max_pending_tiles: int = MAX_PENDING_TILES,
+    max_pending_tiles: int | None = None,
 ) -> JobDone:
     """Render ``job`` into the store at ``path`` on the client's cluster; resumes a partial one.
 
@@ -241,8 +240,11 @@ def render_job(
     declaring ``GPU`` (each task requests one); "cpu" renders on CPUs wherever it runs. Events
     go to ``on_event`` in order, on the calling thread.
     Frames are submitted in order while fewer than ``max_pending_tiles`` tiles are pending (a
-    frame is never split), which bounds the graph of long series.
+    frame is never split), which bounds the graph of long series (default: dask config
+    ``braggtile.tiling.max-pending-tiles``).
     """
+    if max_pending_tiles is None:
+        max_pending_tiles = int(config.get("tiling.max-pending-tiles"))
     start = time.perf_counter()
     emit = on_event or (lambda event: None)
     with StoreLock(path):

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from engine.model import Experiment
-from engine.window import Window
+from engine.window import Window, roi_window
 
 
 @dataclass(frozen=True, order=True)
@@ -23,28 +23,9 @@ class Tile:
     window: Window
 
 
-def roi_window(experiment: Experiment) -> Window:
-    """The ROI as a half-open pixel window clipped to the detector (the full frame if unset).
-
-    nanoBragg's ``-roi xmin xmax ymin ymax`` is inclusive, fast = x, slow = y.
-    """
-    det = experiment.detector
-    roi = experiment.sampling.roi
-    if roi is None:
-        return Window.full(det.slow_pixels, det.fast_pixels)
-    slow0, fast0 = min(roi.ymin, det.slow_pixels), min(roi.xmin, det.fast_pixels)
-    slow1 = max(slow0, min(roi.ymax + 1, det.slow_pixels))
-    fast1 = max(fast0, min(roi.xmax + 1, det.fast_pixels))
-    return Window(slow0, slow1, fast0, fast1)
-
-
 def intersect(a: Window, b: Window) -> Window | None:
     """The overlap of two windows, or None if they share no pixel."""
-    s0, s1 = max(a.slow0, b.slow0), min(a.slow1, b.slow1)
-    f0, f1 = max(a.fast0, b.fast0), min(a.fast1, b.fast1)
-    if s0 >= s1 or f0 >= f1:
-        return None
-    return Window(s0, s1, f0, f1)
+    return a.intersect(b)
 
 
 @dataclass(frozen=True)
@@ -122,5 +103,4 @@ def beam_centre_pixels(experiment: Experiment) -> tuple[float, float]:
     """Where the direct beam meets the detector plane, in (slow, fast) pixel coordinates."""
     from engine.geometry import detector_geometry
 
-    geo = detector_geometry(experiment)
-    return (geo.sbeam / geo.pixel_size, geo.fbeam / geo.pixel_size)
+    return detector_geometry(experiment).beam_centre_pixels

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from engine.model import Experiment, Scan
+from engine.precision import Precision, torch_dtype
 from tiling.grid import TileGrid
 from tiling.pyramid import DEFAULT_MIN_SIZE, level_shapes
 
-Precision = Literal["float32", "float64"]
 DEFAULT_TILE = 512
 OPTION_FIELDS = ("frames", "tile", "dtype", "pyramid_min")
 
@@ -30,13 +30,6 @@ def _with_frames(experiment: Any, frames: Any) -> Any:
     if isinstance(experiment, dict):
         return {**experiment, "scan": {**(experiment.get("scan") or {}), "frames": frames}}
     return experiment
-
-
-def torch_dtype(precision: str):
-    """The torch dtype of a precision name ("float32" or "float64")."""
-    import torch
-
-    return {"float32": torch.float32, "float64": torch.float64}[precision]
 
 
 class JobSpec(BaseModel):

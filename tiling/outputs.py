@@ -17,7 +17,7 @@ import numpy as np
 
 from engine.cli_args import Outputs
 from engine.flags import FLAGS
-from engine.setup import FrameSetup
+from engine.frame import FrameSetup
 from engine.statistics import FrameStatistics
 
 #: Output flags of nanoBragg (and their aliases) -> Outputs field, from the flag table.
@@ -68,7 +68,7 @@ class NanoBraggFiles:
         statistics: FrameStatistics,
         roi_mask: np.ndarray,
         frame: int,
-    ) -> None:
+    ) -> list[str]:
         from engine.outputs import write_outputs
 
         names = {
@@ -77,4 +77,4 @@ class NanoBraggFiles:
             for value in [getattr(self.outputs, name)]
         }
         outputs = dataclasses.replace(self.outputs, **names)
-        write_outputs(setup, image, statistics, outputs, roi_mask, frame=frame)
+        return write_outputs(setup, image, statistics, outputs, roi_mask, frame=frame)

@@ -134,8 +134,8 @@ def geometry_attributes(job: JobSpec) -> dict[str, Any]:
         "close_distance_mm": geo.close_distance * 1e3,
         "beam_centre_mm": {"fast": geo.fbeam * 1e3, "slow": geo.sbeam * 1e3},
         "beam_centre_pixels": {
-            "fast": geo.fbeam / geo.pixel_size,
-            "slow": geo.sbeam / geo.pixel_size,
+            "fast": geo.beam_centre_pixels[1],
+            "slow": geo.beam_centre_pixels[0],
         },
         "orgx": geo.orgx,
         "orgy": geo.orgy,

@@ -9,8 +9,6 @@ return only small records.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import time
 from collections import OrderedDict
@@ -22,8 +20,10 @@ import torch
 from distributed import get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from engine import config
+from engine.frame import FrameSetup
 from engine.kernel import render_window
-from engine.setup import FrameSetup, prepare_frame
+from engine.setup import prepare_frame
 from engine.statistics import FrameStatistics, TileStatistics
 from tiling.grid import intersect
 from tiling.pyramid import bin2x2, chunk_window, source_window
@@ -33,30 +33,31 @@ PLUGIN_NAME = "braggtile-tiling"
 
 #: A picklable callable run on a worker once a frame's statistics are known, to write files
 #: such as SMV/noise images: (frame set-up on the CPU, frame image (slow, fast) in photons/pixel,
-#: its statistics, ROI mask (True = rendered), frame index) -> None. What it prints is returned
-#: to the client.
-FrameWriter = Callable[[FrameSetup, np.ndarray, FrameStatistics, np.ndarray, int], None]
+#: its statistics, ROI mask (True = rendered), frame index) -> its log lines, which are returned
+#: to the client (a writer never prints: workers share one stdout).
+FrameWriter = Callable[[FrameSetup, np.ndarray, FrameStatistics, np.ndarray, int], list[str]]
 
 
 class TilingPlugin(WorkerPlugin):
     """Per-worker state of braggtile tasks: torch threads, device, stores and frame set-ups.
 
     ``torch_threads``: intra-op threads per worker (None: the host's cores divided by the number
-    of workers that ``workers_per_host`` gives for its host, else 1 worker). ``cached_frames``:
-    how many FrameSetups a worker keeps.
+    of workers that ``workers_per_host`` gives for its host, else 1 worker). ``cached_frames``,
+    ``cached_stores``: how many FrameSetups and open stores a worker keeps (default: dask config
+    ``braggtile.tiling.cached-frames`` / ``cached-stores``, read where the plugin is made).
     """
 
     def __init__(
         self,
         torch_threads: int | None = None,
         workers_per_host: dict[str, int] | None = None,
-        cached_frames: int = 4,
-        cached_stores: int = 8,
+        cached_frames: int | None = None,
+        cached_stores: int | None = None,
     ):
         self.torch_threads = torch_threads
         self.workers_per_host = dict(workers_per_host or {})
-        self.cached_frames = cached_frames
-        self.cached_stores = cached_stores
+        self.cached_frames = cached_frames or int(config.get("tiling.cached-frames"))
+        self.cached_stores = cached_stores or int(config.get("tiling.cached-stores"))
         self.threads = 1
         self.gpu_index: int | None = None
         self.setups_prepared = 0
@@ -208,17 +209,13 @@ def finish_frame(
     writer: FrameWriter | None,
     *after: Any,
 ) -> str:
-    """Run the job's frame writer on the finished frame, if any; returns what it printed."""
+    """Run the job's frame writer on the finished frame, if any; returns its log, one line each."""
     if writer is None:
         return ""
     plugin = current_plugin()
     store = plugin.store(path, fingerprint)
     setup = plugin.frame_setup(store, frame, torch.device("cpu"))
     image = np.asarray(store.array("0")[frame])
-    roi = store.job.grid.roi
-    mask = np.zeros(image.shape, dtype=bool)
-    mask[roi.slow0 : roi.slow1, roi.fast0 : roi.fast1] = True
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        writer(setup, image, FrameStatistics.from_dict(statistics), mask, frame)
-    return printed.getvalue()
+    mask = store.job.grid.roi.mask(*image.shape)
+    lines = writer(setup, image, FrameStatistics.from_dict(statistics), mask, frame)
+    return "".join(f"{line}\n" for line in lines or ())
