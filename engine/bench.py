@@ -81,7 +81,7 @@ def _load(args) -> tuple[Experiment, str | None, str | None, int]:
     if (nanobragg is None) == (args.spec is None):
         raise InputError("--nanobragg", "give nanoBragg arguments or --spec (one of them)")
     if nanobragg is not None:
-        from engine.cli_args import parse_nanobragg
+        from engine.resolve import parse_nanobragg
 
         run = parse_nanobragg(nanobragg)
         return (

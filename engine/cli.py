@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from engine import resolve_device
-from engine.cli_args import parse_nanobragg
 from engine.errors import InputError, run_command
 from engine.flags import help_text
 from engine.frame import FrameSetup
@@ -18,7 +17,7 @@ from engine.kernel import render_window
 from engine.memory import check_frame_memory
 from engine.physics import subpixel_coordinates
 from engine.precision import torch_dtype
-from engine.resolve import NanoBraggRun
+from engine.resolve import NanoBraggRun, parse_nanobragg
 from engine.setup import prepare_frame
 from engine.smv import c_g
 from engine.statistics import FrameStatistics, TileStatistics
@@ -162,6 +161,8 @@ def _run(run_: NanoBraggRun) -> int:
     t0 = time.perf_counter()
     setup = prepare_frame(run_.experiment, dtype, device)
     print("nanoBragg-compatible renderer (braggtile engine)")
+    if run_.experiment.crystal.fdump_file is not None:
+        print(f"reading Fs from {run_.experiment.crystal.fdump_file}")
     print_geometry(setup)
     image = render_frame(setup, run_.outputs.progress)
     seconds = time.perf_counter() - t0

@@ -306,18 +306,3 @@ HANDLERS = {
     "device": _device,
     "ignore": _ignore,
 }
-
-
-def parse_nanobragg(argv: list[str]):
-    """Parse and resolve nanoBragg flags into a :class:`~engine.resolve.NanoBraggRun`."""
-    from engine.resolve import resolve
-
-    return resolve(parse_args(argv))
-
-
-def __getattr__(name: str):
-    if name == "NanoBraggRun":  # where it used to live
-        from engine.resolve import NanoBraggRun
-
-        return NanoBraggRun
-    raise AttributeError(name)

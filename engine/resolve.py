@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from engine.cli_args import Outputs, ParsedArgs, Refs
+from engine.cli_args import Outputs, ParsedArgs, Refs, parse_args
 from engine.errors import InputError
 from engine.model import (
     Beam,
@@ -84,6 +84,12 @@ def resolve(
     )
 
 
+def parse_nanobragg(argv: list[str]) -> NanoBraggRun:
+    """Parse and resolve nanoBragg flags (files relative to the working folder, seeds from the
+    clock) into a :class:`NanoBraggRun`."""
+    return resolve(parse_args(argv))
+
+
 def build_experiment(beam, det, cry, gonio, scan, sampling) -> Experiment:
     """The validated experiment; a validation error names its field (dotted path)."""
     try:
@@ -111,18 +117,18 @@ def _path(path: str, cwd: str | None) -> str:
 
 
 def _structure_factors(cry: dict, outputs: Outputs, cwd: str | None) -> None:
-    """-hkl must exist; without it and with -default_F 0, C reads Fdump.bin if present."""
+    """-hkl must exist; without it C reads the dump file (Fdump.bin) whenever it is present,
+    -default_F or not (default_F then fills what the dump does not cover)."""
     hkl = cry.get("hkl_file")
     if hkl is not None:
         if not os.path.isfile(_path(hkl, cwd)):
             raise InputError("-hkl", f"cannot read HKL file {hkl!r}: no such file")
         return
-    if cry.get("default_F", 0.0) == 0.0:
-        dump = _path(outputs.dumpfile, cwd) if outputs.dumpfile else ""
-        if dump and os.path.isfile(dump):
-            cry["fdump_file"] = dump
-        else:
-            raise InputError("-hkl", "no -hkl file, no Fdump file and -default_F is 0")
+    dump = _path(outputs.dumpfile, cwd) if outputs.dumpfile else ""
+    if dump and os.path.isfile(dump):
+        cry["fdump_file"] = dump
+    elif cry.get("default_F", 0.0) == 0.0:
+        raise InputError("-hkl", "no -hkl file, no Fdump file and -default_F is 0")
 
 
 def _resolve_fluence(beam: dict, refs: Refs) -> None:

@@ -83,7 +83,7 @@ def load_structure_factors(exp: Experiment) -> StructureFactorTable:
     if cr.hkl_file is not None:
         return read_hkl(cr.hkl_file, cr.default_F)
     if cr.fdump_file is not None:
-        return read_fdump(cr.fdump_file)
+        return read_fdump(cr.fdump_file, cr.default_F)
     if cr.default_F == 0.0:
         raise InputError("-default_F", "no -hkl file and default_F is 0: every pixel would be 0")
     return constant(cr.default_F)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from engine.bench import main
-from engine.cli_args import parse_nanobragg
+from engine.resolve import parse_nanobragg
 
 TINY = "-cell 100 100 100 90 90 90 -default_F 100 -lambda 1.0 -N 5 -distance 100 -detpixels 24"
 FIELDS = {

@@ -14,6 +14,7 @@ import pytest
 from engine.scan import resolve_phi
 from engine.setup import prepare_frame, resolve_mosaic
 from engine.sources import beam_sources
+from engine.window import Window
 
 from reference import case_args, reference_log, require_reference
 
@@ -29,7 +30,7 @@ def _cases() -> list[str]:
 
 
 def _experiment(name: str):
-    from engine.cli_args import parse_nanobragg
+    from engine.resolve import parse_nanobragg
 
     return parse_nanobragg(case_args(name)).experiment
 
@@ -74,8 +75,22 @@ def braggtile_counts(exp) -> dict[str, tuple[int, ...]]:
         "mosaic_domains": (resolve_mosaic(exp)[1],),
         "sources": (setup.n_sources,),
         "layers": (setup.sensor.layers,),
-        "roi": setup.roi,
+        "roi": c_roi(exp, setup),
     }
+
+
+def c_roi(exp, setup) -> tuple[int, int, int, int]:
+    """The ROI as C prints it (inclusive x/fast and y/slow limits; the detector size when
+    unset), after checking that the rendered window is its half-open, clipped form."""
+    geo, roi = setup.detector, exp.sampling.roi
+    if roi is None:
+        assert setup.roi == Window(0, geo.slow_pixels, 0, geo.fast_pixels)
+        return (0, geo.fast_pixels, 0, geo.slow_pixels)
+    clipped = Window(
+        roi.ymin, min(roi.ymax + 1, geo.slow_pixels), roi.xmin, min(roi.xmax + 1, geo.fast_pixels)
+    )
+    assert setup.roi == clipped
+    return (roi.xmin, roi.xmax, roi.ymin, roi.ymax)
 
 
 @pytest.mark.parametrize("name", _cases())
@@ -94,7 +109,7 @@ def test_sample_size_cells_are_c_s():
 
 
 _PROBE = (
-    "from engine.cli_args import parse_nanobragg; from engine.setup import prepare_frame; "
+    "from engine.resolve import parse_nanobragg; from engine.setup import prepare_frame; "
     "import sys; s = prepare_frame(parse_nanobragg(sys.argv[1:]).experiment); "
     "print(s.lattice.na, s.lattice.nb, s.lattice.nc, s.oversample)"
 )
@@ -143,7 +158,7 @@ def test_detsize_gives_c_s_pixel_count(detsize, pixel, pixels):
 
 @pytest.mark.parametrize("osc, step, steps", [("0.45", "0.09", 6), ("0.55", "0.05", 12)])
 def test_phi_steps_are_c_s(osc, step, steps):
-    from engine.cli_args import parse_nanobragg
+    from engine.resolve import parse_nanobragg
 
     args = ["-cell", "50", "50", "50", "90", "90", "90", "-default_F", "1"]
     exp = parse_nanobragg(args + ["-osc", osc, "-phistep", step]).experiment

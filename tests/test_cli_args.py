@@ -8,10 +8,10 @@ import os
 import pytest
 
 from engine.cli import main
-from engine.cli_args import parse_args, parse_nanobragg
+from engine.cli_args import parse_args
 from engine.errors import InputError
 from engine.flags import BY_NAME, FLAGS, UNSUPPORTED
-from engine.resolve import resolve
+from engine.resolve import parse_nanobragg, resolve
 
 BASE = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "1"]
 TINY = BASE + ["-N", "2", "-detpixels", "8", "-distance", "100", "-noprogress"]

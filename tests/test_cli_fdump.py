@@ -60,3 +60,24 @@ def test_no_structure_factors_at_all(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(ARGS) == 2
     assert "-hkl" in capsys.readouterr().err
+
+
+def test_the_fdump_is_read_even_with_default_f_as_c_does(in_inputs, capsys):
+    """C reads Fdump.bin whenever no -hkl is given; -default_F then fills only reciprocal space
+    outside the dump's index range (inside it, the dump's zeros stay zeros)."""
+    assert main(ARGS + ["-hkl", "ortho.hkl", "-floatfile", "with_hkl.bin"]) == 0
+    capsys.readouterr()
+    assert main(ARGS + ["-default_F", "7", "-floatfile", "dump_and_f.bin"]) == 0
+    assert "reading Fs from Fdump.bin" in capsys.readouterr().out
+    # the same table as an HKL file listing every grid point, zeros included
+    bounds, table, _ = read_dump((in_inputs / "Fdump.bin").read_bytes())
+    lo = bounds[::2]
+    grid = np.argwhere(np.ones(np.array(bounds[1::2]) - lo + 1))
+    rows = [f"{h + lo[0]} {k + lo[1]} {m + lo[2]} {float(table[h, k, m])!r}" for h, k, m in grid]
+    (in_inputs / "full.hkl").write_text("\n".join(rows) + "\n")
+    assert main(ARGS + ["-hkl", "full.hkl", "-default_F", "7", "-floatfile", "full.bin"]) == 0
+    (in_inputs / "Fdump.bin").unlink()
+    assert main(ARGS + ["-default_F", "7", "-floatfile", "constant.bin"]) == 0
+    names = ("dump_and_f.bin", "full.bin", "constant.bin")
+    a, b, c = (np.fromfile(in_inputs / n, dtype="<f4") for n in names)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)

@@ -140,7 +140,7 @@ def test_bench_bad_input_exit_2(hkl_folder, capsys):
 
 
 def test_render_spec_file_in_the_new_format(hkl_folder, scheduler, capsys):
-    from engine.cli_args import parse_nanobragg
+    from engine.resolve import parse_nanobragg
     from tiling.job import JobSpec
 
     assert render(["--nanobragg", HKL, "-o", "n.zarr"], scheduler, capsys) == 0

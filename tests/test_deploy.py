@@ -24,7 +24,7 @@ import zarr
 from distributed import Client, get_task_stream
 
 from engine import render
-from engine.cli_args import parse_nanobragg
+from engine.resolve import parse_nanobragg
 from tiling.batch import BATCH_CLUSTERS
 from tiling.cluster import register_plugin
 from tiling.graph import render_job

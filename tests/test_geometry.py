@@ -7,10 +7,10 @@ import re
 import numpy as np
 import pytest
 
-from engine.cli_args import parse_nanobragg
 from engine.geometry import detector_geometry
 from engine.lattice import build_lattice
 from engine.model import Convention
+from engine.resolve import parse_nanobragg
 from engine.setup import prepare_frame
 
 from reference import case_args, need_file, reference_log

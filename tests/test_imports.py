@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine.cli_args import parse_nanobragg
+from engine.resolve import parse_nanobragg
 from tiling.job import JobSpec
 from tiling.store import TileStore
 

@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from engine import Window, config, kernel, prepare_frame, render_window
-from engine.cli_args import parse_nanobragg
 from engine.physics import sincg
+from engine.resolve import parse_nanobragg
 
 # Many features in one frame, so one compiled graph covers them: 2 sources x 2 mosaic
 # domains x 2x2 sub-pixels x 2 sensor layers, Kahn polarization, a resolution cut.

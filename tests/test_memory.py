@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent(
     import torch
     from engine import Window, prepare_frame, render_window
     from engine.memory import peak_rss_mib
-    from engine.cli_args import parse_nanobragg
+    from engine.resolve import parse_nanobragg
     setup = prepare_frame(parse_nanobragg(sys.argv[1].split()).experiment, torch.float32)
     image = render_window(setup, Window(0, 512, 0, 512))
     print(json.dumps({

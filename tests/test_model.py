@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli_args import parse_nanobragg
 from engine.legacy import is_legacy, upgrade_experiment
 from engine.model import Experiment
+from engine.resolve import parse_nanobragg
 from tiling.job import JobSpec
 
 ROOT = Path(__file__).resolve().parents[1]

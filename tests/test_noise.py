@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from engine.cli import render_frame
-from engine.cli_args import parse_nanobragg
 from engine.noise import noise_image, philox4x32_10, poisson_counts
+from engine.resolve import parse_nanobragg
 from engine.setup import prepare_frame
 from engine.smv import read_smv
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from engine.cli import main
-from engine.cli_args import parse_nanobragg
-from engine.kernel import use_fused
+from engine.kernel import use_compiled
+from engine.resolve import parse_nanobragg
 from engine.setup import prepare_frame
 
 from kernel_mode import KERNELS, kernel
@@ -62,7 +62,7 @@ def render_through_cli(name: str, dtype: str, folder, mode: str) -> np.ndarray:
     argv = case_args(name) + ["-floatfile", str(out), "-dtype", dtype, "-nonoise", "-nopgm"]
     argv += ["-intfile", str(folder / "int.img"), "-noprogress"]
     with kernel(mode):
-        if mode == "compiled" and not use_fused(prepare_frame(parse_nanobragg(argv).experiment)):
+        if mode == "compiled" and not use_compiled(prepare_frame(parse_nanobragg(argv).experiment)):
             pytest.skip(f"{name}: the compiled kernel does not cover this case (eager only)")
         assert main(argv) == 0
     ref = reference_image(name)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import zarr
 
-from engine.cli_args import parse_nanobragg
+from engine.resolve import parse_nanobragg
 from tiling.cluster import connect
 from tiling.graph import render_job
 from tiling.job import JobSpec

@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from engine import Window, prepare_frame, render_window
-from engine.cli_args import parse_nanobragg
 from engine.crandom import Ran1
 from engine.lattice import build_lattice
 from engine.orientation import (
@@ -25,6 +24,7 @@ from engine.orientation import (
     rotate_xyz,
     umat_to_misset,
 )
+from engine.resolve import parse_nanobragg
 
 from reference import FLOORS, case_args, parity, reference_image, reference_log
 

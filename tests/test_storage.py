@@ -11,7 +11,7 @@ import zarr
 from distributed import Client, LocalCluster
 
 from engine import render
-from engine.cli_args import parse_nanobragg
+from engine.resolve import parse_nanobragg
 from tiling.cluster import connect, register_plugin
 from tiling.graph import render_job
 from tiling.job import JobSpec

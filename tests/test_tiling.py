@@ -13,8 +13,8 @@ import torch
 import zarr
 
 from engine.cli import render_frame
-from engine.cli_args import parse_nanobragg
 from engine.model import Experiment
+from engine.resolve import parse_nanobragg
 from engine.setup import prepare_frame
 from engine.smv import read_smv
 from engine.statistics import TileStatistics

@@ -17,7 +17,7 @@ import torch
 import zarr
 
 from engine.cli import render_frame
-from engine.cli_args import parse_nanobragg
+from engine.resolve import parse_nanobragg
 from engine.setup import prepare_frame
 from tiling.cli import main
 from tiling.store import RECORD_FIELDS, RECORDS

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from engine import Window, prepare_frame, render_window
-from engine.cli_args import parse_nanobragg
+from engine.resolve import parse_nanobragg
 
 from reference import case_args, copy_inputs
 

@@ -122,7 +122,7 @@ def load_job(args: argparse.Namespace) -> tuple[JobSpec, FrameWriter | None]:
         raise InputError("--nanobragg", "give the job as nanoBragg arguments or --spec (one)")
     writer_outputs = None
     if nanobragg is not None:
-        from engine.cli_args import parse_nanobragg
+        from engine.resolve import parse_nanobragg
 
         run = parse_nanobragg(nanobragg)
         job = JobSpec(run.experiment, dtype=run.dtype)
