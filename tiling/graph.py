@@ -11,9 +11,11 @@ records, never pixels.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -34,6 +36,12 @@ DeviceChoice = Literal["auto", "cpu", "cuda"]
 FINISH_PRIORITY = 1 << 30
 #: Tile tasks submitted ahead of completion, at most (whole frames are submitted at once).
 MAX_PENDING_TILES = 4096
+#: How often a cancellable run looks at its cancel event while no task is finished, s.
+CANCEL_POLL_S = 0.02
+
+
+class JobCancelled(Exception):
+    """render_job stopped because its ``cancel`` event was set; its live tasks were cancelled."""
 
 
 def cluster_has_gpu(client: Client) -> bool:
@@ -197,14 +205,27 @@ class _Run:
         self.store.set_frame(frame, summary, complete=True)
         self.emit(FrameDone(frame, summary, log))
 
-    def run(self, tiles_done: int, tiles_total: int) -> None:
-        """Submit and follow every task until all frames are complete."""
+    def completed(self, cancel: threading.Event | None) -> Iterator[tuple[Future, Any]]:
+        """(future, result) as tasks finish; raises JobCancelled once ``cancel`` is set."""
+        if cancel is None:
+            yield from self.pending
+            return
+        while not self.pending.is_empty():
+            if cancel.is_set():
+                raise JobCancelled(self.store.path)
+            if self.pending.has_ready():
+                yield next(self.pending)
+            else:
+                cancel.wait(CANCEL_POLL_S)
+
+    def run(self, tiles_done: int, tiles_total: int, cancel: threading.Event | None) -> None:
+        """Submit and follow every task until all frames are complete (or ``cancel`` is set)."""
         try:
             for frame, state in list(self.frames.items()):
                 if state.remaining == 0:
                     self.finish_tiles(frame)
             self.feed()
-            for future, result in self.pending:
+            for future, result in self.completed(cancel):
                 what = self.meta.pop(future.key)
                 self.live.pop(future.key, None)
                 if what[0] == "tile":
@@ -228,13 +249,16 @@ def render_job(
     on_event: EventHook | None = None,
     frame_writer: FrameWriter | None = None,
     max_pending_tiles: int = MAX_PENDING_TILES,
+    cancel: threading.Event | None = None,
 ) -> JobDone:
     """Render ``job`` into the store at ``path`` on the client's cluster; resumes a partial one.
 
     ``device``: "auto" renders on GPUs when any worker declares a ``GPU`` resource (tile tasks
     then request one), else on CPUs. Events go to ``on_event`` in order, on the calling thread.
     Frames are submitted in order while fewer than ``max_pending_tiles`` tiles are pending (a
-    frame is never split), which bounds the graph of long series.
+    frame is never split), which bounds the graph of long series. Setting ``cancel`` (from any
+    thread) cancels the job's pending and queued tasks and raises :class:`JobCancelled`; tiles
+    already written stay in the store, so the same call resumes the job.
     """
     start = time.perf_counter()
     store, _ = TileStore.open_or_create(path, job, overwrite=overwrite)
@@ -244,7 +268,7 @@ def render_job(
     tiles_done = run.plan(store.records(), store.complete_frames())
     tiles_total = len(run.order) * job.frames
     emit(JobStarted(path, job.frames, tiles_total, tiles_done))
-    run.run(tiles_done, tiles_total)
+    run.run(tiles_done, tiles_total, cancel)
     result = JobDone(path, time.perf_counter() - start, run.rendered, tiles_done, run.pixels)
     emit(result)
     return result
