@@ -1,0 +1,528 @@
+// The viewer page: submit jobs, list them, watch one fill in over its event stream, and
+// inspect it (contrast, zoom and pan over the pyramid, frame slider, pixel readout).
+
+import { api, ApiError, jobPath, openEvents } from "./api.js";
+import { COLORMAPS, cssGradient } from "./colour.js";
+import { resolutionAt } from "./geometry.js";
+import { TileStore } from "./tiles.js";
+import { FrameView } from "./view.js";
+
+const $ = (id) => document.getElementById(id);
+const FINAL = ["successful", "failed", "dismissed"];
+const POLL_MS = 2500;
+
+// ---- state of the watched job ---------------------------------------------------------------
+
+const watched = {
+  job: null, // JobRecord
+  events: null, // EventSource
+  available: new Map(), // frame -> Set("row/col") of level-0 tiles in the store
+  pyramid: new Set(), // frames whose pyramid levels are written
+  tileMax: new Map(), // frame -> max over its tile events
+  stats: new Map(), // frame -> frame statistics
+};
+
+const availability = {
+  tile(frame, row, col) {
+    if (watched.job && watched.job.status === "successful") return true;
+    const set = watched.available.get(frame);
+    return !!set && set.has(`${row}/${col}`);
+  },
+  pyramid(frame) {
+    return (watched.job && watched.job.status === "successful") || watched.pyramid.has(frame);
+  },
+};
+
+const store = new TileStore(() => {
+  view.requestDraw();
+  scheduleStyle();
+  if (pointer) showReadout(pointer.x, pointer.y);
+});
+const view = new FrameView($("canvas"), store, availability, afterDraw);
+
+// ---- formatting -----------------------------------------------------------------------------
+
+function fmt(v) {
+  if (v === null || v === undefined || Number.isNaN(v)) return "—";
+  if (!Number.isFinite(v)) return v > 0 ? "∞" : "−∞";
+  if (v === 0) return "0";
+  const a = Math.abs(v);
+  if (a >= 1e5 || a < 1e-3) return v.toExponential(3);
+  return String(Number(v.toPrecision(5)));
+}
+
+function time(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  const today = new Date().toDateString() === d.toDateString();
+  return today ? d.toLocaleTimeString() : d.toLocaleString();
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k === "dataset") Object.assign(node.dataset, v);
+    else node.setAttribute(k, v);
+  }
+  node.append(...children);
+  return node;
+}
+
+// ---- presets and submit form ----------------------------------------------------------------
+
+let presets = [];
+
+async function loadPresets() {
+  try {
+    presets = await api("/v1/presets");
+  } catch {
+    presets = [];
+  }
+  const select = $("preset");
+  for (const p of presets) select.append(el("option", { value: p.name }, p.name));
+}
+
+$("preset").addEventListener("change", () => {
+  const p = presets.find((x) => x.name === $("preset").value);
+  $("preset-description").textContent = p ? p.description : "";
+  if (p) $("nanobragg").value = p.nanobragg;
+});
+
+const FIELD_INPUTS = { frames: "frames", tile: "tile", dtype: "dtype", inputs: "inputs" };
+
+function clearSubmitError() {
+  $("submit-error").hidden = true;
+  $("submit-error").textContent = "";
+  for (const node of document.querySelectorAll("#submit-form .invalid")) node.classList.remove("invalid");
+}
+
+function showSubmitError(err) {
+  const box = $("submit-error");
+  box.replaceChildren();
+  if (err instanceof ApiError) {
+    box.append(el("b", {}, `${err.status} `), err.detail || "rejected");
+    const facts = [];
+    if (err.field) facts.push(el("span", {}, "field ", el("code", {}, err.field)));
+    if (err.limit !== null) facts.push(el("span", {}, "limit ", el("code", {}, String(err.limit))));
+    if (facts.length) box.append(el("div", { class: "facts" }, ...facts));
+    const field = err.field || "";
+    const key = Object.keys(FIELD_INPUTS).find((k) => field === k || field.startsWith(`${k}.`));
+    $(key ? FIELD_INPUTS[key] : "nanobragg").classList.toggle("invalid", !!field);
+  } else {
+    box.append(`Cannot reach the server: ${err.message}`);
+  }
+  box.hidden = false;
+}
+
+$("submit-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearSubmitError();
+  const args = $("nanobragg").value.trim();
+  if (!args) {
+    showSubmitError(new ApiError(422, { detail: "enter nanoBragg arguments or pick a preset", field: "nanobragg" }));
+    return;
+  }
+  const body = { nanobragg: args };
+  for (const name of ["frames", "tile"]) {
+    const text = $(name).value.trim();
+    if (text !== "") body[name] = Number(text);
+  }
+  if ($("dtype").value) body.dtype = $("dtype").value;
+  const files = $("inputs").files;
+  if (files.length) {
+    body.inputs = {};
+    for (const file of files) body.inputs[file.name] = await file.text();
+  }
+  $("submit").disabled = true;
+  try {
+    const record = await api("/v1/jobs", { method: "POST", json: body });
+    watch(record.id, record);
+    refreshJobs();
+  } catch (err) {
+    showSubmitError(err);
+  } finally {
+    $("submit").disabled = false;
+  }
+});
+
+// ---- job list -------------------------------------------------------------------------------
+
+let pollTimer = null;
+
+async function refreshJobs() {
+  clearTimeout(pollTimer);
+  try {
+    const { jobs } = await api("/v1/jobs?limit=50");
+    renderJobs(jobs);
+    const current = watched.job && jobs.find((j) => j.id === watched.job.id);
+    if (current && !watched.events) setJob(current);
+  } catch (err) {
+    $("jobs-empty").textContent = `Job list unavailable: ${err.message}`;
+    $("jobs-empty").hidden = false;
+  }
+  pollTimer = setTimeout(refreshJobs, POLL_MS);
+}
+
+function renderJobs(jobs) {
+  $("jobs-empty").textContent = "No jobs yet.";
+  $("jobs-empty").hidden = jobs.length > 0;
+  const items = jobs.map((job) => {
+    const [h, w] = job.shape || [0, 0];
+    const size = `${w}×${h}${job.frames > 1 ? ` ×${job.frames}` : ""}`;
+    const active = watched.job && watched.job.id === job.id;
+    return el(
+      "li",
+      { class: `job${active ? " active" : ""}`, dataset: { id: job.id, status: job.status }, title: job.nanobragg || "" },
+      el(
+        "div",
+        { class: "top" },
+        el("span", { class: `dot ${job.status}` }),
+        el("code", {}, job.id.slice(0, 8)),
+        el("span", { class: "size" }, size),
+        el("span", { class: "when muted" }, time(job.created)),
+      ),
+      el("div", { class: "args" }, job.nanobragg || "(typed job)"),
+      el("div", { class: "mini" }, el("div", { style: `width: ${job.progress || 0}%` })),
+    );
+  });
+  $("job-list").replaceChildren(...items);
+}
+
+$("job-list").addEventListener("click", (event) => {
+  const item = event.target.closest("li.job");
+  if (item) watch(item.dataset.id);
+});
+$("refresh-jobs").addEventListener("click", refreshJobs);
+
+// ---- watching a job -------------------------------------------------------------------------
+
+async function watch(id, record = null) {
+  if (watched.events) watched.events.close();
+  Object.assign(watched, {
+    job: null,
+    events: null,
+    available: new Map(),
+    pyramid: new Set(),
+    tileMax: new Map(),
+    stats: new Map(),
+  });
+  store.reset(id);
+  history.replaceState(null, "", `#job=${encodeURIComponent(id)}`);
+  for (const li of document.querySelectorAll("#job-list li.job")) li.classList.toggle("active", li.dataset.id === id);
+  try {
+    record = record || (await api(jobPath(id)));
+  } catch (err) {
+    $("job-title").textContent = `Job ${id}: ${err.message}`;
+    return;
+  }
+  if (store.jobId !== id) return; // another job was picked meanwhile
+  $("empty-hint").hidden = true;
+  watched.job = record;
+  view.setJob(record);
+  setupFrames(record);
+  setJob(record);
+  listen(id);
+}
+
+function listen(id) {
+  const source = openEvents(id);
+  watched.events = source;
+  const on = (type, handler) =>
+    source.addEventListener(type, (e) => {
+      if (watched.events === source) handler(JSON.parse(e.data));
+    });
+  on("status", (d) => setJob({ ...watched.job, ...d }));
+  on("tile", (d) => {
+    if (!watched.available.has(d.frame)) watched.available.set(d.frame, new Set());
+    watched.available.get(d.frame).add(`${d.row}/${d.col}`);
+    watched.tileMax.set(d.frame, Math.max(watched.tileMax.get(d.frame) ?? -Infinity, d.max));
+    const status = watched.job.status === "accepted" ? "running" : watched.job.status;
+    setJob({ ...watched.job, status, tiles_done: d.tiles_done, tiles_total: d.tiles_total,
+      progress: (100 * d.tiles_done) / Math.max(1, d.tiles_total) });
+    if (d.frame === view.frame) {
+      view.requestDraw();
+      scheduleStyle();
+    }
+  });
+  on("frame", (d) => {
+    watched.stats.set(d.frame, d.statistics || {});
+    watched.pyramid.add(d.frame);
+    if (d.frame === view.frame) {
+      view.requestDraw();
+      scheduleStyle();
+      showStats();
+    }
+  });
+  for (const type of FINAL) {
+    on(type, (d) => {
+      source.close();
+      watched.events = null;
+      setJob({ ...watched.job, status: d.status || type, message: d.message ?? watched.job.message });
+      view.requestDraw();
+      api(jobPath(id)).then((r) => watched.job && watched.job.id === r.id && setJob(r), () => {});
+      refreshJobs();
+    });
+  }
+  source.onerror = () => {
+    if (watched.events === source && source.readyState === EventSource.CONNECTING) {
+      $("progress-text").textContent = "reconnecting…";
+    }
+  };
+}
+
+/** Show the job record `job` (status, progress, links). */
+function setJob(job) {
+  watched.job = job;
+  const vp = $("viewport");
+  vp.dataset.job = job.id;
+  vp.dataset.status = job.status;
+  const [h, w] = job.shape;
+  $("job-title").textContent = `${job.id.slice(0, 8)} · ${w}×${h}${job.frames > 1 ? ` × ${job.frames} frames` : ""} · tile ${job.tile} · ${job.dtype}`;
+  $("job-title").title = job.nanobragg || "";
+  const badge = $("job-status");
+  badge.textContent = job.status;
+  badge.className = `badge ${job.status}`;
+  const progress = job.progress ?? 0;
+  $("progress-bar").style.width = `${progress}%`;
+  $("progress").className = `progress ${job.status}`;
+  $("progress-text").textContent =
+    job.status === "failed" && job.message
+      ? job.message
+      : `${job.tiles_done}/${job.tiles_total} tiles · ${Math.floor(progress)}%`;
+  $("progress-text").title = job.message || "";
+  $("cancel-job").hidden = FINAL.includes(job.status);
+  updateLinks();
+  afterDraw();
+}
+
+$("cancel-job").addEventListener("click", async () => {
+  if (!watched.job) return;
+  try {
+    setJob(await api(jobPath(watched.job.id), { method: "DELETE" }));
+  } catch (err) {
+    $("progress-text").textContent = `cancel failed: ${err.message}`;
+  }
+  refreshJobs();
+});
+
+function updateLinks() {
+  const job = watched.job;
+  const links = $("job-links");
+  if (!job || job.status !== "successful") return links.replaceChildren();
+  const f = view.frame;
+  const a = (text, href, title) => el("a", { href, title, target: "_blank" }, text);
+  links.replaceChildren(
+    a("float", jobPath(job.id, `/frames/${f}/export?format=float`), "C nanoBragg .float (raw floats)"),
+    a("smv", jobPath(job.id, `/frames/${f}/export?format=smv`), "SMV image (.img)"),
+    a("png", jobPath(job.id, `/frames/${f}/preview.png?${pngQuery()}`), "whole-frame picture with this contrast"),
+    a("zarr", jobPath(job.id, "/zarr/zarr.json"), "the OME-Zarr store: zarr.open_group(<this URL without /zarr.json>)"),
+  );
+}
+
+function pngQuery() {
+  const s = view.style;
+  const colormap = s.colormap === "gray_r" ? "gray" : s.colormap;
+  return new URLSearchParams({ scale: s.scale, vmin: s.vmin, vmax: s.vmax, colormap }).toString();
+}
+
+// ---- frames ---------------------------------------------------------------------------------
+
+function setupFrames(job) {
+  const slider = $("frame");
+  slider.max = String(Math.max(0, job.frames - 1));
+  slider.value = "0";
+  $("frame-label").textContent = `0 / ${job.frames - 1}`;
+  $("frame-control").hidden = job.frames <= 1;
+  showStats();
+}
+
+$("frame").addEventListener("input", () => {
+  const f = Number($("frame").value);
+  $("frame-label").textContent = `${f} / ${watched.job.frames - 1}`;
+  view.setFrame(f);
+  scheduleStyle();
+  showStats();
+  updateLinks();
+});
+
+function showStats() {
+  const st = watched.stats.get(view.frame);
+  const keys = ["max", "mean", "rms"];
+  $("stats").textContent = st
+    ? keys.filter((k) => st[k] !== undefined).map((k) => `${k} ${fmt(st[k])}`).join(" · ")
+    : "";
+}
+
+// ---- contrast -------------------------------------------------------------------------------
+
+for (const [value, label] of Object.entries(COLORMAPS)) {
+  $("colormap").append(el("option", { value }, label));
+}
+$("colormap").value = "inferno";
+
+function percentile(values, q) {
+  if (!values.length) return null;
+  const sorted = Float64Array.from(values).sort();
+  return sorted[Math.min(sorted.length - 1, Math.floor((q / 100) * sorted.length))];
+}
+
+/** Automatic colour range of the shown frame: statistics, tile maxima or loaded pixels. */
+function autoRange() {
+  const frame = view.frame;
+  const st = watched.stats.get(frame);
+  const vmin = st && Number.isFinite(st.min) ? Math.min(0, st.min) : 0;
+  let vmax = null;
+  const mode = $("auto").value;
+  if (mode !== "max") {
+    let values = store.sample(frame, 0);
+    if (!values.length) values = store.sample(frame, view.drawn.level);
+    vmax = percentile(values, Number(mode));
+  }
+  if (vmax === null) vmax = st && Number.isFinite(st.max) ? st.max : watched.tileMax.get(frame) ?? null;
+  if (vmax === null || !(vmax > vmin)) vmax = vmin + 1;
+  return { vmin, vmax };
+}
+
+let styleTimer = null;
+function scheduleStyle() {
+  if (styleTimer) return;
+  styleTimer = setTimeout(() => {
+    styleTimer = null;
+    updateStyle();
+  }, 150);
+}
+
+function updateStyle() {
+  const auto = autoRange();
+  $("vmin").placeholder = `auto ${fmt(auto.vmin)}`;
+  $("vmax").placeholder = `auto ${fmt(auto.vmax)}`;
+  const typed = (id) => ($(id).value.trim() === "" ? null : Number($(id).value));
+  const vmin = typed("vmin") ?? auto.vmin;
+  const vmax = typed("vmax") ?? auto.vmax;
+  const bad = !(vmax > vmin);
+  $("vmin").classList.toggle("invalid", bad);
+  $("vmax").classList.toggle("invalid", bad);
+  if (bad) return;
+  const style = { vmin, vmax, scale: $("scale").value, colormap: $("colormap").value };
+  $("colorbar").style.background = cssGradient(style.colormap);
+  $("colorbar").title = `${fmt(vmin)} … ${fmt(vmax)} (${style.scale})`;
+  const s = view.style;
+  if (s.vmin !== vmin || s.vmax !== vmax || s.scale !== style.scale || s.colormap !== style.colormap) {
+    view.setStyle(style);
+    updateLinks();
+  }
+}
+
+for (const id of ["vmin", "vmax", "auto", "scale", "colormap"]) $(id).addEventListener("input", updateStyle);
+
+// ---- zoom, pan, cursor ----------------------------------------------------------------------
+
+const canvas = $("canvas");
+let pointer = null; // last CSS position over the canvas
+let drag = null;
+
+canvas.addEventListener(
+  "wheel",
+  (event) => {
+    event.preventDefault();
+    const unit = event.deltaMode === 1 ? 33 : event.deltaMode === 2 ? 400 : 1;
+    view.zoomAt(Math.exp((-event.deltaY * unit) / 500), event.offsetX, event.offsetY);
+  },
+  { passive: false },
+);
+
+canvas.addEventListener("pointerdown", (event) => {
+  if (event.button !== 0) return;
+  drag = { x: event.clientX, y: event.clientY };
+  canvas.setPointerCapture(event.pointerId);
+  canvas.classList.add("dragging");
+});
+
+canvas.addEventListener("pointermove", (event) => {
+  if (drag) {
+    view.panBy(event.clientX - drag.x, event.clientY - drag.y);
+    drag = { x: event.clientX, y: event.clientY };
+  }
+  pointer = { x: event.offsetX, y: event.offsetY };
+  showReadout(pointer.x, pointer.y);
+});
+
+for (const type of ["pointerup", "pointercancel"]) {
+  canvas.addEventListener(type, () => {
+    drag = null;
+    canvas.classList.remove("dragging");
+  });
+}
+
+canvas.addEventListener("pointerleave", () => {
+  pointer = null;
+  showReadout(null, null);
+});
+
+canvas.addEventListener("dblclick", (event) => view.zoomAt(2, event.offsetX, event.offsetY));
+
+const centre = () => [view.cssWidth / 2, view.cssHeight / 2];
+$("zoom-in").addEventListener("click", () => view.zoomAt(1.5, ...centre()));
+$("zoom-out").addEventListener("click", () => view.zoomAt(1 / 1.5, ...centre()));
+$("zoom-fit").addEventListener("click", () => view.fit());
+$("zoom-1").addEventListener("click", () => view.actualSize());
+
+document.addEventListener("keydown", (event) => {
+  if (event.target.closest("input, textarea, select") || event.ctrlKey || event.metaKey) return;
+  if (event.key === "f") view.fit();
+  else if (event.key === "1") view.actualSize();
+  else if (event.key === "+" || event.key === "=") view.zoomAt(1.5, ...centre());
+  else if (event.key === "-") view.zoomAt(1 / 1.5, ...centre());
+});
+
+function showReadout(x, y) {
+  const out = $("readout");
+  const p = x === null || !watched.job ? null : view.pixelAt(x, y);
+  for (const k of ["fast", "slow", "value", "resolution"]) delete out.dataset[k];
+  if (!p) {
+    out.textContent = "—";
+    return;
+  }
+  const parts = [`fast ${p.fast}`, `slow ${p.slow}`];
+  out.dataset.fast = p.fast;
+  out.dataset.slow = p.slow;
+  const v = view.valueAt(p.fast, p.slow);
+  if (v) {
+    parts.push(v.level === 0 ? `value ${fmt(v.value)}` : `value ≈${fmt(v.value)} (level ${v.level} mean)`);
+    if (v.level === 0) out.dataset.value = v.value;
+  } else {
+    parts.push("value …");
+  }
+  if (watched.job.geometry) {
+    const { d, twoTheta } = resolutionAt(watched.job.geometry, p.fast, p.slow);
+    parts.push(`d ${Number.isFinite(d) ? d.toFixed(3) : "∞"} Å`, `2θ ${twoTheta.toFixed(2)}°`);
+    out.dataset.resolution = d;
+  }
+  out.textContent = parts.join("   ");
+}
+
+// ---- status bar -----------------------------------------------------------------------------
+
+function afterDraw() {
+  const vp = $("viewport");
+  const job = watched.job;
+  const total = job ? job.grid[0] * job.grid[1] : 0;
+  vp.dataset.frame = view.frame;
+  vp.dataset.painted = view.painted.size;
+  vp.dataset.total = total;
+  vp.dataset.level = view.drawn.level;
+  vp.dataset.requests = store.requests;
+  if (!job) return;
+  const zoom = Math.round(view.scale * (window.devicePixelRatio || 1) * 100);
+  $("view-info").textContent = `zoom ${zoom}% · level ${view.drawn.level} · ${view.painted.size}/${total} tiles`;
+}
+
+// ---- start ----------------------------------------------------------------------------------
+
+new ResizeObserver(() => view.resize()).observe($("viewport"));
+updateStyle();
+loadPresets();
+refreshJobs();
+const fromHash = /job=([^&]+)/.exec(location.hash);
+if (fromHash) watch(decodeURIComponent(fromHash[1]));
