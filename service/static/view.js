@@ -27,7 +27,7 @@ export class FrameView {
     this.fitted = true;
     this.painted = new Set(); // level-0 tiles of this frame drawn with data: "row/col"
     this.urgent = [];
-    this.drawn = { level: 0, chunks: 0 };
+    this.drawn = { level: 0, chunks: 0, missing: 0 };
     this.pendingDraw = false;
     this.resize();
   }
@@ -173,7 +173,7 @@ export class FrameView {
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.fillStyle = BACKGROUND;
     ctx.fillRect(0, 0, this.cssWidth, this.cssHeight);
-    this.drawn = { level: 0, chunks: 0 };
+    this.drawn = { level: 0, chunks: 0, missing: 0 };
     if (!this.job) return this.onDraw();
 
     const { shape, levels, tile } = this.job;
@@ -212,6 +212,7 @@ export class FrameView {
         const ok = level > 0 ? pyramid : this.availability.tile(this.frame, row, col);
         if (ok) wanted.push([this.frame, level, row, col]);
       }
+      this.drawn.missing = missing.length;
       // Gaps at this level: show any finer tiles already loaded there.
       const m = 2 ** level;
       for (const [row, col] of missing) {

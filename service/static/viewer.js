@@ -395,8 +395,10 @@ function scheduleStyle() {
 
 function updateStyle() {
   const auto = autoRange();
-  $("vmin").placeholder = `auto ${fmt(auto.vmin)}`;
-  $("vmax").placeholder = `auto ${fmt(auto.vmax)}`;
+  $("vmin").placeholder = fmt(auto.vmin);
+  $("vmax").placeholder = fmt(auto.vmax);
+  $("vmin").title = `empty: automatic (${fmt(auto.vmin)})`;
+  $("vmax").title = `empty: automatic, ${$("auto").selectedOptions[0].text} (${fmt(auto.vmax)})`;
   const typed = (id) => ($(id).value.trim() === "" ? null : Number($(id).value));
   const vmin = typed("vmin") ?? auto.vmin;
   const vmax = typed("vmax") ?? auto.vmax;
@@ -512,6 +514,7 @@ function afterDraw() {
   vp.dataset.painted = view.painted.size;
   vp.dataset.total = total;
   vp.dataset.level = view.drawn.level;
+  vp.dataset.missing = view.drawn.missing;
   vp.dataset.requests = store.requests;
   if (!job) return;
   const zoom = Math.round(view.scale * (window.devicePixelRatio || 1) * 100);

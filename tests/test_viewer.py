@@ -1,0 +1,227 @@
+"""The viewer page in a real headless Chromium (Playwright) against a real `braggtile serve`.
+
+A job is submitted through the page's form; the test watches tiles paint onto the canvas while
+the job runs, then checks the finished picture, the pixel readout (value against the served
+.npy tile, resolution against the detector's distance and beam centre), live recolouring
+without refetching, and zooming out onto the coarser pyramid level.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # pragma: no cover - depends on the machine
+    sync_playwright = None
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="chromium is not installed (Debian: apt-get install chromium); see README",
+    ),
+    pytest.mark.skipif(
+        sync_playwright is None, reason="playwright is not installed (pip install playwright)"
+    ),
+]
+
+# 1024 x 1024 pixels in 64 tiles of 128; mosaic domains and 3x3 oversampling make each tile
+# take long enough that tiles land over several seconds. Beam centre: the detector centre.
+DETECTOR = 1024
+PIXEL_MM = 0.1
+DISTANCE_MM = 200.0
+WAVELENGTH_A = 1.0
+ARGS = (
+    "-cell 100 100 100 90 90 90 -default_F 100 -lambda 1.0 -N 10 -misset 3 7 11 "
+    "-mosaic 1.0 -mosaic_domains 25 -mosaic_seed 1234 -distance 200 -detpixels 1024 "
+    "-pixel 0.1 -oversample 3"
+)
+TILE = 128
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.read()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """Base URL of `braggtile serve` running in a subprocess with one worker."""
+    data = tmp_path_factory.mktemp("serve")
+    port = free_port()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    log = open(data / "serve.log", "wb")  # noqa: SIM115 - closed at teardown
+    command = [sys.executable, "-m", "service.cli", "serve", "--port", str(port)]
+    command += ["--data", str(data / "data"), "--workers", "1"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"braggtile serve exited:\n{(data / 'serve.log').read_text()[-3000:]}")
+            try:
+                if json.loads(get(base + "/healthz"))["status"] == "ok":
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("braggtile serve did not answer /healthz within 300 s")
+            time.sleep(0.5)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.fixture
+def page(server):
+    """A 1280x800 page of the viewer, and the list of every URL it requested."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            requested: list[str] = []
+            errors: list[str] = []
+            page.on("request", lambda request: requested.append(request.url))
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(server + "/")
+            yield page, requested
+            assert not errors, f"JavaScript errors on the page: {errors}"
+        finally:
+            browser.close()
+
+
+def viewport_state(page) -> dict:
+    return page.evaluate("() => ({...document.getElementById('viewport').dataset})")
+
+
+def canvas_pixels(page, path: Path) -> np.ndarray:
+    """Screenshot of the canvas saved at `path`, as an RGB array."""
+    from PIL import Image
+
+    page.locator("#canvas").screenshot(path=str(path))
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.float64)
+
+
+def test_viewer_paints_tiles_live_and_inspects_the_frame(server, page, tmp_path):
+    page, requested = page
+
+    # A bad tile size is refused and shown against the field the server names.
+    page.fill("#nanobragg", ARGS)
+    page.fill("#tile", "0")
+    page.click("#submit")
+    page.wait_for_selector("#submit-error:not([hidden])")
+    assert "tile" in page.inner_text("#submit-error")
+    assert "invalid" in (page.get_attribute("#tile", "class") or "")
+
+    page.fill("#tile", str(TILE))
+    page.click("#submit")
+
+    # Tiles paint before the job ends.
+    partial = []
+    deadline = time.monotonic() + 600
+    while True:
+        state = viewport_state(page)
+        painted, total = int(state.get("painted", 0)), int(state.get("total", 0))
+        if state.get("status") == "running" and 0 < painted < total:
+            partial.append(painted)
+        if state.get("status") in ("successful", "failed", "dismissed") and painted == total:
+            break
+        assert time.monotonic() < deadline, f"job did not finish: {state}"
+        page.wait_for_timeout(100)
+    assert state["status"] == "successful", state
+    assert total == (DETECTOR // TILE) ** 2
+    assert partial, "no moment where some but not all tiles were painted while running"
+    assert page.locator("#job-status").inner_text() == "successful"
+    job_id = state["job"]
+    assert job_id in page.evaluate("() => location.hash")
+
+    # The finished frame is a picture, not a blank canvas.
+    page.wait_for_timeout(500)
+    finished = canvas_pixels(page, tmp_path / "finished.png")
+    h, w, _ = finished.shape
+    centre = finished[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4].mean(axis=2)
+    assert centre.std() > 10, f"finished frame looks blank (std {centre.std():.2f})"
+    assert (centre > centre.min() + 60).mean() > 0.01, "too few bright pixels: no spots drawn"
+
+    # The readout under the cursor: the served value and the resolution of that pixel.
+    box = page.locator("#canvas").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.5 + 290, box["y"] + box["height"] * 0.5 + 250)
+    page.wait_for_function("() => document.getElementById('readout').dataset.value !== undefined")
+    readout = page.evaluate("() => ({...document.getElementById('readout').dataset})")
+    fast, slow = int(readout["fast"]), int(readout["slow"])
+    assert 0 <= fast < DETECTOR and 0 <= slow < DETECTOR
+    tile_path = f"/v1/jobs/{job_id}/frames/0/tiles/{slow // TILE}/{fast // TILE}?format=npy"
+    served = np.load(io.BytesIO(get(server + tile_path)))
+    assert float(readout["value"]) == float(served[slow % TILE, fast % TILE])
+    # 2theta from the distance and the distance to the beam centre (the detector centre).
+    radius = PIXEL_MM * math.hypot(fast + 0.5 - DETECTOR / 2, slow + 0.5 - DETECTOR / 2)
+    expected_d = WAVELENGTH_A / (2 * math.sin(math.atan2(radius, DISTANCE_MM) / 2))
+    assert float(readout["resolution"]) == pytest.approx(expected_d, rel=0.01)
+    text = page.inner_text("#readout")
+    assert f"fast {fast}" in text and f"slow {slow}" in text and "Å" in text
+
+    # Contrast changes recolour the loaded pixels without fetching them again.
+    tile_requests = sum("/tiles/" in url for url in requested)
+    page.select_option("#scale", "linear")
+    page.fill("#vmax", "50")
+    page.wait_for_timeout(500)
+    linear = canvas_pixels(page, tmp_path / "linear.png")
+    assert np.abs(linear - finished).mean() > 1, "changing the contrast did not repaint"
+    assert sum("/tiles/" in url for url in requested) == tile_requests
+
+    # Zoomed out, the view switches to pyramid level 1.
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, 300)
+    page.wait_for_function(
+        "() => { const d = document.getElementById('viewport').dataset;"
+        " return d.level === '1' && d.missing === '0'; }"
+    )
+    assert any("/levels/1/tiles/" in url for url in requested)
+    zoomed = canvas_pixels(page, tmp_path / "zoomed_out.png")
+    assert zoomed.mean(axis=2).std() > 5
+
+    # Everything came from the server itself: no CDN, works offline.
+    assert all(url.startswith(server) for url in requested), [
+        url for url in requested if not url.startswith(server)
+    ]
