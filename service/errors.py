@@ -84,26 +84,29 @@ async def _table_handler(_request: Request, exc: Exception) -> JSONResponse:
 _LIMIT_KEYS = ("ge", "gt", "le", "lt", "min_length", "max_length", "expected", "limit")
 
 
+def describe(error: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """One pydantic error as the service's error body: detail, field and limit."""
+    where = ("body", "query", "path", "header")
+    loc = [str(x) for x in error.get("loc", ()) if x not in where]
+    field = ".".join([prefix, *loc] if prefix else loc) or None
+    ctx = error.get("ctx") or {}
+    limit = next((ctx[k] for k in _LIMIT_KEYS if k in ctx), None)
+    detail = str(error.get("msg", "invalid request")).removeprefix("Value error, ")
+    if error.get("type") == "json_invalid":
+        field, detail = None, f"malformed JSON: {ctx.get('error', detail)}"
+    elif field:
+        detail = f"{field}: {detail}"
+    if not (limit is None or isinstance(limit, int | float | str)):
+        limit = str(limit)
+    return {"detail": detail, "field": field, "limit": limit}
+
+
 async def _validation_handler(_request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's request validation errors in the service's error shape (422)."""
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
-    first = errors[0] if errors else {"msg": "invalid request", "loc": ()}
-    loc = [str(x) for x in first.get("loc", ()) if x not in ("body", "query", "path", "header")]
-    field = ".".join(loc) or None
-    ctx = first.get("ctx") or {}
-    limit = next((ctx[k] for k in _LIMIT_KEYS if k in ctx), None)
-    detail = first.get("msg", "invalid request")
-    if first.get("type") == "json_invalid":
-        detail = f"malformed JSON: {ctx.get('error', detail)}"
-    elif field:
-        detail = f"{field}: {detail}"
-    body = {
-        "detail": detail,
-        "field": field,
-        "limit": limit if isinstance(limit, int | float | str) or limit is None else str(limit),
-        "errors": [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in errors],
-    }
+    body = describe(errors[0] if errors else {})
+    body["errors"] = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in errors]
     return JSONResponse(body, status_code=422)
 
 

@@ -100,3 +100,14 @@ def resolve_experiment(experiment: Experiment, folder: Path, inputs: dict[str, s
         return experiment
     return experiment.model_copy(update={"crystal": crystal.model_copy(update=update)})
 
+
+
+def check_files(experiment: Experiment) -> None:
+    """Read the experiment's structure-factor file once, so bad content is a 422 at submit."""
+    from engine.structure_factors import read_fdump, read_hkl
+
+    crystal = experiment.crystal
+    if crystal.hkl_file is not None:
+        read_hkl(crystal.hkl_file, crystal.default_F)
+    elif crystal.fdump_file is not None:
+        read_fdump(crystal.fdump_file, crystal.default_F)

@@ -23,9 +23,9 @@ from sqlalchemy.engine import Engine
 
 from engine.model import Experiment
 from service import db
-from service.errors import BadInput, Conflict, NotFound, TooLarge, Unavailable
+from service.errors import BadInput, Conflict, NotFound, TooLarge, Unavailable, describe
 from service.events import Hub, frame_payload, tile_payload
-from service.inputs import parse_arguments, resolve_experiment, write_inputs
+from service.inputs import check_files, parse_arguments, resolve_experiment, write_inputs
 from service.metrics import Metrics
 from service.models import FINAL, JobRecord, JobRequest
 from service.settings import Settings
@@ -103,14 +103,11 @@ class JobManager:
             try:
                 experiment = Experiment.model_validate(data.pop("experiment"))
             except ValidationError as err:
-                first = err.errors()[0]
-                loc = ".".join(str(x) for x in first["loc"])
-                raise BadInput(
-                    f"job.experiment.{loc}: {first['msg']}", field=f"job.experiment.{loc}"
-                ) from None
+                raise BadInput(**describe(err.errors()[0], "job.experiment")) from None
             experiment = resolve_experiment(experiment, inputs_dir, request.inputs)
             options = {k: data[k] for k in ("frames", "tile", "dtype", "pyramid_min") if k in data}
             dtype = options.get("dtype", "float32")
+        check_files(experiment)
         frames = request.frames or int(options.get("frames", 1))
         tile = request.tile or int(options.get("tile", DEFAULT_TILE))
         det = experiment.detector
@@ -122,10 +119,11 @@ class JobManager:
                 limit=limits.max_frames,
             )
         if pixels > limits.max_pixels:
+            name = "-detpixels" if request.nanobragg is not None else "job.experiment.detector"
             raise TooLarge(
-                f"detector: {det.slow_pixels}x{det.fast_pixels} = {pixels} pixels per frame, "
+                f"{name}: {det.slow_pixels}x{det.fast_pixels} = {pixels} pixels per frame, "
                 f"more than the limit of {limits.max_pixels}",
-                field="detpixels",
+                field=name,
                 limit=limits.max_pixels,
             )
         if not limits.min_tile <= tile <= limits.max_tile:

@@ -72,6 +72,8 @@ async def _stream(
     last = after
     while True:
         with hub.subscribe(job_id) as waiter:
+            # status first: a final status is committed together with the final event
+            status = (await anyio.to_thread.run_sync(manager.row, job_id))["status"]
             rows = await anyio.to_thread.run_sync(manager.events_after, job_id, last)
             for row in rows:
                 last = row["seq"]
@@ -80,7 +82,6 @@ async def _stream(
                     return
             if rows:
                 continue
-            status = (await anyio.to_thread.run_sync(manager.row, job_id))["status"]
             if status in FINAL:
                 return  # the client already has the final event
             try:
