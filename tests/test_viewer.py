@@ -135,6 +135,24 @@ def viewport_state(page) -> dict:
     return page.evaluate("() => ({...document.getElementById('viewport').dataset})")
 
 
+def wait_until_shown(page, deadline_s: float = 600) -> dict:
+    """Wait for a final job status with every tile of the shown frame painted; the state."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        state = viewport_state(page)
+        final = state.get("status") in ("successful", "failed", "dismissed")
+        if final and state.get("painted") == state.get("total") and state.get("missing") == "0":
+            return state
+        assert time.monotonic() < deadline, f"job not shown in time: {state}"
+        page.wait_for_timeout(100)
+
+
+def readout(page) -> dict:
+    """The pixel readout's data: fast, slow, value, resolution (strings)."""
+    page.wait_for_function("() => document.getElementById('readout').dataset.value !== undefined")
+    return page.evaluate("() => ({...document.getElementById('readout').dataset})")
+
+
 def canvas_pixels(page, path: Path) -> np.ndarray:
     """Screenshot of the canvas saved at `path`, as an RGB array."""
     from PIL import Image
@@ -187,17 +205,16 @@ def test_viewer_paints_tiles_live_and_inspects_the_frame(server, page, tmp_path)
     # The readout under the cursor: the served value and the resolution of that pixel.
     box = page.locator("#canvas").bounding_box()
     page.mouse.move(box["x"] + box["width"] * 0.5 + 290, box["y"] + box["height"] * 0.5 + 250)
-    page.wait_for_function("() => document.getElementById('readout').dataset.value !== undefined")
-    readout = page.evaluate("() => ({...document.getElementById('readout').dataset})")
-    fast, slow = int(readout["fast"]), int(readout["slow"])
+    under = readout(page)
+    fast, slow = int(under["fast"]), int(under["slow"])
     assert 0 <= fast < DETECTOR and 0 <= slow < DETECTOR
     tile_path = f"/v1/jobs/{job_id}/frames/0/tiles/{slow // TILE}/{fast // TILE}?format=npy"
     served = np.load(io.BytesIO(get(server + tile_path)))
-    assert float(readout["value"]) == float(served[slow % TILE, fast % TILE])
+    assert float(under["value"]) == float(served[slow % TILE, fast % TILE])
     # 2theta from the distance and the distance to the beam centre (the detector centre).
     radius = PIXEL_MM * math.hypot(fast + 0.5 - DETECTOR / 2, slow + 0.5 - DETECTOR / 2)
     expected_d = WAVELENGTH_A / (2 * math.sin(math.atan2(radius, DISTANCE_MM) / 2))
-    assert float(readout["resolution"]) == pytest.approx(expected_d, rel=0.01)
+    assert float(under["resolution"]) == pytest.approx(expected_d, rel=0.01)
     text = page.inner_text("#readout")
     assert f"fast {fast}" in text and f"slow {slow}" in text and "Å" in text
 
@@ -225,3 +242,50 @@ def test_viewer_paints_tiles_live_and_inspects_the_frame(server, page, tmp_path)
     assert all(url.startswith(server) for url in requested), [
         url for url in requested if not url.startswith(server)
     ]
+
+
+def test_viewer_sends_input_files_and_steps_through_a_series(server, page, tmp_path):
+    page, requested = page
+    hkl = tmp_path / "P1.hkl"
+    hkl.write_text(
+        "".join(
+            f"{h} {k} {l} {100 + 10 * abs(h + k + l)}\n"
+            for h in range(-4, 5)
+            for k in range(-4, 5)
+            for l in range(-4, 5)  # noqa: E741 - Miller index
+        )
+    )
+    args = (
+        "-hkl P1.hkl -cell 100 100 100 90 90 90 -misset 10 20 30 -N 5 -lambda 1 "
+        "-distance 300 -detpixels 96 -pixel 0.2 -osc 5 -phisteps 2"
+    )
+    page.fill("#nanobragg", args)
+    page.fill("#frames", "2")
+    page.fill("#tile", "48")
+    page.set_input_files("#inputs", str(hkl))
+    page.click("#submit")
+    state = wait_until_shown(page)
+    assert state["status"] == "successful", state
+    assert state["frame"] == "0" and state["total"] == "4"
+    job_id = state["job"]
+    record = json.loads(get(f"{server}/v1/jobs/{job_id}"))
+    assert record["frames"] == 2 and "-hkl P1.hkl" in record["nanobragg"]
+
+    first = canvas_pixels(page, tmp_path / "frame0.png")
+    assert page.locator("#frame-control").is_visible()
+    page.focus("#frame")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => document.getElementById('viewport').dataset.frame === '1'")
+    state = wait_until_shown(page)
+    assert page.inner_text("#frame-label").startswith("1")
+    assert any("/frames/1/tiles/" in url for url in requested)
+    second = canvas_pixels(page, tmp_path / "frame1.png")
+    assert np.abs(second - first).mean() > 1, "frame 1 looks like frame 0"
+
+    box = page.locator("#canvas").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.6)
+    under = readout(page)
+    fast, slow = int(under["fast"]), int(under["slow"])
+    path = f"/v1/jobs/{job_id}/frames/1/tiles/{slow // 48}/{fast // 48}?format=npy"
+    served = np.load(io.BytesIO(get(server + path)))
+    assert float(under["value"]) == float(served[slow % 48, fast % 48])

@@ -19,7 +19,7 @@ const ANCHORS = {
 
 export const COLORMAPS = {
   gray: "gray",
-  gray_r: "gray, inverted",
+  gray_r: "gray_r",
   viridis: "viridis",
   inferno: "inferno",
   magma: "magma",

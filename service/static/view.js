@@ -6,6 +6,7 @@ const FRAME_FILL = "#22252b";
 const GRID = "rgba(255, 255, 255, 0.07)";
 const MAX_SCALE = 64;
 const FIT_MARGIN = 8; // CSS px around a fitted frame
+const VALUE_LABELS = 56; // device px per detector pixel from which values are written in
 
 export class FrameView {
   /**
@@ -27,6 +28,7 @@ export class FrameView {
     this.fitted = true;
     this.painted = new Set(); // level-0 tiles of this frame drawn with data: "row/col"
     this.urgent = [];
+    this.hover = null; // {fast, slow} under the cursor
     this.drawn = { level: 0, chunks: 0, missing: 0 };
     this.pendingDraw = false;
     this.resize();
@@ -225,7 +227,9 @@ export class FrameView {
         for (let finer = level - 1; finer >= 0; finer--) this.drawLoaded(finer, gap);
       }
     }
+    if (this.scale * (window.devicePixelRatio || 1) >= VALUE_LABELS) this.drawValues(win);
     ctx.restore();
+    this.drawHover();
     ctx.strokeStyle = "rgba(255, 255, 255, 0.25)";
     ctx.lineWidth = 1;
     ctx.strokeRect(frameRect[0] - 0.5, frameRect[1] - 0.5, frameRect[2] + 1, frameRect[3] + 1);
@@ -271,6 +275,42 @@ export class FrameView {
     for (let r = entry.row * m; r < Math.min(grid[0], (entry.row + 1) * m); r++) {
       for (let c = entry.col * m; c < Math.min(grid[1], (entry.col + 1) * m); c++) {
         this.painted.add(`${r}/${c}`);
+      }
+    }
+  }
+
+  /** Outline the pixel under the cursor (`this.hover`, {fast, slow} or null) when zoomed in. */
+  drawHover() {
+    if (!this.hover || this.scale < 4) return;
+    const [x, y, w, h] = this.screenRect(this.hover.fast, this.hover.slow, this.hover.fast + 1, this.hover.slow + 1);
+    this.ctx.strokeStyle = "#4f9dff";
+    this.ctx.lineWidth = 2;
+    this.ctx.strokeRect(x, y, w, h);
+  }
+
+  /** Each pixel's value written over it (level-0 data only), at high zoom. */
+  drawValues(win) {
+    const ctx = this.ctx;
+    const s = this.scale;
+    const { tile } = this.job;
+    ctx.font = `${Math.min(14, Math.floor(s / 5))}px ui-monospace, Menlo, Consolas, monospace`;
+    ctx.textAlign = "center";
+    ctx.textBaseline = "middle";
+    ctx.lineWidth = 2.5;
+    ctx.strokeStyle = "rgba(0, 0, 0, 0.6)";
+    ctx.fillStyle = "#fff";
+    for (let slow = win.s0; slow < win.s1; slow++) {
+      for (let fast = win.f0; fast < win.f1; fast++) {
+        const entry = this.store.entries.get(
+          `${this.frame}/0/${Math.floor(slow / tile)}/${Math.floor(fast / tile)}`,
+        );
+        if (!entry) continue;
+        const v = entry.data[(slow % tile) * entry.shape[1] + (fast % tile)];
+        const text = Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-2) ? v.toExponential(1) : v.toPrecision(3);
+        const x = this.tx + (fast + 0.5) * s;
+        const y = this.ty + (slow + 0.5) * s;
+        ctx.strokeText(text, x, y);
+        ctx.fillText(text, x, y);
       }
     }
   }

@@ -481,6 +481,9 @@ document.addEventListener("keydown", (event) => {
 function showReadout(x, y) {
   const out = $("readout");
   const p = x === null || !watched.job ? null : view.pixelAt(x, y);
+  const before = view.hover;
+  view.hover = p;
+  if ((p && (!before || before.fast !== p.fast || before.slow !== p.slow)) || (!p && before)) view.requestDraw();
   for (const k of ["fast", "slow", "value", "resolution"]) delete out.dataset[k];
   if (!p) {
     out.textContent = "—";
