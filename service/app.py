@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import ExitStack, asynccontextmanager
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager, ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import anyio
 from distributed import Client
@@ -30,6 +33,40 @@ from tiling.store import software_version
 
 log = logging.getLogger("braggtile.service")
 STATIC = Path(__file__).resolve().parent / "static"
+T = TypeVar("T")
+
+
+def hold(factory: Callable[[], AbstractContextManager[T]]) -> tuple[T, Callable[[], None]]:
+    """Enter ``factory()`` in a thread of its own; returns its value and a function that exits
+    it in that same thread (Dask's Client must leave the context it entered)."""
+    entered: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue()
+    stop = threading.Event()
+
+    def body() -> None:
+        started = False
+        try:
+            with factory() as value:
+                started = True
+                entered.put((value, None))
+                stop.wait()
+        except BaseException as err:  # noqa: BLE001 - reported to the caller or logged
+            if started:
+                log.exception("closing %s failed", factory)
+            else:
+                entered.put((None, err))
+
+    thread = threading.Thread(target=body, name="braggtile-cluster", daemon=True)
+    thread.start()
+    value, error = entered.get()
+    if error is not None:
+        thread.join()
+        raise error
+
+    def release() -> None:
+        stop.set()
+        thread.join()
+
+    return value, release
 
 
 @dataclass
@@ -51,14 +88,18 @@ class Service:
         try:
             engine = db.connect(settings.database_url)
             stack.callback(engine.dispose)
-            client = stack.enter_context(
-                connect(settings.scheduler, settings.workers, settings.torch_threads)
+            client, release = hold(
+                lambda: connect(settings.scheduler, settings.workers, settings.torch_threads)
             )
+            stack.callback(release)
             timings = warm_cluster(client, settings.warm)
             log.info("workers warmed: %s", timings)
             hub, metrics = Hub(), Metrics()
             manager = JobManager(settings, engine, client, hub, metrics)
             metrics.watch_jobs(manager.status_counts)
+            resumed = manager.recover()
+            if resumed:
+                log.info("resuming %d job(s) of a previous run: %s", len(resumed), resumed)
         except BaseException:
             stack.close()
             raise

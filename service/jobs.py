@@ -181,6 +181,23 @@ class JobManager:
         self.pool.submit(self._run, job_id)
         return self.record(job_id)
 
+    def recover(self) -> list[str]:
+        """Queue again the jobs a previous process left accepted or running (their stores
+        resume: finished tiles are kept); returns their ids, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(db.jobs.c.id, sa.func.max(db.events.c.seq))
+                .join(db.events, db.events.c.job_id == db.jobs.c.id)
+                .where(db.jobs.c.status.in_(("accepted", "running")))
+                .group_by(db.jobs.c.id)
+                .order_by(sa.func.min(db.jobs.c.created))
+            ).all()
+        for job_id, seq in rows:
+            with self.live_lock:
+                self.live[job_id] = _Live(seq=int(seq))
+            self.pool.submit(self._run, job_id)
+        return [job_id for job_id, _ in rows]
+
     # --- running ---------------------------------------------------------------------------
 
     def _run(self, job_id: str) -> None:
