@@ -149,19 +149,22 @@ $("submit-form").addEventListener("submit", async (event) => {
 // ---- job list -------------------------------------------------------------------------------
 
 let pollTimer = null;
+let jobsShown = 25;
 
 async function refreshJobs() {
   clearTimeout(pollTimer);
   try {
-    const { jobs } = await api("/v1/jobs?limit=50");
+    const { jobs, total } = await api(`/v1/jobs?limit=${jobsShown}&offset=0`);
     renderJobs(jobs);
+    $("more-jobs").hidden = !(total > jobs.length);
+    $("more-jobs").textContent = `Show more (${jobs.length} of ${total})`;
     const current = watched.job && jobs.find((j) => j.id === watched.job.id);
     if (current && !watched.events) setJob(current);
   } catch (err) {
     $("jobs-empty").textContent = `Job list unavailable: ${err.message}`;
     $("jobs-empty").hidden = false;
   }
-  pollTimer = setTimeout(refreshJobs, POLL_MS);
+  pollTimer = setTimeout(refreshJobs, document.hidden ? 6 * POLL_MS : POLL_MS);
 }
 
 function renderJobs(jobs) {
@@ -194,6 +197,10 @@ $("job-list").addEventListener("click", (event) => {
   if (item) watch(item.dataset.id);
 });
 $("refresh-jobs").addEventListener("click", refreshJobs);
+$("more-jobs").addEventListener("click", () => {
+  jobsShown += 25;
+  refreshJobs();
+});
 
 // ---- watching a job -------------------------------------------------------------------------
 
