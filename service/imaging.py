@@ -31,8 +31,10 @@ def lut(name: str) -> np.ndarray:
     anchors = np.array([[int(h[i : i + 2], 16) for i in (0, 2, 4)] for h in _ANCHORS[name]])
     x = np.linspace(0.0, 1.0, len(anchors))
     t = np.linspace(0.0, 1.0, 256)
-    return np.stack([np.interp(t, x, anchors[:, c]) for c in range(3)], axis=1).round().astype(
-        np.uint8
+    return (
+        np.stack([np.interp(t, x, anchors[:, c]) for c in range(3)], axis=1)
+        .round()
+        .astype(np.uint8)
     )
 
 

@@ -101,7 +101,6 @@ def resolve_experiment(experiment: Experiment, folder: Path, inputs: dict[str, s
     return experiment.model_copy(update={"crystal": crystal.model_copy(update=update)})
 
 
-
 def check_files(experiment: Experiment) -> None:
     """Read the experiment's structure-factor file once, so bad content is a 422 at submit."""
     from engine.structure_factors import read_fdump, read_hkl

@@ -129,8 +129,7 @@ class JobManager:
         if not limits.min_tile <= tile <= limits.max_tile:
             bound = limits.min_tile if tile < limits.min_tile else limits.max_tile
             raise BadInput(
-                f"tile: must be between {limits.min_tile} and {limits.max_tile} pixels, "
-                f"got {tile}",
+                f"tile: must be between {limits.min_tile} and {limits.max_tile} pixels, got {tile}",
                 field="tile",
                 limit=bound,
             )
@@ -272,8 +271,9 @@ class JobManager:
                 if changes:
                     conn.execute(db.jobs.update().where(db.jobs.c.id == job_id).values(**changes))
                 row = conn.execute(
-                    sa.select(db.jobs.c.tiles_done, db.jobs.c.tiles_total, db.jobs.c.status)
-                    .where(db.jobs.c.id == job_id)
+                    sa.select(db.jobs.c.tiles_done, db.jobs.c.tiles_total, db.jobs.c.status).where(
+                        db.jobs.c.id == job_id
+                    )
                 ).one()
                 if kind == "status" or final:
                     data = {**data, **_progress(row.status, row.tiles_done, row.tiles_total)}

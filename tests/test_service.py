@@ -47,14 +47,26 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The server's --data folder."""
+    return tmp_path_factory.mktemp("serve")
+
+
+@pytest.fixture(scope="module")
+def database(data: Path) -> Path:
+    """The server's SQLite file (given with --database)."""
+    return data / "records.db"
+
+
+@pytest.fixture(scope="module")
+def server(data: Path, database: Path) -> Iterator[str]:
     """Base URL of a running ``braggtile serve`` (its own data folder and SQLite database)."""
-    data = tmp_path_factory.mktemp("serve")
     port = free_port()
     log = open(data / "serve.log", "wb")  # noqa: SIM115 - closed below
     cmd = [
         sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data", str(data),
-        "--workers", "2", "--warm", "eager", "--log-level", "warning",
+        "--database", f"sqlite:///{database}", "--workers", "2", "--warm", "eager",
+        "--log-level", "warning",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
@@ -402,3 +414,36 @@ def test_list_metrics_docs_presets(http: httpx.Client, finished) -> None:
     presets = http.get("/v1/presets").json()
     assert presets and all(p["nanobragg"] for p in presets)
     assert http.get("/").status_code == 200
+
+
+def test_typed_job_model_in_float64(http: httpx.Client) -> None:
+    from engine.cli_args import parse_nanobragg
+
+    experiment = parse_nanobragg(LONG_ARGS.split()).experiment.model_dump(mode="json")
+    job = submit(http, {"job": {"experiment": experiment, "tile": 64}, "dtype": "float64"})
+    assert (job["dtype"], job["tile"], job["grid"]) == ("float64", 64, [4, 4])
+    assert job["nanobragg"] is None
+    assert read_events(http, job["id"])[-1]["event"] == "successful"
+    r = http.get(f"/v1/jobs/{job['id']}/frames/0/tiles/1/2")
+    tile = np.load(io.BytesIO(r.content))
+    assert tile.dtype == np.float64 and tile.shape == (64, 64) and tile.max() > 0
+
+
+def test_records_and_events_are_in_the_database(http: httpx.Client, finished, database) -> None:
+    import sqlalchemy as sa
+
+    job, events = finished
+    engine = sa.create_engine(f"sqlite:///{database}")
+    try:
+        with engine.connect() as conn:
+            status = conn.execute(
+                sa.text("SELECT status, tiles_done FROM jobs WHERE id = :id"), {"id": job["id"]}
+            ).one()
+            stored = conn.execute(
+                sa.text("SELECT seq, type FROM events WHERE job_id = :id ORDER BY seq"),
+                {"id": job["id"]},
+            ).all()
+    finally:
+        engine.dispose()
+    assert tuple(status) == ("successful", 18)
+    assert [tuple(r) for r in stored] == [(e["id"], e["event"]) for e in events]

@@ -64,9 +64,7 @@ def cancel_job(job: Annotated[JobParams, Depends()]) -> JobRecord:
     return job.manager.cancel(job.job_id)
 
 
-async def _stream(
-    manager: JobManager, job_id: str, after: int
-) -> AsyncIterator[dict[str, Any]]:
+async def _stream(manager: JobManager, job_id: str, after: int) -> AsyncIterator[dict[str, Any]]:
     """Stored events of the job after ``after``, then new ones as they come, to the final one."""
     hub = manager.hub
     last = after

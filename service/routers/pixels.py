@@ -40,9 +40,7 @@ def tile(
     return _tile_response(frame, 0, row, col, format, render)
 
 
-@router.get(
-    "/levels/{level}/tiles/{row}/{col}", response_class=Response, responses=IMAGE_RESPONSES
-)
+@router.get("/levels/{level}/tiles/{row}/{col}", response_class=Response, responses=IMAGE_RESPONSES)
 def level_tile(
     frame: Annotated[FrameParams, Depends()],
     render: Annotated[RenderParams, Depends()],
