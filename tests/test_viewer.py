@@ -250,7 +250,7 @@ def test_viewer_paints_tiles_live_and_inspects_the_frame(server, page, tmp_path)
     ]
 
 
-def test_viewer_sends_input_files_and_steps_through_a_series(server, page, tmp_path):
+def test_viewer_sends_input_files_and_steps_through_a_float64_series(server, page, tmp_path):
     page, requested = page
     hkl = tmp_path / "P1.hkl"
     hkl.write_text(
@@ -268,6 +268,7 @@ def test_viewer_sends_input_files_and_steps_through_a_series(server, page, tmp_p
     page.fill("#nanobragg", args)
     page.fill("#frames", "2")
     page.fill("#tile", "48")
+    page.select_option("#dtype", "float64")
     page.set_input_files("#inputs", str(hkl))
     page.click("#submit")
     state = wait_until_shown(page)
@@ -275,7 +276,8 @@ def test_viewer_sends_input_files_and_steps_through_a_series(server, page, tmp_p
     assert state["frame"] == "0" and state["total"] == "4"
     job_id = state["job"]
     record = json.loads(get(f"{server}/v1/jobs/{job_id}"))
-    assert record["frames"] == 2 and "-hkl P1.hkl" in record["nanobragg"]
+    assert record["frames"] == 2 and record["dtype"] == "float64"
+    assert "-hkl P1.hkl" in record["nanobragg"]
 
     first = canvas_pixels(page, tmp_path / "frame0.png")
     assert page.locator("#frame-control").is_visible()
@@ -294,4 +296,5 @@ def test_viewer_sends_input_files_and_steps_through_a_series(server, page, tmp_p
     fast, slow = int(under["fast"]), int(under["slow"])
     path = f"/v1/jobs/{job_id}/frames/1/tiles/{slow // 48}/{fast // 48}?format=npy"
     served = np.load(io.BytesIO(get(server + path)))
+    assert served.dtype == np.float64
     assert float(under["value"]) == float(served[slow % 48, fast % 48])

@@ -115,6 +115,8 @@ function showSubmitError(err) {
   box.hidden = false;
 }
 
+$("submit-form").addEventListener("input", (event) => event.target.classList.remove("invalid"));
+
 $("submit-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   clearSubmitError();
@@ -272,9 +274,9 @@ function listen(id) {
     });
   }
   source.onerror = () => {
-    if (watched.events === source && source.readyState === EventSource.CONNECTING) {
-      $("progress-text").textContent = "reconnecting…";
-    }
+    if (watched.events !== source) return;
+    if (source.readyState === EventSource.CONNECTING) $("progress-text").textContent = "reconnecting…";
+    else $("progress-text").textContent = "event stream closed; refresh the job list to update";
   };
 }
 
@@ -355,10 +357,23 @@ $("frame").addEventListener("input", () => {
 
 function showStats() {
   const st = watched.stats.get(view.frame);
-  const keys = ["max", "mean", "rms"];
-  $("stats").textContent = st
-    ? keys.filter((k) => st[k] !== undefined).map((k) => `${k} ${fmt(st[k])}`).join(" · ")
-    : "";
+  if (!st) return ($("stats").textContent = "");
+  const parts = [];
+  if (st.max !== undefined) {
+    const at = st.max_fast >= 0 ? ` at (${st.max_fast}, ${st.max_slow})` : "";
+    parts.push(`max ${fmt(st.max)}${at}`);
+  }
+  for (const k of ["mean", "rms"]) if (st[k] !== undefined) parts.push(`${k} ${fmt(st[k])}`);
+  $("stats").textContent = parts.join(" · ");
+  $("stats").title = "frame statistics (photons per pixel); max at (fast, slow)";
+}
+
+/** Step the frame slider by `step` frames. */
+function stepFrame(step) {
+  const slider = $("frame");
+  if (!watched.job || watched.job.frames <= 1) return;
+  slider.value = String(Math.max(0, Math.min(watched.job.frames - 1, Number(slider.value) + step)));
+  slider.dispatchEvent(new Event("input"));
 }
 
 // ---- contrast -------------------------------------------------------------------------------
@@ -483,6 +498,8 @@ document.addEventListener("keydown", (event) => {
   else if (event.key === "1") view.actualSize();
   else if (event.key === "+" || event.key === "=") view.zoomAt(1.5, ...centre());
   else if (event.key === "-") view.zoomAt(1 / 1.5, ...centre());
+  else if (event.key === "ArrowRight" || event.key === "PageDown") stepFrame(1);
+  else if (event.key === "ArrowLeft" || event.key === "PageUp") stepFrame(-1);
 });
 
 function showReadout(x, y) {
