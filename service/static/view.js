@@ -270,6 +270,7 @@ export class FrameView {
     const s0 = entry.row * tile * m;
     const rect = this.screenRect(f0, s0, f0 + ew * m, s0 + eh * m);
     this.ctx.imageSmoothingEnabled = this.scale * m * (window.devicePixelRatio || 1) < 1;
+    this.ctx.imageSmoothingQuality = "high";
     this.ctx.drawImage(this.store.coloured(entry, this.style), ...rect);
     this.drawn.chunks += 1;
     for (let r = entry.row * m; r < Math.min(grid[0], (entry.row + 1) * m); r++) {

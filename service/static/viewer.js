@@ -222,6 +222,9 @@ async function watch(id, record = null) {
   try {
     record = record || (await api(jobPath(id)));
   } catch (err) {
+    if (store.jobId !== id) return;
+    view.setJob(null);
+    $("empty-hint").hidden = false;
     $("job-title").textContent = `Job ${id}: ${err.message}`;
     return;
   }
