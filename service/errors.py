@@ -6,14 +6,18 @@ Every error body is ``{"detail": str, "field": str | None, "limit": number | str
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import InputError
 from tiling.store import StoreMismatchError
+
+log = logging.getLogger("braggtile.service")
 
 
 class ServiceError(Exception):
@@ -110,8 +114,23 @@ async def _validation_handler(_request: Request, exc: Exception) -> JSONResponse
     return JSONResponse(body, status_code=422)
 
 
+async def _http_handler(_request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own errors (unknown route, method not allowed) in the service's shape."""
+    assert isinstance(exc, StarletteHTTPException)
+    body = {"detail": str(exc.detail), "field": None, "limit": None}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _server_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error", exc_info=exc)
+    body = {"detail": f"internal error: {type(exc).__name__}", "field": None, "limit": None}
+    return JSONResponse(body, status_code=500)
+
+
 def add_exception_handlers(app: FastAPI) -> None:
-    """Register the table (and request validation) on ``app``."""
+    """Register the table (and request validation, Starlette's errors, 500s) on ``app``."""
     for cls in STATUS_CODES:
         app.add_exception_handler(cls, _table_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_handler)
+    app.add_exception_handler(Exception, _server_error_handler)

@@ -380,6 +380,11 @@ def test_bad_reads_get_a_clear_4xx(http: httpx.Client, finished) -> None:
         r = http.get(path)
         assert r.status_code == status, (path, r.text)
         assert r.json()["detail"], path
+    r = http.get("/v1/nothing")
+    assert r.status_code == 404
+    assert r.json() == {"detail": "Not Found", "field": None, "limit": None}
+    r = http.put(f"{base}")
+    assert r.status_code == 405 and r.json()["detail"]
     r = http.get(f"{base}/events", headers={"Last-Event-ID": "abc"})
     assert r.status_code == 422 and r.json()["field"] == "Last-Event-ID"
     assert http.get("/healthz").json()["status"] == "ok"
