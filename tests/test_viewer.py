@@ -131,6 +131,16 @@ def page(server):
             browser.close()
 
 
+# Installed before the page's scripts: every value the view's status attribute takes.
+STATUS_LOG = """
+window.statusLog = [];
+new MutationObserver((records) => {
+    for (const r of records) if (r.target.id === 'viewport') window.statusLog.push(r.oldValue);
+}).observe(document, {attributes: true, subtree: true, attributeOldValue: true,
+                      attributeFilter: ['data-status']});
+"""
+
+
 def viewport_state(page) -> dict:
     return page.evaluate("() => ({...document.getElementById('viewport').dataset})")
 
@@ -298,3 +308,14 @@ def test_viewer_sends_input_files_and_steps_through_a_float64_series(server, pag
     served = np.load(io.BytesIO(get(server + path)))
     assert served.dtype == np.float64
     assert float(under["value"]) == float(served[slow % 48, fast % 48])
+
+    # Reopened from its link, the finished job replays its events without turning back.
+    page.add_init_script(STATUS_LOG)
+    page.reload()
+    state = wait_until_shown(page)
+    assert state["job"] == job_id and state["total"] == "4"
+    seen = page.evaluate(
+        "() => [...window.statusLog, document.getElementById('viewport').dataset.status]"
+    )
+    assert {status for status in seen if status} == {"successful"}, seen
+    assert page.locator("#cancel-job").is_hidden()

@@ -244,14 +244,18 @@ function listen(id) {
     source.addEventListener(type, (e) => {
       if (watched.events === source) handler(JSON.parse(e.data));
     });
-  on("status", (d) => setJob({ ...watched.job, ...d }));
+  // A job already over (its record says so) replays its events: they must not turn it back.
+  const settled = () => FINAL.includes(watched.job.status);
+  on("status", (d) => settled() || setJob({ ...watched.job, ...d }));
   on("tile", (d) => {
     if (!watched.available.has(d.frame)) watched.available.set(d.frame, new Set());
     watched.available.get(d.frame).add(`${d.row}/${d.col}`);
     watched.tileMax.set(d.frame, Math.max(watched.tileMax.get(d.frame) ?? -Infinity, d.max));
-    const status = watched.job.status === "accepted" ? "running" : watched.job.status;
-    setJob({ ...watched.job, status, tiles_done: d.tiles_done, tiles_total: d.tiles_total,
-      progress: (100 * d.tiles_done) / Math.max(1, d.tiles_total) });
+    if (!settled()) {
+      const status = watched.job.status === "accepted" ? "running" : watched.job.status;
+      const progress = (100 * d.tiles_done) / Math.max(1, d.tiles_total);
+      setJob({ ...watched.job, status, tiles_done: d.tiles_done, tiles_total: d.tiles_total, progress });
+    }
     if (d.frame === view.frame) {
       view.requestDraw();
       scheduleStyle();
