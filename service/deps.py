@@ -37,7 +37,7 @@ class JobParams:
 
     @property
     def spec(self) -> JobSpec:
-        return JobSpec.from_dict(self.row["spec"])
+        return self.manager.spec(self.row)
 
     def pixels(self) -> JobPixels:
         return JobPixels(self.row["store"], self.spec)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import threading
 import uuid
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,8 @@ from tiling.store import TileStore, geometry_attributes
 DEFAULT_TILE = 512
 STORE_NAME = "store.zarr"
 INPUTS_NAME = "inputs"
+#: Job specs kept validated in memory for the pixel endpoints.
+SPEC_CACHE = 256
 
 
 @dataclass
@@ -84,6 +87,7 @@ class JobManager:
         self.pool = ThreadPoolExecutor(settings.max_running_jobs, thread_name_prefix="bt-job")
         self.live: dict[str, _Live] = {}
         self.live_lock = threading.Lock()
+        self.specs: OrderedDict[str, JobSpec] = OrderedDict()
         self.accepting = True
 
     # --- submit ----------------------------------------------------------------------------
@@ -327,6 +331,21 @@ class JobManager:
             raise NotFound(f"no job {job_id!r}", field="id")
         return dict(row)
 
+    def spec(self, row: dict[str, Any]) -> JobSpec:
+        """The JobSpec of a job row (validated once, then cached: a job never changes)."""
+        key = row["id"]
+        with self.live_lock:
+            spec = self.specs.get(key)
+            if spec is not None:
+                self.specs.move_to_end(key)
+                return spec
+        spec = JobSpec.from_dict(row["spec"])
+        with self.live_lock:
+            self.specs[key] = spec
+            while len(self.specs) > SPEC_CACHE:
+                self.specs.popitem(last=False)
+        return spec
+
     def record(self, job_id: str) -> JobRecord:
         return to_record(self.row(job_id))
 
@@ -382,6 +401,7 @@ def to_record(row: dict[str, Any]) -> JobRecord:
     ]
     return JobRecord(
         id=job_id,
+        jobID=job_id,
         status=row["status"],
         **_progress(row["status"], row["tiles_done"], row["tiles_total"]),
         created=db.aware(row["created"]),

@@ -64,6 +64,9 @@ class JobRecord(BaseModel):
     """A job as the API reports it (OGC API - Processes status vocabulary)."""
 
     id: str
+    jobID: str = Field(description="the id again, under OGC API - Processes' name")
+    type: Literal["process"] = "process"
+    processID: Literal["render"] = "render"
     status: Status
     progress: float = Field(description="tiles done / tiles total, percent")
     tiles_done: int

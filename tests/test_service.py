@@ -182,7 +182,7 @@ def test_stream_has_one_tile_event_per_tile_then_successful(finished) -> None:
 def test_finished_job_record(http: httpx.Client, finished) -> None:
     job, _ = finished
     record = http.get(f"/v1/jobs/{job['id']}").json()
-    assert record["status"] == "successful"
+    assert record["status"] == "successful" and record["jobID"] == job["id"]
     assert record["progress"] == 100.0 and record["tiles_done"] == record["tiles_total"] == 18
     assert record["started"] and record["finished"] and record["message"] is None
     assert record["levels"][0] == [300, 700] and record["geometry"]["pixel_size_mm"] == 0.1
