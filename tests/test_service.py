@@ -452,3 +452,14 @@ def test_records_and_events_are_in_the_database(http: httpx.Client, finished, da
         engine.dispose()
     assert tuple(status) == ("successful", 18)
     assert [tuple(r) for r in stored] == [(e["id"], e["event"]) for e in events]
+
+
+def test_a_long_job_does_not_hold_up_a_short_one(http: httpx.Client) -> None:
+    long_args = LONG_ARGS.replace("-detpixels 256", "-detpixels 512") + " -mosaic 0.5 -mosaic_dom 8"
+    long = submit(http, {"nanobragg": long_args, "tile": 32, "frames": 3})
+    read_events(http, long["id"], stop_after=3)  # it is rendering
+    short = submit(http, {"nanobragg": ARGS, "tile": 256})
+    assert read_events(http, short["id"])[-1]["event"] == "successful"
+    record = http.get(f"/v1/jobs/{long['id']}").json()
+    assert record["status"] == "running" and record["tiles_done"] < record["tiles_total"]
+    assert http.delete(f"/v1/jobs/{long['id']}").json()["status"] == "dismissed"
