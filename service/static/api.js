@@ -34,14 +34,22 @@ function formatDetail(detail) {
 
 
 /**
- * Request `path` (relative to this origin). `json` is sent as the JSON body; `as` picks the
+ * Absolute URL of API path `path` ("/v1/..."), resolved against the page's own location so
+ * the viewer also works when the service sits under a path prefix behind a proxy.
+ */
+export function apiUrl(path) {
+  return new URL(path.replace(/^\//, ""), document.baseURI).href;
+}
+
+/**
+ * Request API path `path` ("/v1/..."). `json` is sent as the JSON body; `as` picks the
  * result: "json" (default), "buffer" (ArrayBuffer) or "response".
  */
 export async function api(path, { method = "GET", json, as = "json", signal } = {}) {
   const headers = { Accept: as === "json" ? "application/json" : "*/*" };
   if (json !== undefined) headers["Content-Type"] = "application/json";
   if (bearer) headers.Authorization = `Bearer ${bearer}`;
-  const res = await fetch(path, {
+  const res = await fetch(apiUrl(path), {
     method,
     headers,
     body: json === undefined ? undefined : JSON.stringify(json),
@@ -66,7 +74,7 @@ export async function api(path, { method = "GET", json, as = "json", signal } = 
  * requires a token this becomes a fetch-based reader (or a token query parameter), here.
  */
 export function openEvents(jobId) {
-  return new EventSource(jobPath(jobId, "/events"));
+  return new EventSource(apiUrl(jobPath(jobId, "/events")));
 }
 
 /** The URL path of a job resource, e.g. jobPath(id, "/frames/0/export?format=smv"). */

@@ -1,7 +1,7 @@
 // The viewer page: submit jobs, list them, watch one fill in over its event stream, and
 // inspect it (contrast, zoom and pan over the pyramid, frame slider, pixel readout).
 
-import { api, ApiError, jobPath, openEvents } from "./api.js";
+import { api, ApiError, apiUrl, jobPath, openEvents } from "./api.js";
 import { COLORMAPS, cssGradient } from "./colour.js";
 import { resolutionAt } from "./geometry.js";
 import { TileStore } from "./tiles.js";
@@ -327,7 +327,7 @@ function updateLinks() {
   const links = $("job-links");
   if (!job || job.status !== "successful") return links.replaceChildren();
   const f = view.frame;
-  const a = (text, href, title) => el("a", { href, title, target: "_blank" }, text);
+  const a = (text, path, title) => el("a", { href: apiUrl(path), title, target: "_blank" }, text);
   links.replaceChildren(
     a("float", jobPath(job.id, `/frames/${f}/export?format=float`), "C nanoBragg .float (raw floats)"),
     a("smv", jobPath(job.id, `/frames/${f}/export?format=smv`), "SMV image (.img)"),
