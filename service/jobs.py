@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 
 from engine.model import Experiment
+from engine.statistics import FrameStatistics
 from service import db
 from service.errors import BadInput, Conflict, NotFound, TooLarge, Unavailable, describe
 from service.events import Hub, frame_payload, tile_payload
@@ -51,6 +52,7 @@ class _Live:
     lock: threading.Lock = field(default_factory=threading.Lock)
     cancel: threading.Event = field(default_factory=threading.Event)
     closed: bool = False  # the final event is written: nothing more is
+    recovered: bool = False  # queued again from the records of a previous process
 
 
 def _summary(spec: JobSpec) -> dict[str, Any]:
@@ -197,7 +199,7 @@ class JobManager:
             ).all()
         for job_id, seq in rows:
             with self.live_lock:
-                self.live[job_id] = _Live(seq=int(seq))
+                self.live[job_id] = _Live(seq=int(seq), recovered=True)
             self.pool.submit(self._run, job_id)
         return [job_id for job_id, _ in rows]
 
@@ -211,6 +213,8 @@ class JobManager:
         try:
             self.emit(job_id, "status", {"status": "running"}, started=db.utcnow())
             spec = JobSpec.from_dict(row["spec"])
+            if live.recovered:  # a job of a previous process: events for what it left unsaid
+                self._catch_up(job_id, row["store"], spec)
             render_job(
                 self.client,
                 row["store"],
@@ -227,6 +231,40 @@ class JobManager:
             with self.live_lock:
                 if live.closed:
                     self.live.pop(job_id, None)
+
+    def _catch_up(self, job_id: str, path: str, spec: JobSpec) -> None:
+        """Emit the ``tile`` and ``frame`` events of tiles and frames in the store that have
+        none (finished while the previous process was stopping), so that every tile still has
+        exactly one event."""
+        with self.engine.connect() as conn:
+            said = conn.execute(
+                sa.select(db.events.c.type, db.events.c.data).where(
+                    db.events.c.job_id == job_id, db.events.c.type.in_(("tile", "frame"))
+                )
+            ).all()
+        tiles = {(d["frame"], d["row"], d["col"]) for t, d in said if t == "tile"}
+        frames = {d["frame"] for t, d in said if t == "frame"}
+        store, _ = TileStore.open_or_create(path, spec)
+        done = len(tiles)
+        total = len(spec.grid.tiles()) * spec.frames
+        for (frame, row, col), record in sorted(store.records().items()):
+            if (frame, row, col) not in tiles:
+                done += 1
+                event = TileDone(
+                    frame,
+                    row,
+                    col,
+                    spec.grid.window(row, col),
+                    record.statistics,
+                    record.render_s,
+                    done,
+                    total,
+                )
+                self.metrics.tile_done(record.render_s)
+                self.emit(job_id, "tile", tile_payload(event), tiles_done=done)
+        for frame in sorted(store.complete_frames() - frames):
+            stats = FrameStatistics.from_dict(store.frame_attributes()[str(frame)]["statistics"])
+            self.emit(job_id, "frame", frame_payload(FrameDone(frame, stats)))
 
     def _on_event(self, job_id: str, event: Event) -> None:
         if isinstance(event, JobStarted):

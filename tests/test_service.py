@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +59,11 @@ def database(data: Path) -> Path:
     return data / "records.db"
 
 
-@pytest.fixture(scope="module")
-def server(data: Path, database: Path) -> Iterator[str]:
-    """Base URL of a running ``braggtile serve`` (its own data folder and SQLite database)."""
+@contextmanager
+def serving(data: Path, database: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run ``braggtile serve`` on ``data`` until the block ends: (base URL, process)."""
     port = free_port()
-    log = open(data / "serve.log", "wb")  # noqa: SIM115 - closed below
+    log = open(data / "serve.log", "ab")  # noqa: SIM115 - closed below
     cmd = [
         sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data", str(data),
         "--database", f"sqlite:///{database}", "--workers", "2", "--warm", "eager",
@@ -84,16 +85,32 @@ def server(data: Path, database: Path) -> Iterator[str]:
                 pass
             assert time.monotonic() < deadline, "server did not start in 180 s"
             time.sleep(0.5)
-        yield url
+        yield url, proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(30)
+        stop(proc)
         log.close()
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to the service (it closes its cluster), then SIGKILL to what is left of it."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(90)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # its session: workers that outlived it, if any
+    except ProcessLookupError:
+        pass
+    proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def server(data: Path, database: Path) -> Iterator[str]:
+    """Base URL of a running ``braggtile serve`` (its own data folder and SQLite database)."""
+    with serving(data, database) as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -463,3 +480,30 @@ def test_a_long_job_does_not_hold_up_a_short_one(http: httpx.Client) -> None:
     record = http.get(f"/v1/jobs/{long['id']}").json()
     assert record["status"] == "running" and record["tiles_done"] < record["tiles_total"]
     assert http.delete(f"/v1/jobs/{long['id']}").json()["status"] == "dismissed"
+
+
+def test_a_restarted_service_finishes_its_jobs_with_every_event_once(tmp_path: Path) -> None:
+    database = tmp_path / "records.db"
+    body = {"nanobragg": LONG_ARGS, "tile": 16, "frames": 3}
+    with (
+        serving(tmp_path, database) as (url, proc),
+        httpx.Client(base_url=url, timeout=TIMEOUT) as c,
+    ):
+        job = submit(c, body)
+        before = read_events(c, job["id"], stop_after=40)
+        stop(proc)  # graceful: the job stays running in the records, tiles stay in the store
+    assert before[-1]["event"] == "tile"
+    with serving(tmp_path, database) as (url, _), httpx.Client(base_url=url, timeout=TIMEOUT) as c:
+        events = read_events(c, job["id"])
+        record = c.get(f"/v1/jobs/{job['id']}").json()
+        r = c.get(f"/v1/jobs/{job['id']}/frames/2/tiles/5/6")
+    assert events[: len(before)] == before
+    assert [e["id"] for e in events] == list(range(1, len(events) + 1))
+    tiles = [(e["data"]["frame"], e["data"]["row"], e["data"]["col"]) for e in events
+             if e["event"] == "tile"]  # fmt: skip
+    assert len(tiles) == len(set(tiles)) == 3 * 16 * 16
+    assert sum(e["event"] == "frame" for e in events) == 3
+    assert events[-1]["event"] == "successful"
+    assert [e["data"]["status"] for e in events if e["event"] == "status"].count("running") == 2
+    assert record["status"] == "successful" and record["tiles_done"] == 3 * 16 * 16
+    assert r.status_code == 200 and np.load(io.BytesIO(r.content)).shape == (16, 16)
