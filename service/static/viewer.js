@@ -47,7 +47,7 @@ function fmt(v) {
   if (!Number.isFinite(v)) return v > 0 ? "∞" : "−∞";
   if (v === 0) return "0";
   const a = Math.abs(v);
-  if (a >= 1e5 || a < 1e-3) return v.toExponential(3);
+  if (a >= 1e5 || a < 1e-3) return v.toExponential(2);
   return String(Number(v.toPrecision(5)));
 }
 
@@ -390,23 +390,26 @@ for (const [value, label] of Object.entries(COLORMAPS)) {
 }
 $("colormap").value = "inferno";
 
-function percentile(values, q) {
-  if (!values.length) return null;
-  const sorted = Float64Array.from(values).sort();
-  return sorted[Math.min(sorted.length - 1, Math.floor((q / 100) * sorted.length))];
-}
-
-/** Automatic colour range of the shown frame: statistics, tile maxima or loaded pixels. */
+/**
+ * Automatic colour range of the shown frame: [0, frame max] (statistics or tile maxima), or
+ * [p, q] percentiles of the loaded pixels for "q%" (p = 100 - q), which lifts spots off a
+ * strong background such as water.
+ */
 function autoRange() {
   const frame = view.frame;
   const st = watched.stats.get(frame);
-  const vmin = st && Number.isFinite(st.min) ? Math.min(0, st.min) : 0;
+  let vmin = 0;
   let vmax = null;
   const mode = $("auto").value;
   if (mode !== "max") {
     let values = store.sample(frame, 0);
     if (!values.length) values = store.sample(frame, view.drawn.level);
-    vmax = percentile(values, Number(mode));
+    if (values.length) {
+      const sorted = Float64Array.from(values).sort();
+      const at = (q) => sorted[Math.min(sorted.length - 1, Math.floor((q / 100) * sorted.length))];
+      vmin = at(100 - Number(mode));
+      vmax = at(Number(mode));
+    }
   }
   if (vmax === null) vmax = st && Number.isFinite(st.max) ? st.max : watched.tileMax.get(frame) ?? null;
   if (vmax === null || !(vmax > vmin)) vmax = vmin + 1;
