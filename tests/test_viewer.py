@@ -234,6 +234,19 @@ def test_viewer_paints_tiles_live_and_inspects_the_frame(server, page, tmp_path)
     text = page.inner_text("#readout")
     assert f"fast {fast}" in text and f"slow {slow}" in text and "Å" in text
 
+    # Resolution rings: round values inside the detector's resolution range, drawn over it.
+    page.check("#rings")
+    page.wait_for_function("() => document.getElementById('viewport').dataset.rings")
+    rings = [float(d) for d in viewport_state(page)["rings"].split(",")]
+    corner = PIXEL_MM * DETECTOR / 2 * math.sqrt(2)
+    d_min = WAVELENGTH_A / (2 * math.sin(math.atan2(corner, DISTANCE_MM) / 2))
+    assert len(rings) >= 3 and rings == sorted(rings, reverse=True) and rings[-1] >= d_min
+    page.wait_for_timeout(300)
+    with_rings = canvas_pixels(page, tmp_path / "rings.png")
+    assert np.abs(with_rings - finished).mean() > 0.3, "rings not drawn"
+    page.uncheck("#rings")
+    page.wait_for_timeout(300)
+
     # Contrast changes recolour the loaded pixels without fetching them again.
     tile_requests = sum("/tiles/" in url for url in requested)
     page.select_option("#scale", "linear")

@@ -29,6 +29,7 @@ export class FrameView {
     this.painted = new Set(); // level-0 tiles of this frame drawn with data: "row/col"
     this.urgent = [];
     this.hover = null; // {fast, slow} under the cursor
+    this.rings = null; // {beam: [fast, slow] | null, rings: [{d, points}]} drawn over the frame
     this.drawn = { level: 0, chunks: 0, missing: 0 };
     this.pendingDraw = false;
     this.resize();
@@ -228,6 +229,7 @@ export class FrameView {
       }
     }
     if (this.scale * (window.devicePixelRatio || 1) >= VALUE_LABELS) this.drawValues(win);
+    this.drawRings();
     ctx.restore();
     this.drawHover();
     ctx.strokeStyle = "rgba(255, 255, 255, 0.25)";
@@ -277,6 +279,55 @@ export class FrameView {
       for (let c = entry.col * m; c < Math.min(grid[1], (entry.col + 1) * m); c++) {
         this.painted.add(`${r}/${c}`);
       }
+    }
+  }
+
+  setRings(rings) {
+    this.rings = rings;
+    this.requestDraw();
+  }
+
+  /** Resolution rings with their labels, and the direct-beam position. */
+  drawRings() {
+    if (!this.rings || !this.job) return;
+    const ctx = this.ctx;
+    const [h, w] = this.job.shape;
+    const at = ([f, s]) => [this.tx + (f + 0.5) * this.scale, this.ty + (s + 0.5) * this.scale];
+    ctx.strokeStyle = "rgba(130, 200, 255, 0.8)";
+    ctx.fillStyle = "rgba(130, 200, 255, 0.95)";
+    ctx.lineWidth = 1;
+    ctx.font = "11px system-ui, sans-serif";
+    ctx.textAlign = "left";
+    ctx.textBaseline = "bottom";
+    for (const { d, points } of this.rings.rings) {
+      ctx.beginPath();
+      let open = false;
+      let label = null;
+      for (const p of points) {
+        if (!p) {
+          open = false;
+          continue;
+        }
+        const [x, y] = at(p);
+        if (open) ctx.lineTo(x, y);
+        else ctx.moveTo(x, y);
+        open = true;
+        // Room for the label (about 40 x 14 CSS px) right of and above the point.
+        const room = [40 / this.scale, 14 / this.scale];
+        const inside = p[0] >= 0 && p[1] >= room[1] && p[0] < w - room[0] && p[1] < h;
+        if (inside && (!label || p[0] + p[1] > label[0] + label[1])) label = p;
+      }
+      ctx.stroke();
+      if (label) ctx.fillText(`${d} Å`, ...at(label).map((v) => v + 3));
+    }
+    if (this.rings.beam) {
+      const [x, y] = at(this.rings.beam);
+      ctx.beginPath();
+      ctx.moveTo(x - 6, y);
+      ctx.lineTo(x + 6, y);
+      ctx.moveTo(x, y - 6);
+      ctx.lineTo(x, y + 6);
+      ctx.stroke();
     }
   }
 

@@ -3,7 +3,7 @@
 
 import { api, ApiError, apiUrl, jobPath, openEvents } from "./api.js";
 import { COLORMAPS, cssGradient } from "./colour.js";
-import { resolutionAt } from "./geometry.js";
+import { beamCentre, resolutionAt, ring, ringResolutions } from "./geometry.js";
 import { TileStore } from "./tiles.js";
 import { FrameView } from "./view.js";
 
@@ -232,6 +232,7 @@ async function watch(id, record = null) {
   $("empty-hint").hidden = true;
   watched.job = record;
   view.setJob(record);
+  updateRings();
   setupFrames(record);
   setJob(record);
   listen(id);
@@ -450,6 +451,18 @@ function updateStyle() {
 
 for (const id of ["vmin", "vmax", "auto", "scale", "colormap"]) $(id).addEventListener("input", updateStyle);
 
+// ---- resolution rings ----------------------------------------------------------------------
+
+function updateRings() {
+  const job = watched.job;
+  const show = $("rings").checked && job && job.geometry;
+  const ds = show ? ringResolutions(job.geometry, job.shape) : [];
+  view.setRings(show ? { beam: beamCentre(job.geometry), rings: ds.map((d) => ({ d, points: ring(job.geometry, d) })) } : null);
+  $("viewport").dataset.rings = ds.join(",");
+}
+
+$("rings").addEventListener("change", updateRings);
+
 // ---- zoom, pan, cursor ----------------------------------------------------------------------
 
 const canvas = $("canvas");
@@ -508,7 +521,10 @@ document.addEventListener("keydown", (event) => {
   else if (event.key === "1") view.actualSize();
   else if (event.key === "+" || event.key === "=") view.zoomAt(1.5, ...centre());
   else if (event.key === "-") view.zoomAt(1 / 1.5, ...centre());
-  else if (event.key === "ArrowRight" || event.key === "PageDown") stepFrame(1);
+  else if (event.key === "r") {
+    $("rings").checked = !$("rings").checked;
+    updateRings();
+  } else if (event.key === "ArrowRight" || event.key === "PageDown") stepFrame(1);
   else if (event.key === "ArrowLeft" || event.key === "PageUp") stepFrame(-1);
 });
 
