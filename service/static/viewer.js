@@ -1,15 +1,16 @@
 // The viewer page: submit jobs, list them, watch one fill in over its event stream, and
 // inspect it (contrast, zoom and pan over the pyramid, frame slider, pixel readout).
 
-import { api, ApiError, apiUrl, jobPath, openEvents } from "./api.js";
+import { api, apiUrl, jobPath, openEvents } from "./api.js";
 import { COLORMAPS, cssGradient } from "./colour.js";
+import { $, el, fmt } from "./dom.js";
 import { beamCentre, resolutionAt, ring, ringResolutions } from "./geometry.js";
+import { JobList } from "./joblist.js";
+import { setupSubmitForm } from "./submit.js";
 import { TileStore } from "./tiles.js";
 import { FrameView } from "./view.js";
 
-const $ = (id) => document.getElementById(id);
 const FINAL = ["successful", "failed", "dismissed"];
-const POLL_MS = 2500;
 
 // ---- state of the watched job ---------------------------------------------------------------
 
@@ -39,169 +40,14 @@ const store = new TileStore(() => {
   if (pointer) showReadout(pointer.x, pointer.y);
 });
 const view = new FrameView($("canvas"), store, availability, afterDraw);
-
-// ---- formatting -----------------------------------------------------------------------------
-
-function fmt(v) {
-  if (v === null || v === undefined || Number.isNaN(v)) return "—";
-  if (!Number.isFinite(v)) return v > 0 ? "∞" : "−∞";
-  if (v === 0) return "0";
-  const a = Math.abs(v);
-  if (a >= 1e5 || a < 1e-3) return v.toExponential(2);
-  return String(Number(v.toPrecision(5)));
-}
-
-function time(iso) {
-  if (!iso) return "";
-  const d = new Date(iso);
-  const today = new Date().toDateString() === d.toDateString();
-  return today ? d.toLocaleTimeString() : d.toLocaleString();
-}
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") node.className = v;
-    else if (k === "dataset") Object.assign(node.dataset, v);
-    else node.setAttribute(k, v);
-  }
-  node.append(...children);
-  return node;
-}
-
-// ---- presets and submit form ----------------------------------------------------------------
-
-let presets = [];
-
-async function loadPresets() {
-  try {
-    presets = await api("/v1/presets");
-  } catch {
-    presets = [];
-  }
-  const select = $("preset");
-  for (const p of presets) select.append(el("option", { value: p.name }, p.name));
-}
-
-$("preset").addEventListener("change", () => {
-  const p = presets.find((x) => x.name === $("preset").value);
-  $("preset-description").textContent = p ? p.description : "";
-  if (p) $("nanobragg").value = p.nanobragg;
+const jobList = new JobList(watch, (jobs) => {
+  // A job not followed over its event stream (finished) takes its record from the list.
+  const current = watched.job && jobs.find((j) => j.id === watched.job.id);
+  if (current && !watched.events) setJob(current);
 });
-
-const FIELD_INPUTS = { frames: "frames", tile: "tile", dtype: "dtype", inputs: "inputs" };
-
-function clearSubmitError() {
-  $("submit-error").hidden = true;
-  $("submit-error").textContent = "";
-  for (const node of document.querySelectorAll("#submit-form .invalid")) node.classList.remove("invalid");
-}
-
-function showSubmitError(err) {
-  const box = $("submit-error");
-  box.replaceChildren();
-  if (err instanceof ApiError) {
-    box.append(el("b", {}, `${err.status} `), err.detail || "rejected");
-    const facts = [];
-    if (err.field) facts.push(el("span", {}, "field ", el("code", {}, err.field)));
-    if (err.limit !== null) facts.push(el("span", {}, "limit ", el("code", {}, String(err.limit))));
-    if (facts.length) box.append(el("div", { class: "facts" }, ...facts));
-    const field = err.field || "";
-    const key = Object.keys(FIELD_INPUTS).find((k) => field === k || field.startsWith(`${k}.`));
-    $(key ? FIELD_INPUTS[key] : "nanobragg").classList.toggle("invalid", !!field);
-  } else {
-    box.append(`Cannot reach the server: ${err.message}`);
-  }
-  box.hidden = false;
-}
-
-$("submit-form").addEventListener("input", (event) => event.target.classList.remove("invalid"));
-
-$("submit-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  clearSubmitError();
-  const args = $("nanobragg").value.trim();
-  if (!args) {
-    showSubmitError(new ApiError(422, { detail: "enter nanoBragg arguments or pick a preset", field: "nanobragg" }));
-    return;
-  }
-  const body = { nanobragg: args };
-  for (const name of ["frames", "tile"]) {
-    const text = $(name).value.trim();
-    if (text !== "") body[name] = Number(text);
-  }
-  if ($("dtype").value) body.dtype = $("dtype").value;
-  const files = $("inputs").files;
-  if (files.length) {
-    body.inputs = {};
-    for (const file of files) body.inputs[file.name] = await file.text();
-  }
-  $("submit").disabled = true;
-  try {
-    const record = await api("/v1/jobs", { method: "POST", json: body });
-    watch(record.id, record);
-    refreshJobs();
-  } catch (err) {
-    showSubmitError(err);
-  } finally {
-    $("submit").disabled = false;
-  }
-});
-
-// ---- job list -------------------------------------------------------------------------------
-
-let pollTimer = null;
-let jobsShown = 25;
-
-async function refreshJobs() {
-  clearTimeout(pollTimer);
-  try {
-    const { jobs, total } = await api(`/v1/jobs?limit=${jobsShown}&offset=0`);
-    renderJobs(jobs);
-    $("more-jobs").hidden = !(total > jobs.length);
-    $("more-jobs").textContent = `Show more (${jobs.length} of ${total})`;
-    const current = watched.job && jobs.find((j) => j.id === watched.job.id);
-    if (current && !watched.events) setJob(current);
-  } catch (err) {
-    $("jobs-empty").textContent = `Job list unavailable: ${err.message}`;
-    $("jobs-empty").hidden = false;
-  }
-  pollTimer = setTimeout(refreshJobs, document.hidden ? 6 * POLL_MS : POLL_MS);
-}
-
-function renderJobs(jobs) {
-  $("jobs-empty").textContent = "No jobs yet.";
-  $("jobs-empty").hidden = jobs.length > 0;
-  const items = jobs.map((job) => {
-    const [h, w] = job.shape || [0, 0];
-    const size = `${w}×${h}${job.frames > 1 ? ` ×${job.frames}` : ""}`;
-    const active = watched.job && watched.job.id === job.id;
-    return el(
-      "li",
-      { class: `job${active ? " active" : ""}`, dataset: { id: job.id, status: job.status }, title: job.nanobragg || "" },
-      el(
-        "div",
-        { class: "top" },
-        el("span", { class: `dot ${job.status}` }),
-        el("code", {}, job.id.slice(0, 8)),
-        el("span", { class: "size" }, size),
-        el("span", { class: "when muted" }, time(job.created)),
-      ),
-      el("div", { class: "args" }, job.nanobragg || "(typed job)"),
-      el("div", { class: "mini" }, el("div", { style: `width: ${job.progress || 0}%` })),
-    );
-  });
-  $("job-list").replaceChildren(...items);
-}
-
-$("job-list").addEventListener("click", (event) => {
-  const item = event.target.closest("li.job");
-  if (item) watch(item.dataset.id);
-});
-$("refresh-jobs").addEventListener("click", refreshJobs);
-$("more-jobs").addEventListener("click", () => {
-  jobsShown += 25;
-  refreshJobs();
+setupSubmitForm((record) => {
+  watch(record.id, record);
+  jobList.refresh();
 });
 
 // ---- watching a job -------------------------------------------------------------------------
@@ -218,7 +64,7 @@ async function watch(id, record = null) {
   });
   store.reset(id);
   history.replaceState(null, "", `#job=${encodeURIComponent(id)}`);
-  for (const li of document.querySelectorAll("#job-list li.job")) li.classList.toggle("active", li.dataset.id === id);
+  jobList.setActive(id);
   try {
     record = record || (await api(jobPath(id)));
   } catch (err) {
@@ -278,7 +124,7 @@ function listen(id) {
       setJob({ ...watched.job, status: d.status || type, message: d.message ?? watched.job.message });
       view.requestDraw();
       api(jobPath(id)).then((r) => watched.job && watched.job.id === r.id && setJob(r), () => {});
-      refreshJobs();
+      jobList.refresh();
     });
   }
   source.onerror = () => {
@@ -320,7 +166,7 @@ $("cancel-job").addEventListener("click", async () => {
   } catch (err) {
     $("progress-text").textContent = `cancel failed: ${err.message}`;
   }
-  refreshJobs();
+  jobList.refresh();
 });
 
 function updateLinks() {
@@ -578,7 +424,6 @@ function afterDraw() {
 
 new ResizeObserver(() => view.resize()).observe($("viewport"));
 updateStyle();
-loadPresets();
-refreshJobs();
+jobList.refresh();
 const fromHash = /job=([^&]+)/.exec(location.hash);
 if (fromHash) watch(decodeURIComponent(fromHash[1]));
