@@ -10,7 +10,7 @@ const MAX_BYTES = 384 * 1024 * 1024;
 const RETRY_MS = 2000;
 
 export class TileStore {
-  /** `onLoad(entry)` runs after each tile arrives. */
+  /** `onLoad(entry)` runs after each tile arrives (and with null when a retry is due). */
   constructor(onLoad) {
     this.onLoad = onLoad;
     this.reset(null);
@@ -40,12 +40,6 @@ export class TileStore {
       this.entries.set(key, entry);
     }
     return entry;
-  }
-
-  /** True while the tile is being fetched or waits in the queue. */
-  pending(frame, level, row, col) {
-    const key = TileStore.key(frame, level, row, col);
-    return this.inflight.has(key) || this.queue.some((q) => q.key === key);
   }
 
   /**
@@ -96,7 +90,9 @@ export class TileStore {
     } catch (err) {
       if (jobId !== this.jobId) return;
       this.failed.set(key, performance.now());
-      if (!(err.status === 404)) console.warn(`tile ${key}: ${err.message}`);
+      if (err.status !== 404) console.warn(`tile ${key}: ${err.message}`);
+      // Ask for a redraw once the retry delay is over, so the tile is wanted again.
+      setTimeout(() => jobId === this.jobId && this.onLoad(null), RETRY_MS + 50);
     } finally {
       if (jobId === this.jobId) {
         this.inflight.delete(key);

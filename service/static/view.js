@@ -30,7 +30,7 @@ export class FrameView {
     this.urgent = [];
     this.hover = null; // {fast, slow} under the cursor
     this.rings = null; // {beam: [fast, slow] | null, rings: [{d, points}]} drawn over the frame
-    this.drawn = { level: 0, chunks: 0, missing: 0 };
+    this.drawn = { level: 0, missing: 0 }; // pyramid level drawn, its chunks not loaded
     this.pendingDraw = false;
     this.resize();
   }
@@ -176,7 +176,7 @@ export class FrameView {
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.fillStyle = BACKGROUND;
     ctx.fillRect(0, 0, this.cssWidth, this.cssHeight);
-    this.drawn = { level: 0, chunks: 0, missing: 0 };
+    this.drawn = { level: 0, missing: 0 }; // pyramid level drawn, its chunks not loaded
     if (!this.job) return this.onDraw();
 
     const { shape, levels, tile } = this.job;
@@ -274,7 +274,6 @@ export class FrameView {
     this.ctx.imageSmoothingEnabled = this.scale * m * (window.devicePixelRatio || 1) < 1;
     this.ctx.imageSmoothingQuality = "high";
     this.ctx.drawImage(this.store.coloured(entry, this.style), ...rect);
-    this.drawn.chunks += 1;
     for (let r = entry.row * m; r < Math.min(grid[0], (entry.row + 1) * m); r++) {
       for (let c = entry.col * m; c < Math.min(grid[1], (entry.col + 1) * m); c++) {
         this.painted.add(`${r}/${c}`);
