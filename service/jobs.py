@@ -14,30 +14,25 @@ import uuid
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from distributed import Client
-from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 
-from engine.model import Experiment
 from engine.statistics import FrameStatistics
 from service import db
-from service.errors import BadInput, Conflict, NotFound, TooLarge, Unavailable, describe
+from service.errors import Conflict, NotFound, Unavailable
 from service.events import Hub, frame_payload, tile_payload
-from service.inputs import check_files, parse_arguments, resolve_experiment, write_inputs
 from service.metrics import Metrics
 from service.models import FINAL, JobRecord, JobRequest
 from service.settings import Settings
+from service.submission import build_spec, summary
 from tiling.events import Event, FrameDone, JobStarted, TileDone
 from tiling.graph import JobCancelled, render_job
 from tiling.job import JobSpec
-from tiling.store import TileStore, geometry_attributes
+from tiling.store import TileStore
 
-#: Default tile side (pixels) when the request names none.
-DEFAULT_TILE = 512
 STORE_NAME = "store.zarr"
 INPUTS_NAME = "inputs"
 #: Job specs kept validated in memory for the pixel endpoints.
@@ -53,29 +48,6 @@ class _Live:
     cancel: threading.Event = field(default_factory=threading.Event)
     closed: bool = False  # the final event is written: nothing more is
     recovered: bool = False  # queued again from the records of a previous process
-
-
-def _summary(spec: JobSpec) -> dict[str, Any]:
-    """What a job record shows besides its state: shape, levels, grid and geometry."""
-    geo = geometry_attributes(spec)
-    det = spec.experiment.detector
-    return {
-        "frames": spec.frames,
-        "tile": spec.tile,
-        "dtype": spec.dtype,
-        "shape": [det.slow_pixels, det.fast_pixels],
-        "levels": [list(s) for s in spec.level_shapes],
-        "grid": list(spec.grid.shape),
-        "geometry": {
-            "wavelength_A": spec.experiment.beam.wavelength_A,
-            "pixel_size_mm": geo["pixel_size_mm"],
-            "distance_mm": geo["distance_mm"],
-            "pix0_mm": [x * 1e3 for x in geo["pix0_vector_m"]],
-            "fdet": geo["fdet_vector"],
-            "sdet": geo["sdet_vector"],
-            "beam": geo["beam_vector"],
-        },
-    }
 
 
 class JobManager:
@@ -94,62 +66,6 @@ class JobManager:
 
     # --- submit ----------------------------------------------------------------------------
 
-    def build_spec(self, request: JobRequest, folder: Path) -> JobSpec:
-        """The JobSpec of a request, its input files written into ``folder``/inputs."""
-        limits = self.settings.limits
-        inputs_dir = folder / INPUTS_NAME
-        write_inputs(inputs_dir, request.inputs, limits)
-        options: dict[str, Any] = {}
-        if request.nanobragg is not None:
-            experiment, dtype = parse_arguments(request.nanobragg, inputs_dir, request.inputs)
-        else:
-            data = dict(request.job or {})
-            if "experiment" not in data:
-                raise BadInput("job: needs an 'experiment' (the engine's model)", field="job")
-            try:
-                experiment = Experiment.model_validate(data.pop("experiment"))
-            except ValidationError as err:
-                raise BadInput(**describe(err.errors()[0], "job.experiment")) from None
-            experiment = resolve_experiment(experiment, inputs_dir, request.inputs)
-            options = {k: data[k] for k in ("frames", "tile", "dtype", "pyramid_min") if k in data}
-            dtype = options.get("dtype", "float32")
-        check_files(experiment)
-        frames = request.frames or int(options.get("frames", 1))
-        tile = request.tile or int(options.get("tile", DEFAULT_TILE))
-        det = experiment.detector
-        pixels = det.slow_pixels * det.fast_pixels
-        if frames > limits.max_frames:
-            raise TooLarge(
-                f"frames: {frames} is more than the limit of {limits.max_frames}",
-                field="frames",
-                limit=limits.max_frames,
-            )
-        if pixels > limits.max_pixels:
-            name = "-detpixels" if request.nanobragg is not None else "job.experiment.detector"
-            raise TooLarge(
-                f"{name}: {det.slow_pixels}x{det.fast_pixels} = {pixels} pixels per frame, "
-                f"more than the limit of {limits.max_pixels}",
-                field=name,
-                limit=limits.max_pixels,
-            )
-        if not limits.min_tile <= tile <= limits.max_tile:
-            bound = limits.min_tile if tile < limits.min_tile else limits.max_tile
-            raise BadInput(
-                f"tile: must be between {limits.min_tile} and {limits.max_tile} pixels, got {tile}",
-                field="tile",
-                limit=bound,
-            )
-        try:
-            return JobSpec(
-                experiment=experiment,
-                frames=frames,
-                tile=tile,
-                dtype=request.dtype or dtype,
-                pyramid_min=int(options.get("pyramid_min", 256)),
-            )
-        except ValueError as err:
-            raise BadInput(f"job: {err}", field="job") from None
-
     def submit(self, request: JobRequest) -> JobRecord:
         """Validate, record (``accepted``), create the store and queue the render."""
         if not self.accepting:
@@ -157,13 +73,12 @@ class JobManager:
         job_id = uuid.uuid4().hex
         folder = self.settings.job_folder(job_id)
         try:
-            spec = self.build_spec(request, folder)
+            spec = build_spec(request, folder / INPUTS_NAME, self.settings.limits)
             store = folder / STORE_NAME
             TileStore.open_or_create(str(store), spec)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        rows, cols = spec.grid.shape
         tiles_total = len(spec.grid.tiles()) * spec.frames
         row = {
             "id": job_id,
@@ -173,7 +88,7 @@ class JobManager:
             "tiles_total": tiles_total,
             "nanobragg": request.nanobragg,
             "spec": spec.to_dict(),
-            "summary": _summary(spec),
+            "summary": summary(spec),
             "fingerprint": spec.fingerprint,
             "store": str(store),
         }
@@ -191,8 +106,8 @@ class JobManager:
         resume: finished tiles are kept); returns their ids, oldest first."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(db.jobs.c.id, sa.func.max(db.events.c.seq))
-                .join(db.events, db.events.c.job_id == db.jobs.c.id)
+                sa.select(db.jobs.c.id, sa.func.coalesce(sa.func.max(db.events.c.seq), 0))
+                .outerjoin(db.events, db.events.c.job_id == db.jobs.c.id)
                 .where(db.jobs.c.status.in_(("accepted", "running")))
                 .group_by(db.jobs.c.id)
                 .order_by(sa.func.min(db.jobs.c.created))
