@@ -60,13 +60,15 @@ def database(data: Path) -> Path:
 
 
 @contextmanager
-def serving(data: Path, database: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+def serving(
+    data: Path, database: Path, cluster: tuple[str, ...] = ("--workers", "2")
+) -> Iterator[tuple[str, subprocess.Popen]]:
     """Run ``braggtile serve`` on ``data`` until the block ends: (base URL, process)."""
     port = free_port()
     log = open(data / "serve.log", "ab")  # noqa: SIM115 - closed below
     cmd = [
         sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data", str(data),
-        "--database", f"sqlite:///{database}", "--workers", "2", "--warm", "eager",
+        "--database", f"sqlite:///{database}", *cluster, "--warm", "eager",
         "--log-level", "warning",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -509,3 +511,57 @@ def test_a_restarted_service_finishes_its_jobs_with_every_event_once(tmp_path: P
     assert [e["data"]["status"] for e in events if e["event"] == "status"].count("running") == 2
     assert record["status"] == "successful" and record["tiles_done"] == 3 * 16 * 16
     assert r.status_code == 200 and np.load(io.BytesIO(r.content)).shape == (16, 16)
+
+
+def test_serve_attaches_to_an_existing_scheduler(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    info = tmp_path / "scheduler.json"
+    common = {"cwd": tmp_path, "env": env, "start_new_session": True}
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "dask", "scheduler", "--port", "0", "--no-dashboard",
+         "--scheduler-file", str(info)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **common,
+    )  # fmt: skip
+    processes = [scheduler]
+    try:
+        deadline = time.monotonic() + 120
+        while not info.exists() or not info.read_text().strip():
+            assert scheduler.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        address = json.loads(info.read_text())["address"]
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "dask",
+                    "worker",
+                    address,
+                    "--nthreads",
+                    "1",
+                    "--no-dashboard",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                **common,
+            )  # fmt: skip
+        )
+        with (
+            serving(tmp_path, tmp_path / "jobs.db", ("--scheduler", address)) as (url, _),
+            httpx.Client(base_url=url, timeout=TIMEOUT) as c,
+        ):
+            assert c.get("/healthz").json()["workers"] == 1
+            job = submit(c, {"nanobragg": ARGS, "tile": 256})
+            assert read_events(c, job["id"])[-1]["event"] == "successful"
+            r = c.get(f"/v1/jobs/{job['id']}/frames/0/tiles/0/1")
+            assert np.load(io.BytesIO(r.content)).shape == (256, 256)
+        assert scheduler.poll() is None  # the service leaves a cluster it did not start
+    finally:
+        for proc in reversed(processes):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(30)
