@@ -302,12 +302,18 @@ class JobManager:
     def record(self, job_id: str) -> JobRecord:
         return to_record(self.row(job_id))
 
-    def records(self, limit: int, offset: int) -> tuple[list[JobRecord], int]:
-        """Jobs newest first, and how many there are."""
+    def records(
+        self, limit: int, offset: int, statuses: list[str] | None = None
+    ) -> tuple[list[JobRecord], int]:
+        """Jobs newest first (only those in ``statuses`` if given), and how many there are."""
+        where = db.jobs.c.status.in_(statuses) if statuses else sa.true()
         with self.engine.connect() as conn:
-            total = conn.execute(sa.select(sa.func.count()).select_from(db.jobs)).scalar_one()
+            total = conn.execute(
+                sa.select(sa.func.count()).select_from(db.jobs).where(where)
+            ).scalar_one()
             rows = conn.execute(
                 sa.select(db.jobs)
+                .where(where)
                 .order_by(db.jobs.c.created.desc(), db.jobs.c.id)
                 .limit(limit)
                 .offset(offset)

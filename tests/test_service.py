@@ -428,6 +428,10 @@ def test_list_metrics_docs_presets(http: httpx.Client, finished) -> None:
     created = [j["created"] for j in everything]
     assert created == sorted(created, reverse=True)
     assert job["id"] in {j["id"] for j in everything}
+    done = http.get("/v1/jobs", params={"status": ["successful", "failed"], "limit": 500}).json()
+    assert done["total"] >= 1 and {j["status"] for j in done["jobs"]} <= {"successful", "failed"}
+    assert job["id"] in {j["id"] for j in done["jobs"]}
+    assert http.get("/v1/jobs", params={"status": "finished"}).status_code == 422
     text = http.get("/metrics").text
     tiles = next(float(line.split()[-1]) for line in text.splitlines()
                  if line.startswith("braggtile_tiles_rendered_total"))  # fmt: skip

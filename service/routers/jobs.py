@@ -14,7 +14,7 @@ from sse_starlette import EventSourceResponse
 from service.deps import JobParams, manager_of
 from service.errors import BadInput
 from service.jobs import JobManager
-from service.models import FINAL, ErrorBody, JobList, JobRecord, JobRequest
+from service.models import FINAL, ErrorBody, JobList, JobRecord, JobRequest, Status
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -40,15 +40,22 @@ def list_jobs(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=500, description="jobs per page")] = 20,
     offset: Annotated[int, Query(ge=0, description="jobs skipped (newest first)")] = 0,
+    status: Annotated[
+        list[Status] | None, Query(description="only jobs in these statuses (repeatable)")
+    ] = None,
 ) -> JobList:
-    """Jobs, newest first."""
-    records, total = manager_of(request).records(limit, offset)
-    links = [{"rel": "self", "href": f"/v1/jobs?limit={limit}&offset={offset}"}]
+    """Jobs, newest first, ``limit`` per page."""
+    records, total = manager_of(request).records(limit, offset, status)
+    extra = "".join(f"&status={s}" for s in status or ())
+
+    def page(at: int) -> str:
+        return f"/v1/jobs?limit={limit}&offset={at}{extra}"
+
+    links = [{"rel": "self", "href": page(offset)}]
     if offset + limit < total:
-        links.append({"rel": "next", "href": f"/v1/jobs?limit={limit}&offset={offset + limit}"})
+        links.append({"rel": "next", "href": page(offset + limit)})
     if offset:
-        prev = max(0, offset - limit)
-        links.append({"rel": "prev", "href": f"/v1/jobs?limit={limit}&offset={prev}"})
+        links.append({"rel": "prev", "href": page(max(0, offset - limit))})
     return JobList(jobs=records, total=total, links=links)
 
 

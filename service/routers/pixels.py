@@ -16,6 +16,8 @@ router = APIRouter(prefix="/v1/jobs/{job_id}/frames/{frame}", tags=["pixels"])
 NPY = "application/x-npy"
 PNG = "image/png"
 TileFormat = Literal["npy", "png"]
+#: A tile, once served, never changes (its job's store is never rewritten).
+FINAL_PIXELS = {"Cache-Control": "public, max-age=86400, immutable"}
 IMAGE_RESPONSES = {200: {"content": {NPY: {}, PNG: {}}}, **ERRORS}
 
 
@@ -24,8 +26,8 @@ def _tile_response(
 ) -> Response:
     data = frame.store.tile(frame.frame, row, col, level)
     if fmt == "png":
-        return Response(to_png(data, render.contrast), media_type=PNG)
-    return Response(npy_bytes(data), media_type=NPY)
+        return Response(to_png(data, render.contrast), media_type=PNG, headers=FINAL_PIXELS)
+    return Response(npy_bytes(data), media_type=NPY, headers=FINAL_PIXELS)
 
 
 @router.get("/tiles/{row}/{col}", response_class=Response, responses=IMAGE_RESPONSES)
