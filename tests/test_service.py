@@ -287,6 +287,8 @@ def test_live_store_reads_over_http(server: str, http: httpx.Client) -> None:
     via_ome = np.asarray(nodes[0].data[0][2, 160:192, 192:224].compute())
     np.testing.assert_array_equal(via_ome, expected)
     assert http.get(f"/v1/jobs/{job['id']}/zarr/0/c/9/0/0").status_code == 404
+    head = http.head(f"/v1/jobs/{job['id']}/zarr/zarr.json")
+    assert head.status_code == 200 and int(head.headers["content-length"]) > 0
 
 
 def test_cancel_dismisses_and_other_jobs_run_on(http: httpx.Client) -> None:
