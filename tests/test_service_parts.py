@@ -84,3 +84,13 @@ def test_store_keys_stay_inside_the_store(tmp_path: Path) -> None:
     for key in ("", "0", "0/c", "../secret", "0/../../secret", "/etc/passwd", "0//zarr.json"):
         with pytest.raises(NotFound):
             store_file(str(store), key)
+
+
+def test_serve_refuses_bad_options_before_starting(capsys, tmp_path: Path) -> None:
+    from service.cli import main
+
+    assert main(["serve", "--workers", "0", "--data", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "--workers" in err and ">= 1" in err.replace("greater than or equal to", ">=")
+    assert not (tmp_path / "d").exists()
+    assert main(["--help"]) == 0 and "serve" in capsys.readouterr().out
