@@ -57,8 +57,12 @@ class Hub:
     def notify(self, job_id: str) -> None:
         """Thread-safe: wake every stream of ``job_id``."""
         loop = self._loop
-        if loop is not None and not loop.is_closed():
+        if loop is None:
+            return  # no stream can be waiting yet
+        try:
             loop.call_soon_threadsafe(self._wake, job_id)
+        except RuntimeError:
+            pass  # the loop has closed: the service is stopping
 
     def _wake(self, job_id: str) -> None:
         with self._lock:
