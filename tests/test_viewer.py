@@ -332,3 +332,29 @@ def test_viewer_sends_input_files_and_steps_through_a_float64_series(server, pag
     )
     assert {status for status in seen if status} == {"successful"}, seen
     assert page.locator("#cancel-job").is_hidden()
+
+
+def test_viewer_cancels_a_running_job(server, page):
+    page, _ = page
+    page.fill("#nanobragg", ARGS)
+    page.fill("#tile", str(TILE))
+    page.click("#submit")
+    page.wait_for_function(
+        "() => { const d = document.getElementById('viewport').dataset;"
+        " return d.status === 'running' && Number(d.painted) > 0; }",
+        timeout=600_000,
+    )
+    page.click("#cancel-job")
+    page.wait_for_function(
+        "() => document.getElementById('viewport').dataset.status === 'dismissed'",
+        timeout=120_000,
+    )
+    state = viewport_state(page)
+    assert page.locator("#job-status").inner_text() == "dismissed"
+    assert page.locator("#cancel-job").is_hidden()
+    record = json.loads(get(f"{server}/v1/jobs/{state['job']}"))
+    assert record["status"] == "dismissed" and record["tiles_done"] < record["tiles_total"]
+    # The list shows it dismissed too.
+    item = page.locator(f"#job-list li[data-id='{state['job']}']")
+    item.wait_for()
+    assert item.get_attribute("data-status") == "dismissed"
