@@ -337,6 +337,7 @@ def test_viewer_sends_input_files_and_steps_through_a_float64_series(server, pag
 def test_viewer_cancels_a_running_job(server, page):
     page, _ = page
     page.fill("#nanobragg", ARGS)
+    page.fill("#frames", "8")  # long enough to be still running when cancelled
     page.fill("#tile", str(TILE))
     page.click("#submit")
     page.wait_for_function(
