@@ -38,6 +38,8 @@ FINISH_PRIORITY = 1 << 30
 MAX_PENDING_TILES = 4096
 #: How often a cancellable run looks at its cancel event while no task is finished, s.
 CANCEL_POLL_S = 0.02
+#: Tasks per cancel message.
+CANCEL_BATCH = 16
 
 
 class JobCancelled(Exception):
@@ -234,9 +236,15 @@ class _Run:
                 elif what[0] == "finish":
                     self.frame_done(what[1], result or "")
         except BaseException:
-            if self.live:
-                self.client.cancel(list(self.live.values()))
+            self.cancel_live()
             raise
+
+    def cancel_live(self) -> None:
+        """Cancel every live task, next-to-run first, in small batches: the scheduler's work
+        per cancel message grows with the square of its keys."""
+        live = list(self.live.values())
+        for i in range(0, len(live), CANCEL_BATCH):
+            self.client.cancel(live[i : i + CANCEL_BATCH])
 
 
 def render_job(
