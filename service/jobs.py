@@ -175,7 +175,6 @@ class JobManager:
                     done,
                     total,
                 )
-                self.metrics.tile_done(record.render_s)
                 self.emit(job_id, "tile", tile_payload(event), tiles_done=done)
         for frame in sorted(store.complete_frames() - frames):
             stats = FrameStatistics.from_dict(store.frame_attributes()[str(frame)]["statistics"])
