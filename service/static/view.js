@@ -27,7 +27,7 @@ export class FrameView {
     this.ty = 0;
     this.fitted = true;
     this.painted = new Set(); // level-0 tiles of this frame drawn with data: "row/col"
-    this.urgent = [];
+    this.urgent = []; // tiles to fetch first, [frame, level, row, col]
     this.hover = null; // {fast, slow} under the cursor
     this.rings = null; // {beam: [fast, slow] | null, rings: [{d, points}]} drawn over the frame
     this.drawn = { level: 0, missing: 0 }; // pyramid level drawn, its chunks not loaded

@@ -149,6 +149,7 @@ function setJob(job) {
   const progress = job.progress ?? 0;
   $("progress-bar").style.width = `${progress}%`;
   $("progress").className = `progress ${job.status}`;
+  $("progress").hidden = false;
   $("progress-text").textContent =
     job.status === "failed" && job.message
       ? job.message
