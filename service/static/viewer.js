@@ -426,5 +426,11 @@ function afterDraw() {
 new ResizeObserver(() => view.resize()).observe($("viewport"));
 updateStyle();
 jobList.refresh();
-const fromHash = /job=([^&]+)/.exec(location.hash);
-if (fromHash) watch(decodeURIComponent(fromHash[1]));
+/** Watch the job a `#job=ID` link names, if it is not the one shown. */
+function followHash() {
+  const match = /job=([^&]+)/.exec(location.hash);
+  const id = match && decodeURIComponent(match[1]);
+  if (id && id !== store.jobId) watch(id);
+}
+window.addEventListener("hashchange", followHash);
+followHash();
