@@ -1,9 +1,11 @@
 """The viewer page in a real headless Chromium (Playwright) against a real `braggtile serve`.
 
-A job is submitted through the page's form; the test watches tiles paint onto the canvas while
-the job runs, then checks the finished picture, the pixel readout (value against the served
-.npy tile, resolution against the detector's distance and beam centre), live recolouring
-without refetching, and zooming out onto the coarser pyramid level.
+Jobs are submitted through the page's form. The tests watch tiles paint onto the canvas while
+a job runs, then check the finished picture, the pixel readout (value against the served .npy
+tile, resolution against the detector's distance and beam centre), resolution rings, live
+recolouring without refetching, zooming out onto a coarser pyramid level, that nothing is
+loaded from another origin; input files and a float64 series stepped with the frame slider; a
+finished job reopened from its link; and cancelling a running job.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture
-def page(server):
+def viewer(server):
     """A 1280x800 page of the viewer, and the list of every URL it requested."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -171,8 +173,8 @@ def canvas_pixels(page, path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"), dtype=np.float64)
 
 
-def test_viewer_paints_tiles_live_and_inspects_the_frame(server, page, tmp_path):
-    page, requested = page
+def test_viewer_paints_tiles_live_and_inspects_the_frame(server, viewer, tmp_path):
+    page, requested = viewer
 
     # A bad tile size is refused and shown against the field the server names.
     page.fill("#nanobragg", ARGS)
@@ -273,8 +275,8 @@ def test_viewer_paints_tiles_live_and_inspects_the_frame(server, page, tmp_path)
     ]
 
 
-def test_viewer_sends_input_files_and_steps_through_a_float64_series(server, page, tmp_path):
-    page, requested = page
+def test_viewer_sends_input_files_and_steps_through_a_float64_series(server, viewer, tmp_path):
+    page, requested = viewer
     hkl = tmp_path / "P1.hkl"
     hkl.write_text(
         "".join(
@@ -334,8 +336,8 @@ def test_viewer_sends_input_files_and_steps_through_a_float64_series(server, pag
     assert page.locator("#cancel-job").is_hidden()
 
 
-def test_viewer_cancels_a_running_job(server, page):
-    page, _ = page
+def test_viewer_cancels_a_running_job(server, viewer):
+    page, _ = viewer
     page.fill("#nanobragg", ARGS)
     page.fill("#frames", "8")  # long enough to be still running when cancelled
     page.fill("#tile", str(TILE))
