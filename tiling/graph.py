@@ -11,9 +11,11 @@ records, never pixels.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -34,6 +36,14 @@ DeviceChoice = Literal["auto", "cpu", "cuda"]
 
 #: Pyramid and frame-finishing tasks run ahead of any queued tile.
 FINISH_PRIORITY = 1 << 30
+#: How often a cancellable run looks at its cancel event while no task is finished, s.
+CANCEL_POLL_S = 0.02
+#: Tasks per cancel message.
+CANCEL_BATCH = 16
+
+
+class JobCancelled(Exception):
+    """render_job stopped because its ``cancel`` event was set; its live tasks were cancelled."""
 
 
 @dataclass
@@ -197,14 +207,27 @@ class _Run:
         self.store.set_frame(frame, summary, complete=True)
         self.emit(FrameDone(frame, summary, log))
 
-    def run(self, tiles_done: int, tiles_total: int) -> None:
-        """Submit and follow every task until all frames are complete."""
+    def completed(self, cancel: threading.Event | None) -> Iterator[tuple[Future, Any]]:
+        """(future, result) as tasks finish; raises JobCancelled once ``cancel`` is set."""
+        if cancel is None:
+            yield from self.pending
+            return
+        while not self.pending.is_empty():
+            if cancel.is_set():
+                raise JobCancelled(self.store.path)
+            if self.pending.has_ready():
+                yield next(self.pending)
+            else:
+                cancel.wait(CANCEL_POLL_S)
+
+    def run(self, tiles_done: int, tiles_total: int, cancel: threading.Event | None) -> None:
+        """Submit and follow every task until all frames are complete (or ``cancel`` is set)."""
         try:
             for frame, state in list(self.frames.items()):
                 if state.remaining == 0:
                     self.finish_tiles(frame)
             self.feed()
-            for future, result in self.pending:
+            for future, result in self.completed(cancel):
                 what = self.meta.pop(future.key)
                 self.live.pop(future.key, None)
                 if what[0] == "tile":
@@ -213,9 +236,15 @@ class _Run:
                 elif what[0] == "finish":
                     self.frame_done(what[1], result or "")
         except BaseException:
-            if self.live:
-                self.client.cancel(list(self.live.values()))
+            self.cancel_live()
             raise
+
+    def cancel_live(self) -> None:
+        """Cancel every live task, next-to-run first, in small batches: the scheduler's work
+        per cancel message grows with the square of its keys."""
+        live = list(self.live.values())
+        for i in range(0, len(live), CANCEL_BATCH):
+            self.client.cancel(live[i : i + CANCEL_BATCH])
 
 
 def render_job(
@@ -228,6 +257,7 @@ def render_job(
     on_event: EventHook | None = None,
     frame_writer: FrameWriter | None = None,
     max_pending_tiles: int | None = None,
+    cancel: threading.Event | None = None,
 ) -> JobDone:
     """Render ``job`` into the store at ``path`` on the client's cluster; resumes a partial one.
 
@@ -241,7 +271,9 @@ def render_job(
     go to ``on_event`` in order, on the calling thread.
     Frames are submitted in order while fewer than ``max_pending_tiles`` tiles are pending (a
     frame is never split), which bounds the graph of long series (default: dask config
-    ``braggtile.tiling.max-pending-tiles``).
+    ``braggtile.tiling.max-pending-tiles``). Setting ``cancel`` (from any thread) cancels the
+    job's pending and queued tasks and raises :class:`JobCancelled`; tiles already written stay
+    in the store, so the same call resumes the job.
     """
     if max_pending_tiles is None:
         max_pending_tiles = int(config.get("tiling.max-pending-tiles"))
@@ -253,7 +285,7 @@ def render_job(
         tiles_done = run.plan(store.records(), store.complete_frames())
         tiles_total = len(run.order) * job.frames
         emit(JobStarted(path, job.frames, tiles_total, tiles_done))
-        run.run(tiles_done, tiles_total)
+        run.run(tiles_done, tiles_total, cancel)
     result = JobDone(path, time.perf_counter() - start, run.rendered, tiles_done, run.pixels)
     emit(result)
     return result

@@ -1,0 +1,372 @@
+"""The job manager: submit, run each job's render in its own thread, cancel, events, records.
+
+A job's render (:func:`tiling.graph.render_job`) runs in a thread of a bounded pool (jobs beyond
+``max_running_jobs`` wait as ``accepted``), so rendering never blocks the event loop and one
+slow job never delays another job's status or events. Every event of a job is written to the
+database under the job's lock with the next sequence number, then the hub wakes its streams.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import uuid
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from distributed import Client
+from sqlalchemy.engine import Engine
+
+from engine.statistics import FrameStatistics
+from service import db
+from service.errors import Conflict, NotFound, Unavailable
+from service.events import Hub, frame_payload, tile_payload
+from service.metrics import Metrics
+from service.models import FINAL, JobRecord, JobRequest
+from service.settings import Settings
+from service.submission import build_spec, summary
+from tiling.events import Event, FrameDone, JobStarted, TileDone
+from tiling.graph import JobCancelled, render_job
+from tiling.job import JobSpec
+from tiling.store import TileStore
+
+STORE_NAME = "store.zarr"
+INPUTS_NAME = "inputs"
+#: Job specs kept validated in memory for the pixel endpoints.
+SPEC_CACHE = 256
+
+
+@dataclass
+class _Live:
+    """In-memory state of a job this process runs or queued."""
+
+    seq: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    closed: bool = False  # the final event is written: nothing more is
+    recovered: bool = False  # queued again from the records of a previous process
+
+
+class JobManager:
+    """Jobs of one service: records and events in ``engine``'s database, renders on ``client``."""
+
+    def __init__(
+        self, settings: Settings, engine: Engine, client: Client, hub: Hub, metrics: Metrics
+    ):
+        self.settings, self.engine, self.client = settings, engine, client
+        self.hub, self.metrics = hub, metrics
+        self.pool = ThreadPoolExecutor(settings.max_running_jobs, thread_name_prefix="bt-job")
+        self.live: dict[str, _Live] = {}
+        self.live_lock = threading.Lock()
+        self.specs: OrderedDict[str, JobSpec] = OrderedDict()
+        self.accepting = True
+
+    # --- submit ----------------------------------------------------------------------------
+
+    def submit(self, request: JobRequest) -> JobRecord:
+        """Validate, record (``accepted``), create the store and queue the render."""
+        if not self.accepting:
+            raise Unavailable("the service is shutting down; no new jobs")
+        job_id = uuid.uuid4().hex
+        folder = self.settings.job_folder(job_id)
+        try:
+            spec = build_spec(request, folder / INPUTS_NAME, self.settings.limits)
+            store = folder / STORE_NAME
+            TileStore.open_or_create(str(store), spec)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        tiles_total = len(spec.grid.tiles()) * spec.frames
+        row = {
+            "id": job_id,
+            "status": "accepted",
+            "created": db.utcnow(),
+            "tiles_done": 0,
+            "tiles_total": tiles_total,
+            "nanobragg": request.nanobragg,
+            "spec": spec.to_dict(),
+            "summary": summary(spec),
+            "fingerprint": spec.fingerprint,
+            "store": str(store),
+        }
+        with self.engine.begin() as conn:
+            conn.execute(db.jobs.insert().values(**row))
+        live = _Live(seq=0)
+        with self.live_lock:
+            self.live[job_id] = live
+        self.emit(job_id, "status", {"status": "accepted"})
+        self.pool.submit(self._run, job_id)
+        return self.record(job_id)
+
+    def recover(self) -> list[str]:
+        """Queue again the jobs a previous process left accepted or running (their stores
+        resume: finished tiles are kept); returns their ids, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(db.jobs.c.id, sa.func.coalesce(sa.func.max(db.events.c.seq), 0))
+                .outerjoin(db.events, db.events.c.job_id == db.jobs.c.id)
+                .where(db.jobs.c.status.in_(("accepted", "running")))
+                .group_by(db.jobs.c.id)
+                .order_by(sa.func.min(db.jobs.c.created))
+            ).all()
+        for job_id, seq in rows:
+            with self.live_lock:
+                self.live[job_id] = _Live(seq=int(seq), recovered=True)
+            self.pool.submit(self._run, job_id)
+        return [job_id for job_id, _ in rows]
+
+    # --- running ---------------------------------------------------------------------------
+
+    def _run(self, job_id: str) -> None:
+        live = self.live[job_id]
+        if live.closed or live.cancel.is_set():
+            return
+        row = self.row(job_id)
+        try:
+            self.emit(job_id, "status", {"status": "running"}, started=db.utcnow())
+            spec = JobSpec.from_dict(row["spec"])
+            if live.recovered:  # a job of a previous process: events for what it left unsaid
+                self._catch_up(job_id, row["store"], spec)
+            render_job(
+                self.client,
+                row["store"],
+                spec,
+                on_event=lambda event: self._on_event(job_id, event),
+                cancel=live.cancel,
+            )
+            self.finish(job_id, "successful", None)
+        except JobCancelled:
+            pass  # dismissed (the final event is written) or shutting down (resumable)
+        except Exception as err:  # noqa: BLE001 - any failure of a render fails its job
+            self.finish(job_id, "failed", f"{type(err).__name__}: {err}")
+        finally:
+            with self.live_lock:
+                if live.closed:
+                    self.live.pop(job_id, None)
+
+    def _catch_up(self, job_id: str, path: str, spec: JobSpec) -> None:
+        """Emit the ``tile`` and ``frame`` events of tiles and frames in the store that have
+        none (finished while the previous process was stopping), so that every tile still has
+        exactly one event."""
+        with self.engine.connect() as conn:
+            said = conn.execute(
+                sa.select(db.events.c.type, db.events.c.data).where(
+                    db.events.c.job_id == job_id, db.events.c.type.in_(("tile", "frame"))
+                )
+            ).all()
+        tiles = {(d["frame"], d["row"], d["col"]) for t, d in said if t == "tile"}
+        frames = {d["frame"] for t, d in said if t == "frame"}
+        store, _ = TileStore.open_or_create(path, spec)
+        done = len(tiles)
+        total = len(spec.grid.tiles()) * spec.frames
+        for (frame, row, col), record in sorted(store.records().items()):
+            if (frame, row, col) not in tiles:
+                done += 1
+                event = TileDone(
+                    frame,
+                    row,
+                    col,
+                    spec.grid.window(row, col),
+                    record.statistics,
+                    record.render_s,
+                    done,
+                    total,
+                )
+                self.emit(job_id, "tile", tile_payload(event), tiles_done=done)
+        for frame in sorted(store.complete_frames() - frames):
+            stats = FrameStatistics.from_dict(store.frame_attributes()[str(frame)]["statistics"])
+            self.emit(job_id, "frame", frame_payload(FrameDone(frame, stats)))
+
+    def _on_event(self, job_id: str, event: Event) -> None:
+        if isinstance(event, JobStarted):
+            self.emit(
+                job_id, "status", {"status": "running"}, tiles_done=event.tiles_done, quiet=True
+            )
+        elif isinstance(event, TileDone):
+            self.metrics.tile_done(event.render_s)
+            self.emit(job_id, "tile", tile_payload(event), tiles_done=event.tiles_done)
+        elif isinstance(event, FrameDone):
+            self.emit(job_id, "frame", frame_payload(event))
+
+    def finish(self, job_id: str, status: str, message: str | None) -> None:
+        """Write the final status and event of a job (once)."""
+        self.emit(
+            job_id, status, {"status": status, "message": message}, final=True, message=message
+        )
+
+    def emit(
+        self,
+        job_id: str,
+        kind: str,
+        data: dict[str, Any],
+        *,
+        final: bool = False,
+        quiet: bool = False,
+        **changes: Any,
+    ) -> None:
+        """Store an event (and the job row's ``changes``) with the job's next sequence number.
+
+        ``status``/final events also set the row's status; a final event closes the job (later
+        events raise :class:`JobCancelled`, which stops its render). ``quiet``: update the row
+        without an event.
+        """
+        live = self.live[job_id]
+        with live.lock:
+            if live.closed:
+                raise JobCancelled(job_id)
+            if kind == "status" or final:
+                changes["status"] = data["status"]
+            if final:
+                changes["finished"] = db.utcnow()
+                if data["status"] == "successful":
+                    changes["tiles_done"] = self.row(job_id)["tiles_total"]
+            with self.engine.begin() as conn:
+                if changes:
+                    conn.execute(db.jobs.update().where(db.jobs.c.id == job_id).values(**changes))
+                row = conn.execute(
+                    sa.select(db.jobs.c.tiles_done, db.jobs.c.tiles_total, db.jobs.c.status).where(
+                        db.jobs.c.id == job_id
+                    )
+                ).one()
+                if kind == "status" or final:
+                    data = {**data, **_progress(row.status, row.tiles_done, row.tiles_total)}
+                if not quiet:
+                    if final:  # every final event follows a status event with the same state
+                        self._insert(conn, job_id, live, "status", data)
+                    self._insert(conn, job_id, live, kind, data)
+            if final:
+                live.closed = True
+                live.cancel.set()
+        if not quiet:
+            self.hub.notify(job_id)
+
+    @staticmethod
+    def _insert(conn: Any, job_id: str, live: _Live, kind: str, data: dict[str, Any]) -> None:
+        live.seq += 1
+        conn.execute(
+            db.events.insert().values(
+                job_id=job_id, seq=live.seq, type=kind, data=data, created=db.utcnow()
+            )
+        )
+
+    def cancel(self, job_id: str) -> JobRecord:
+        """Dismiss an accepted or running job: its pending and queued tasks are dropped."""
+        row = self.row(job_id)
+        if row["status"] == "dismissed":
+            return self.record(job_id)
+        if row["status"] in FINAL or job_id not in self.live:
+            raise Conflict(f"job {job_id} is {row['status']}; only running jobs can be dismissed")
+        try:
+            self.finish(job_id, "dismissed", "dismissed by request")
+        except JobCancelled:
+            pass  # it finished meanwhile
+        return self.record(job_id)
+
+    def close(self) -> None:
+        """Stop taking jobs, stop running renders (they stay resumable), wait for threads."""
+        self.accepting = False
+        with self.live_lock:
+            lives = list(self.live.values())
+        for live in lives:
+            live.cancel.set()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def row(self, job_id: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(db.jobs).where(db.jobs.c.id == job_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"no job {job_id!r}", field="id")
+        return dict(row)
+
+    def spec(self, row: dict[str, Any]) -> JobSpec:
+        """The JobSpec of a job row (validated once, then cached: a job never changes)."""
+        key = row["id"]
+        with self.live_lock:
+            spec = self.specs.get(key)
+            if spec is not None:
+                self.specs.move_to_end(key)
+                return spec
+        spec = JobSpec.from_dict(row["spec"])
+        with self.live_lock:
+            self.specs[key] = spec
+            while len(self.specs) > SPEC_CACHE:
+                self.specs.popitem(last=False)
+        return spec
+
+    def record(self, job_id: str) -> JobRecord:
+        return to_record(self.row(job_id))
+
+    def records(
+        self, limit: int, offset: int, statuses: list[str] | None = None
+    ) -> tuple[list[JobRecord], int]:
+        """Jobs newest first (only those in ``statuses`` if given), and how many there are."""
+        where = db.jobs.c.status.in_(statuses) if statuses else sa.true()
+        with self.engine.connect() as conn:
+            total = conn.execute(
+                sa.select(sa.func.count()).select_from(db.jobs).where(where)
+            ).scalar_one()
+            rows = conn.execute(
+                sa.select(db.jobs)
+                .where(where)
+                .order_by(db.jobs.c.created.desc(), db.jobs.c.id)
+                .limit(limit)
+                .offset(offset)
+            ).mappings()
+            return [to_record(dict(r)) for r in rows], int(total)
+
+    def events_after(self, job_id: str, seq: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """Stored events of ``job_id`` with sequence numbers above ``seq``, in order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(db.events.c.seq, db.events.c.type, db.events.c.data)
+                .where(db.events.c.job_id == job_id, db.events.c.seq > seq)
+                .order_by(db.events.c.seq)
+                .limit(limit)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    def status_counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(db.jobs.c.status, sa.func.count()).group_by(db.jobs.c.status)
+            ).all()
+        return {status: int(n) for status, n in rows}
+
+    def running(self) -> int:
+        with self.live_lock:
+            return sum(1 for live in self.live.values() if not live.closed)
+
+
+def _progress(status: str, done: int, total: int) -> dict[str, Any]:
+    percent = 100.0 if status == "successful" else (100.0 * done / total if total else 0.0)
+    return {"progress": round(percent, 3), "tiles_done": done, "tiles_total": total}
+
+
+def to_record(row: dict[str, Any]) -> JobRecord:
+    """A database row as the API's job record."""
+    job_id = row["id"]
+    base = f"/v1/jobs/{job_id}"
+    links = [
+        {"rel": "self", "href": base, "type": "application/json"},
+        {"rel": "events", "href": f"{base}/events", "type": "text/event-stream"},
+        {"rel": "zarr", "href": f"{base}/zarr", "type": "application/vnd.zarr"},
+        {"rel": "preview", "href": f"{base}/frames/0/preview.png", "type": "image/png"},
+    ]
+    return JobRecord(
+        id=job_id,
+        jobID=job_id,
+        status=row["status"],
+        **_progress(row["status"], row["tiles_done"], row["tiles_total"]),
+        created=db.aware(row["created"]),
+        started=db.aware(row["started"]),
+        finished=db.aware(row["finished"]),
+        message=row["message"],
+        nanobragg=row["nanobragg"],
+        links=links,
+        **row["summary"],
+    )

@@ -1,0 +1,113 @@
+"""Pydantic models at the HTTP edge: job requests, job records, lists, presets, health."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Status = Literal["accepted", "running", "successful", "failed", "dismissed"]
+#: Statuses after which a job never changes again.
+FINAL: frozenset[str] = frozenset({"successful", "failed", "dismissed"})
+
+
+class JobRequest(BaseModel):
+    """``POST /v1/jobs``: nanoBragg flags or the typed job model, plus options and input files."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nanobragg: str | None = Field(
+        None, description='nanoBragg flags, e.g. "-cell 100 100 100 90 90 90 -N 5 ..."'
+    )
+    job: dict[str, Any] | None = Field(
+        None,
+        description='typed job: {"experiment": {...}, "frames", "tile", "dtype"} (engine model)',
+    )
+    frames: int | None = Field(None, ge=1, description="consecutive oscillation frames")
+    tile: int | None = Field(None, ge=1, description="tile (= zarr chunk) side, pixels")
+    dtype: Literal["float32", "float64"] | None = Field(None, description="precision")
+    inputs: dict[str, str] = Field(
+        default_factory=dict, description='files the arguments name: {"P1.hkl": "<text>"}'
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> JobRequest:
+        if (self.nanobragg is None) == (self.job is None):
+            raise ValueError("give exactly one of 'nanobragg' (flags) or 'job' (typed model)")
+        return self
+
+
+class Link(BaseModel):
+    rel: str
+    href: str
+    type: str | None = None
+
+
+class Geometry(BaseModel):
+    """Enough geometry to compute the resolution of any pixel (mm, Angstrom, unit vectors).
+
+    Pixel (fast f, slow s) centre = pix0 + (f+0.5)*pixel*fdet + (s+0.5)*pixel*sdet (lab frame,
+    from the sample); 2theta = angle(beam, centre); d = wavelength / (2 sin(theta)).
+    """
+
+    wavelength_A: float
+    pixel_size_mm: float
+    distance_mm: float
+    pix0_mm: list[float]
+    fdet: list[float]
+    sdet: list[float]
+    beam: list[float]
+
+
+class JobRecord(BaseModel):
+    """A job as the API reports it (OGC API - Processes status vocabulary)."""
+
+    id: str
+    jobID: str = Field(description="the id again, under OGC API - Processes' name")
+    type: Literal["process"] = "process"
+    processID: Literal["render"] = "render"
+    status: Status
+    progress: float = Field(description="tiles done / tiles total, percent")
+    tiles_done: int
+    tiles_total: int
+    created: datetime
+    started: datetime | None
+    finished: datetime | None
+    message: str | None
+    frames: int
+    tile: int
+    dtype: str
+    shape: list[int] = Field(description="[slow, fast] pixels of a frame")
+    levels: list[list[int]] = Field(description="[slow, fast] of each pyramid level, 0 first")
+    grid: list[int] = Field(description="[tile rows, tile cols] of level 0")
+    geometry: Geometry
+    nanobragg: str | None
+    links: list[Link]
+
+
+class JobList(BaseModel):
+    jobs: list[JobRecord]
+    total: int
+    links: list[Link]
+
+
+class Preset(BaseModel):
+    name: str
+    description: str
+    nanobragg: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    workers: int
+    jobs_running: int
+    version: str
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx body."""
+
+    detail: str
+    field: str | None = None
+    limit: Any = None

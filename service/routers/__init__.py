@@ -1,0 +1,1 @@
+"""The service's routers: jobs and events, pixels, the zarr store, operations."""

@@ -1,0 +1,127 @@
+"""Jobs: submit, list, status, cancel, and the Server-Sent Events stream of a job."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from sse_starlette import EventSourceResponse
+
+from service.deps import JobParams, manager_of
+from service.errors import BadInput
+from service.jobs import JobManager
+from service.models import FINAL, ErrorBody, JobList, JobRecord, JobRequest, Status
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody},
+    409: {"model": ErrorBody},
+    413: {"model": ErrorBody},
+    422: {"model": ErrorBody},
+}
+#: Seconds a stream waits for news before checking again (pings keep proxies open).
+WAIT_S = 15.0
+
+
+@router.post("", status_code=201, response_model=JobRecord, responses=ERRORS)
+def submit(body: JobRequest, request: Request, response: Response) -> JobRecord:
+    """Submit a render job: nanoBragg flags or the typed job model, plus optional inputs."""
+    record = manager_of(request).submit(body)
+    response.headers["Location"] = f"/v1/jobs/{record.id}"
+    return record
+
+
+@router.get("", response_model=JobList)
+def list_jobs(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=500, description="jobs per page")] = 20,
+    offset: Annotated[int, Query(ge=0, description="jobs skipped (newest first)")] = 0,
+    status: Annotated[
+        list[Status] | None, Query(description="only jobs in these statuses (repeatable)")
+    ] = None,
+) -> JobList:
+    """Jobs, newest first, ``limit`` per page."""
+    records, total = manager_of(request).records(limit, offset, status)
+    extra = "".join(f"&status={s}" for s in status or ())
+
+    def page(at: int) -> str:
+        return f"/v1/jobs?limit={limit}&offset={at}{extra}"
+
+    links = [{"rel": "self", "href": page(offset)}]
+    if offset + limit < total:
+        links.append({"rel": "next", "href": page(offset + limit)})
+    if offset:
+        links.append({"rel": "prev", "href": page(max(0, offset - limit))})
+    return JobList(jobs=records, total=total, links=links)
+
+
+@router.get("/{job_id}", response_model=JobRecord, responses=ERRORS)
+def get_job(job: Annotated[JobParams, Depends()]) -> JobRecord:
+    """A job's status, progress, times and links."""
+    return job.manager.record(job.job_id)
+
+
+@router.delete("/{job_id}", response_model=JobRecord, responses=ERRORS)
+def cancel_job(job: Annotated[JobParams, Depends()]) -> JobRecord:
+    """Cancel (dismiss) an accepted or running job: its pending and queued tasks are dropped."""
+    return job.manager.cancel(job.job_id)
+
+
+async def _stream(manager: JobManager, job_id: str, after: int) -> AsyncIterator[dict[str, Any]]:
+    """Stored events of the job after ``after``, then new ones as they come, to the final one."""
+    hub = manager.hub
+    last = after
+    while True:
+        with hub.subscribe(job_id) as waiter:
+            # status first: a final status is committed together with the final event
+            status = (await anyio.to_thread.run_sync(manager.row, job_id))["status"]
+            rows = await anyio.to_thread.run_sync(manager.events_after, job_id, last)
+            for row in rows:
+                last = row["seq"]
+                yield {"id": str(last), "event": row["type"], "data": json.dumps(row["data"])}
+                if row["type"] in FINAL:
+                    return
+            if rows:
+                continue
+            if status in FINAL:
+                return  # the client already has the final event
+            try:
+                await asyncio.wait_for(waiter.wait(), WAIT_S)
+            except TimeoutError:
+                pass
+
+
+@router.get(
+    "/{job_id}/events",
+    responses={200: {"content": {"text/event-stream": {}}}, **ERRORS},
+    response_class=EventSourceResponse,
+)
+def events(
+    job: Annotated[JobParams, Depends()],
+    last_event_id: Annotated[
+        str | None, Header(alias="Last-Event-ID", description="replay events after this id")
+    ] = None,
+    after: Annotated[
+        int | None, Query(ge=0, description="replay events after this id (as Last-Event-ID)")
+    ] = None,
+) -> EventSourceResponse:
+    """Server-Sent Events: ``status``, ``tile``, ``frame``, then ``successful``, ``failed`` or
+    ``dismissed``; ids are 1, 2, ... per job, and every event after Last-Event-ID is replayed."""
+    start = after or 0
+    if last_event_id is not None:
+        try:
+            start = int(last_event_id)
+        except ValueError:
+            raise BadInput(
+                f"Last-Event-ID: expects an event id (integer), got {last_event_id!r}",
+                field="Last-Event-ID",
+            ) from None
+    return EventSourceResponse(
+        _stream(job.manager, job.job_id, start),
+        ping=int(WAIT_S),
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,50 @@
+"""Operations: health, Prometheus metrics, viewer presets and the viewer page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse, HTMLResponse
+
+from service.models import Health, Preset
+from service.presets import PRESETS
+from tiling.store import software_version
+
+router = APIRouter(tags=["operations"])
+STATIC = Path(__file__).resolve().parents[1] / "static"
+
+
+@router.get("/healthz", response_model=Health)
+def healthz(request: Request) -> Health:
+    """Liveness: the service answers and its cluster has workers."""
+    service = request.app.state.service
+    workers = service.client.scheduler_info(n_workers=-1).get("workers", {})
+    return Health(
+        status="ok",
+        workers=len(workers),
+        jobs_running=service.manager.running(),
+        version=software_version(),
+    )
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(request: Request) -> Response:
+    """Prometheus text: braggtile_jobs{status}, braggtile_tiles_rendered_total, tile seconds."""
+    body = request.app.state.service.metrics.render()
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@router.get("/v1/presets", response_model=list[Preset])
+def presets() -> list[Preset]:
+    """Small example jobs for the viewer."""
+    return PRESETS
+
+
+@router.get("/", include_in_schema=False, response_model=None)
+def index() -> Response:
+    """The viewer page."""
+    page = STATIC / "index.html"
+    if page.is_file():
+        return FileResponse(page, media_type="text/html")
+    return HTMLResponse("<!doctype html><title>braggtile</title><p>viewer not installed; see /docs")

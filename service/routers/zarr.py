@@ -1,0 +1,48 @@
+"""The job's zarr v3 store, read-only over HTTP: ``zarr.open_group(URL, mode="r")`` reads it.
+
+Keys map to files of the store folder (``zarr.json``, ``0/c/0/1/2``, ...). A key that is not a
+file (a chunk not written yet, a folder, anything outside the store) is a 404, which zarr reads
+as "missing": chunks not written read as the fill value, so a live store is readable any time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path as FsPath
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path
+from fastapi.responses import FileResponse
+
+from service.deps import JobParams
+from service.errors import NotFound
+from service.routers.jobs import ERRORS
+
+router = APIRouter(prefix="/v1/jobs/{job_id}/zarr", tags=["zarr"])
+
+
+def store_file(store: str, key: str) -> FsPath:
+    """The file of store key ``key``; NotFound if there is none (or it is outside the store)."""
+    root = FsPath(store).resolve()
+    parts = key.split("/")
+    if not key or any(p in ("", ".", "..") or "\\" in p for p in parts):
+        raise NotFound(f"no key {key!r} in the store", field="key")
+    path = root.joinpath(*parts)
+    if not path.is_file() or not path.resolve().is_relative_to(root):
+        raise NotFound(f"no key {key!r} in the store", field="key")
+    return path
+
+
+@router.get("/{key:path}", responses=ERRORS)
+def zarr_key(
+    job: Annotated[JobParams, Depends()],
+    key: Annotated[str, Path(description="store key, e.g. zarr.json or 0/c/0/1/2")],
+) -> FileResponse:
+    """One key of the store (metadata JSON or a chunk's bytes)."""
+    path = store_file(job.row["store"], key)
+    media = "application/json" if path.name == "zarr.json" else "application/octet-stream"
+    return FileResponse(path, media_type=media, headers={"Cache-Control": "no-cache"})
+
+
+router.add_api_route(
+    "/{key:path}", zarr_key, methods=["HEAD"], include_in_schema=False, operation_id="zarr_head"
+)

@@ -1,0 +1,65 @@
+"""``braggtile serve``: the HTTP service (FastAPI under uvicorn) with its Dask cluster."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from service.settings import Settings
+
+DESCRIPTION = (
+    "Serve render jobs over HTTP: submit nanoBragg jobs, follow them as Server-Sent Events, "
+    "read tiles, previews and the zarr store while they render. OpenAPI docs at /docs."
+)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="braggtile serve", description=DESCRIPTION)
+    p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument(
+        "--data", type=Path, default=Path("braggtile-data"), help="job folders and default DB"
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, help="embedded LocalCluster worker processes")
+    where.add_argument(
+        "--scheduler", metavar="ADDRESS", help="existing Dask scheduler (or DASK_SCHEDULER_ADDRESS)"
+    )
+    p.add_argument("--database", metavar="URL", help="SQLAlchemy URL (default: SQLite in --data)")
+    p.add_argument("--torch-threads", type=int, help="torch threads per worker")
+    p.add_argument(
+        "--warm",
+        choices=["compile", "eager", "off"],
+        default="compile",
+        help="warm workers at start: compile the kernel (default), eager render only, or not",
+    )
+    p.add_argument("--max-running-jobs", type=int, default=4, help="jobs rendering at once")
+    p.add_argument("--log-level", default="info", help="uvicorn log level")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the service until interrupted; returns the exit status."""
+    import uvicorn
+    from pydantic import ValidationError
+
+    from service.app import create_app
+
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = Settings(
+            data=args.data,
+            database=args.database,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            torch_threads=args.torch_threads,
+            warm=args.warm,
+            max_running_jobs=args.max_running_jobs,
+        )
+    except ValidationError as err:
+        first = err.errors()[0]
+        print(f"braggtile serve: error: --{first['loc'][0]}: {first['msg']}", file=sys.stderr)
+        return 2
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    return 0

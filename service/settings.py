@@ -1,0 +1,42 @@
+"""Settings of ``braggtile serve``: where data lives, which cluster renders, and input limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+#: How workers are warmed at start: eager imports and a tiny render, plus the compiled kernel.
+Warm = Literal["compile", "eager", "off"]
+
+
+class Limits(BaseModel):
+    """Largest job the service accepts (issue 13 makes these configurable per deployment)."""
+
+    max_frames: int = Field(1000, ge=1, description="frames per job")
+    max_pixels: int = Field(1 << 26, ge=1, description="pixels per frame (slow x fast)")
+    min_tile: int = Field(16, ge=1, description="smallest tile side, pixels")
+    max_tile: int = Field(4096, ge=1, description="largest tile side, pixels")
+    max_input_bytes: int = Field(64 << 20, ge=0, description="all inline input files, bytes")
+
+
+class Settings(BaseModel):
+    """One service instance: data folder, database URL, cluster and concurrency."""
+
+    data: Path = Field(Path("braggtile-data"), description="job folders and the default database")
+    database: str | None = Field(None, description="SQLAlchemy URL (default: SQLite under data)")
+    workers: int | None = Field(None, ge=1, description="embedded LocalCluster worker processes")
+    scheduler: str | None = Field(None, description="address of an existing Dask scheduler")
+    torch_threads: int | None = Field(None, ge=1, description="torch threads per worker")
+    warm: Warm = "compile"
+    max_running_jobs: int = Field(4, ge=1, description="jobs rendering at once; the rest queue")
+    limits: Limits = Field(default_factory=Limits)
+
+    @property
+    def database_url(self) -> str:
+        return self.database or f"sqlite:///{(self.data / 'braggtile.db').resolve()}"
+
+    def job_folder(self, job_id: str) -> Path:
+        """Folder of one job: its input files and its zarr store."""
+        return (self.data / "jobs" / job_id).resolve()

@@ -1,0 +1,67 @@
+"""Warming workers at service start: imports, torch start-up and the kernels of a small frame.
+
+``eager`` renders a 64x64 frame with the eager kernel (imports, torch's thread pools, the
+set-up code). ``compile`` also compiles the kernel (``braggtile.compile.mode`` on) for a
+default-tile (512x512) window of a plain experiment in float32, so a first job of that
+structure finds the compiled graph in the worker (and later starts find it in the on-disk
+inductor cache).
+"""
+
+from __future__ import annotations
+
+import time
+
+from distributed import Client
+
+from service.settings import Warm
+
+#: A plain experiment: no mosaic, one source, default_F (the most common structure).
+WARM_ARGS = (
+    "-cell 100 100 100 90 90 90 -N 5 -default_F 100 -lambda 1 -distance 100 -detpixels {n}"
+).split()
+WARM_TILE = 512
+
+
+def warm_worker(mode: str) -> dict[str, float]:
+    """Run on a worker: render a small frame eagerly, and compile when ``mode`` is compile."""
+    import dask.config
+    import torch
+
+    from engine import config
+    from engine.kernel import render_window, use_compiled
+    from engine.resolve import parse_nanobragg
+    from engine.setup import prepare_frame
+    from engine.window import Window
+    from tiling.worker import current_plugin
+
+    current_plugin()  # the worker's torch threads
+    timings = {}
+    start = time.perf_counter()
+    argv = [a.format(n=64) for a in WARM_ARGS]
+    setup = prepare_frame(parse_nanobragg(argv).experiment, dtype=torch.float32)
+    with dask.config.set({"braggtile.compile.mode": "off"}):
+        render_window(setup, Window(0, 64, 0, 64))
+    timings["eager_s"] = time.perf_counter() - start
+    if mode == "compile" and config.compile_mode() != "off":
+        start = time.perf_counter()
+        argv = [a.format(n=WARM_TILE) for a in WARM_ARGS]
+        setup = prepare_frame(parse_nanobragg(argv).experiment, dtype=torch.float32)
+        with dask.config.set({"braggtile.compile.mode": "on"}):
+            if use_compiled(setup):
+                render_window(setup, Window(0, WARM_TILE, 0, WARM_TILE))
+        timings["compile_s"] = time.perf_counter() - start
+    return timings
+
+
+def warm_cluster(client: Client, mode: Warm) -> dict[str, dict[str, float]]:
+    """Warm every current worker of ``client`` (one task pinned to each); worker -> timings."""
+    if mode == "off":
+        return {}
+    workers = list(client.scheduler_info(n_workers=-1).get("workers", {}))
+    futures = {
+        address: client.submit(
+            warm_worker, mode, workers=[address], allow_other_workers=False, pure=False
+        )
+        for address in workers
+    }
+    return {address: future.result() for address, future in futures.items()}
