@@ -75,7 +75,7 @@ class JobManager:
         try:
             spec = build_spec(request, folder / INPUTS_NAME, self.settings.limits)
             store = folder / STORE_NAME
-            TileStore.open_or_create(str(store), spec)
+            spec = TileStore.open_or_create(str(store), spec)[0].job  # input files in the store
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise

@@ -278,3 +278,38 @@ def test_an_unknown_batch_system_is_refused_with_the_choices(tmp_path: Path) -> 
         batch_cluster("condor")
     with pytest.raises(BatchClusterError, match="--min-jobs"):
         batch_cluster("slurm", 3, 1)
+
+
+def write_hkl(path: Path, seed: int) -> None:
+    """A small P1 structure-factor file with random amplitudes."""
+    rng = np.random.default_rng(seed)
+    rows = [f"{h} {k} {m} {rng.uniform(10, 200):.3f}" for h, k, m in np.ndindex(9, 9, 9)]
+    path.write_text("\n".join(rows) + "\n")
+
+
+def test_input_files_travel_with_the_job_to_workers_elsewhere(
+    compose_cluster: str, tmp_path: Path
+) -> None:
+    """The HKL file exists only in the client's folder; the workers run in another one."""
+    write_hkl(tmp_path / "P1.hkl", 1)
+    args = "-hkl P1.hkl -cell 40 40 40 90 90 90 -misset 20 10 5 -lambda 1 -N 3 -distance 80 "
+    args += "-detpixels 64 -nointerpolate"
+    out = tmp_path / "h.zarr"
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", "render", "--scheduler", compose_cluster,
+         "-o", str(out), "--tile", "32", "--device", "cpu", "--no-progress", "--",
+         *shlex.split(args)],
+        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    group = zarr.open_group(str(out), mode="r")
+    assert group.attrs["braggtile"]["experiment"]["crystal"]["hkl_file"] == "P1.hkl"
+    stored = np.asarray(group["inputs"]["P1.hkl"][...]).tobytes()
+    assert stored == (tmp_path / "P1.hkl").read_bytes()
+    os.chdir(tmp_path)
+    try:
+        expected = reference(args)
+    finally:
+        os.chdir(ROOT)
+    assert expected.max() > 0
+    assert np.abs(group["0"][0] - expected).max() <= 1e-6 * expected.max()

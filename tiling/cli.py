@@ -18,7 +18,6 @@ from tqdm import tqdm
 from engine.errors import EXIT_INTERRUPTED, InputError, run_command
 from engine.jobfile import read_job_file, spec_error
 from engine.memory import peak_rss_mib
-from engine.model import Experiment
 from engine.passthrough import split_nanobragg
 from engine.precision import PRECISIONS
 from tiling.cluster import connect
@@ -136,7 +135,6 @@ def load_job(args: argparse.Namespace) -> tuple[JobSpec, FrameWriter | None]:
         "pyramid_min": args.pyramid_min,
     }
     data = job.to_dict() | {k: v for k, v in overrides.items() if v is not None}
-    data["experiment"] = absolute_input_paths(job.experiment)
     try:
         job = JobSpec.model_validate(data)
     except ValidationError as err:
@@ -175,19 +173,6 @@ def check_output(path: str) -> None:
         raise InputError("-o", f"cannot create the store {path}: {err.strerror or err}") from None
     if not os.access(path, os.W_OK):
         raise InputError("-o", f"cannot write the store {path}: permission denied")
-
-
-def absolute_input_paths(experiment: Experiment) -> Experiment:
-    """``experiment`` with its input files (HKL, Fdump) as absolute paths, for any worker."""
-    crystal = experiment.crystal
-    update = {
-        name: os.path.abspath(value)
-        for name in ("hkl_file", "fdump_file")
-        if (value := getattr(crystal, name)) is not None
-    }
-    if not update:
-        return experiment
-    return experiment.model_copy(update={"crystal": crystal.model_copy(update=update)})
 
 
 def run_render(args: argparse.Namespace) -> int:

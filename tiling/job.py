@@ -49,6 +49,11 @@ class JobSpec(BaseModel):
     pyramid_min: int = Field(
         DEFAULT_MIN_SIZE, ge=1, description="no pyramid level below this size, pixels"
     )
+    inputs: dict[str, str] = Field(
+        default_factory=dict,
+        description="input files the experiment names (HKL, Fdump) by file name -> sha256 of "
+        "their contents; the files travel in the store (see tiling.inputs)",
+    )
 
     def __init__(self, experiment: Experiment | None = None, /, **data: Any) -> None:
         if experiment is not None:
@@ -94,7 +99,8 @@ class JobSpec(BaseModel):
 
     @property
     def fingerprint(self) -> str:
-        """sha256 of the experiment and options: equal fingerprints mean the same pixels."""
+        """sha256 of the experiment and options, input files' contents included (by digest):
+        equal fingerprints mean the same pixels."""
         payload = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(payload.encode()).hexdigest()
 

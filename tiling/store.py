@@ -28,6 +28,7 @@ import zarr
 
 from engine.errors import UserInputError
 from engine.statistics import FrameStatistics, TileStatistics
+from tiling.inputs import pack_inputs, write_inputs
 from tiling.job import JobSpec
 
 RECORDS = "tiles"
@@ -203,8 +204,11 @@ class TileStore:
         """Open the store of ``job`` at ``path`` for writing; returns (store, resumed).
 
         An existing store of the same job is resumed; one of another job raises
-        :class:`StoreMismatchError` unless ``overwrite`` (then it is replaced).
+        :class:`StoreMismatchError` unless ``overwrite`` (then it is replaced). The job's input
+        files are read here and travel in the store (:mod:`tiling.inputs`): ``store.job`` names
+        them by file name and digest, so the fingerprint covers their contents.
         """
+        job, files = pack_inputs(job)
         if not overwrite:
             try:
                 group = zarr.open_group(store_location(path), mode="r+")
@@ -220,11 +224,12 @@ class TileStore:
                 return cls(path, group, job), True
             if group is not None and any(True for _ in group.keys()):
                 raise StoreMismatchError(f"{path} is a zarr group not written by braggtile")
-        return cls._create(path, job), False
+        return cls._create(path, job, files), False
 
     @classmethod
-    def _create(cls, path: str, job: JobSpec) -> TileStore:
+    def _create(cls, path: str, job: JobSpec, files: dict[str, bytes]) -> TileStore:
         group = zarr.open_group(store_location(path), mode="w", zarr_format=3)
+        write_inputs(group, job, files)
         tile = job.tile
         for level, (slow, fast) in enumerate(job.level_shapes):
             group.create_array(
@@ -252,6 +257,7 @@ class TileStore:
                     "version": software_version(),
                     "fingerprint": job.fingerprint,
                     "job": job.options(),
+                    "inputs": job.inputs,
                     "experiment": job.experiment.model_dump(mode="json"),
                     "geometry": geometry_attributes(job),
                     "frames": {},
@@ -267,7 +273,9 @@ class TileStore:
         attrs = group.attrs[ATTRS_KEY]
         if attrs.get("fingerprint") != fingerprint:
             raise StoreMismatchError(f"{path} no longer holds job {fingerprint[:12]}")
-        job = JobSpec.from_dict({"experiment": attrs["experiment"], **attrs["job"]})
+        job = JobSpec.from_dict(
+            {"experiment": attrs["experiment"], **attrs["job"], "inputs": attrs.get("inputs", {})}
+        )
         return cls(path, group, job)
 
     def array(self, name: str) -> zarr.Array:

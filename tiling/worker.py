@@ -26,6 +26,7 @@ from engine.kernel import render_window
 from engine.setup import prepare_frame
 from engine.statistics import FrameStatistics, TileStatistics
 from tiling.grid import intersect
+from tiling.inputs import local_experiment
 from tiling.pyramid import bin2x2, chunk_window, source_window
 from tiling.store import TileRecord, TileStore
 
@@ -105,7 +106,8 @@ class TilingPlugin(WorkerPlugin):
         if key in self._setups:
             self._setups.move_to_end(key)
             return self._setups[key]
-        setup = prepare_frame(job.frame_experiment(frame), dtype=job.torch_dtype, device=device)
+        experiment = local_experiment(job.frame_experiment(frame), job, store.group)
+        setup = prepare_frame(experiment, dtype=job.torch_dtype, device=device)
         self.setups_prepared += 1
         self._setups[key] = setup
         while len(self._setups) > self.cached_frames:
