@@ -89,7 +89,13 @@ class Service:
             engine = db.connect(settings.database_url)
             stack.callback(engine.dispose)
             client, release = hold(
-                lambda: connect(settings.scheduler, settings.workers, settings.torch_threads)
+                lambda: connect(
+                    settings.scheduler,
+                    settings.workers,
+                    settings.torch_threads,
+                    cluster=settings.cluster,
+                    jobs=settings.jobs,
+                )
             )
             stack.callback(release)
             timings = warm_cluster(client, settings.warm)

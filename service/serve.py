@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from service.settings import Settings
+from tiling.cli import add_batch_arguments
 
 DESCRIPTION = (
     "Serve render jobs over HTTP: submit nanoBragg jobs, follow them as Server-Sent Events, "
@@ -26,6 +27,7 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument(
         "--scheduler", metavar="ADDRESS", help="existing Dask scheduler (or DASK_SCHEDULER_ADDRESS)"
     )
+    add_batch_arguments(p, where)
     p.add_argument("--database", metavar="URL", help="SQLAlchemy URL (default: SQLite in --data)")
     p.add_argument("--torch-threads", type=int, help="torch threads per worker")
     p.add_argument(
@@ -53,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             database=args.database,
             workers=args.workers,
             scheduler=args.scheduler,
+            cluster=args.cluster,
+            jobs=(args.min_jobs, args.max_jobs),
             torch_threads=args.torch_threads,
             warm=args.warm,
             max_running_jobs=args.max_running_jobs,
@@ -61,5 +65,14 @@ def main(argv: list[str] | None = None) -> int:
         first = err.errors()[0]
         print(f"braggtile serve: error: --{first['loc'][0]}: {first['msg']}", file=sys.stderr)
         return 2
+    if args.cluster is not None:  # the cluster starts in a thread: import dask-jobqueue here
+        from engine.errors import UserInputError
+        from tiling.batch import batch_module
+
+        try:
+            batch_module(args.cluster)
+        except UserInputError as err:
+            print(f"braggtile serve: error: {err}", file=sys.stderr)
+            return 2
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
     return 0

@@ -28,6 +28,10 @@ class Settings(BaseModel):
     database: str | None = Field(None, description="SQLAlchemy URL (default: SQLite under data)")
     workers: int | None = Field(None, ge=1, description="embedded LocalCluster worker processes")
     scheduler: str | None = Field(None, description="address of an existing Dask scheduler")
+    cluster: Literal["slurm", "pbs", "sge", "lsf", "local"] | None = Field(
+        None, description="batch system whose jobs run the workers (dask-jobqueue)"
+    )
+    jobs: tuple[int, int] = Field((0, 4), description="--cluster: fewest and most batch jobs")
     torch_threads: int | None = Field(None, ge=1, description="torch threads per worker")
     warm: Warm = "compile"
     max_running_jobs: int = Field(4, ge=1, description="jobs rendering at once; the rest queue")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import io
 import os
 import re
 import shlex
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dask
+import httpx
 import numpy as np
 import pytest
 import yaml
@@ -313,3 +315,54 @@ def test_input_files_travel_with_the_job_to_workers_elsewhere(
         os.chdir(ROOT)
     assert expected.max() > 0
     assert np.abs(group["0"][0] - expected).max() <= 1e-6 * expected.max()
+
+
+def test_serve_on_the_compose_cluster_with_inline_inputs(
+    compose_cluster: str, tmp_path: Path
+) -> None:
+    """`braggtile serve --scheduler` as the compose api runs it; the HKL file exists only in
+    the request (the workers run in another folder and never see the service's data)."""
+    from test_service import TIMEOUT, read_events, serving, submit
+
+    write_hkl(tmp_path / "P1.hkl", 2)
+    args = "-hkl P1.hkl -cell 40 40 40 90 90 90 -misset 20 10 5 -lambda 1 -N 3 -distance 80 "
+    args += "-detpixels 64 -nointerpolate"
+    (tmp_path / "data").mkdir()
+    body = {"nanobragg": args, "tile": 32, "inputs": {"P1.hkl": (tmp_path / "P1.hkl").read_text()}}
+    with (
+        serving(tmp_path / "data", tmp_path / "jobs.db", ("--scheduler", compose_cluster)) as (
+            url,
+            _,
+        ),
+        httpx.Client(base_url=url, timeout=TIMEOUT) as http,
+    ):
+        job = submit(http, body)
+        assert read_events(http, job["id"])[-1]["event"] == "successful"
+        tile = np.load(io.BytesIO(http.get(f"/v1/jobs/{job['id']}/frames/0/tiles/1/0").content))
+    os.chdir(tmp_path)
+    try:
+        expected = reference(args)[32:64, 0:32]
+    finally:
+        os.chdir(ROOT)
+    assert expected.max() > 0
+    assert np.abs(tile - expected).max() <= 1e-6 * expected.max()
+
+
+def test_serve_on_a_batch_cluster_through_dask_jobqueue(tmp_path: Path, monkeypatch) -> None:
+    from test_service import TIMEOUT, read_events, serving, submit
+
+    pytest.importorskip("dask_jobqueue")
+    monkeypatch.setenv("DASK_JOBQUEUE__LOCAL__CORES", "1")
+    monkeypatch.setenv("DASK_JOBQUEUE__LOCAL__MEMORY", "2GiB")
+    monkeypatch.setenv("DASK_JOBQUEUE__LOCAL__LOCAL_DIRECTORY", str(tmp_path))
+    args = f"{ARGS} -detpixels 64"
+    batch = ("--cluster", "local", "--max-jobs", "1")
+    with (
+        serving(tmp_path, tmp_path / "jobs.db", batch) as (url, _),
+        httpx.Client(base_url=url, timeout=TIMEOUT) as http,
+    ):
+        job = submit(http, {"nanobragg": args, "tile": 32})
+        assert read_events(http, job["id"])[-1]["event"] == "successful"
+        tile = np.load(io.BytesIO(http.get(f"/v1/jobs/{job['id']}/frames/0/tiles/0/1").content))
+    expected = reference(args)[0:32, 32:64]
+    assert np.abs(tile - expected).max() <= 1e-6 * expected.max()

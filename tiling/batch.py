@@ -39,13 +39,17 @@ def batch_cluster(kind: str, minimum_jobs: int = 0, maximum_jobs: int = 4, **kwa
         raise BatchClusterError(
             f"--min-jobs/--max-jobs: need 0 <= min <= max, got {minimum_jobs} and {maximum_jobs}"
         )
-    module, name = BATCH_CLUSTERS[kind]
+    cluster = getattr(batch_module(kind), BATCH_CLUSTERS[kind][1])(**kwargs)
+    cluster.adapt(minimum_jobs=minimum_jobs, maximum_jobs=maximum_jobs)
+    return cluster
+
+
+def batch_module(kind: str) -> Any:
+    """The dask-jobqueue module of ``kind``. Import it first from the main thread: importing
+    dask-jobqueue installs signal handlers, which only the main thread may do."""
     try:
-        jobqueue = importlib.import_module(module)
+        return importlib.import_module(BATCH_CLUSTERS[kind][0])
     except ImportError as err:
         raise BatchClusterError(
             "--cluster needs dask-jobqueue: pip install 'braggtile[hpc]'"
         ) from err
-    cluster = getattr(jobqueue, name)(**kwargs)
-    cluster.adapt(minimum_jobs=minimum_jobs, maximum_jobs=maximum_jobs)
-    return cluster
