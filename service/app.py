@@ -27,9 +27,9 @@ from service.jobs import JobManager
 from service.metrics import Metrics
 from service.routers import jobs, ops, pixels, zarr
 from service.settings import Settings
-from service.warm import warm_cluster
 from tiling.cluster import connect
 from tiling.store import software_version
+from tiling.warm import warm_cluster
 
 log = logging.getLogger("braggtile.service")
 STATIC = Path(__file__).resolve().parent / "static"

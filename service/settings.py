@@ -7,8 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-#: How workers are warmed at start: eager imports and a tiny render, plus the compiled kernel.
-Warm = Literal["compile", "eager", "off"]
+from tiling.warm import Warm
 
 
 class Limits(BaseModel):

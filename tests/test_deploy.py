@@ -31,12 +31,16 @@ from tiling.batch import BATCH_CLUSTERS
 from tiling.cluster import register_plugin
 from tiling.graph import render_job
 from tiling.job import JobSpec
+from tiling.worker import worker_info
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 ARGS = "-N 5 -cell 100 100 100 90 90 90 -default_F 100 -lambda 1 -distance 100 -misset 10 20 30"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+#: Workers of the test cluster warm with a small eager render (compiling would slow the test).
+CLUSTER_ENV = {**ENV, "DASK_BRAGGTILE__WORKER__WARM": "eager"}
+THREADS = "DASK_BRAGGTILE__WORKER__TORCH_THREADS"
 
 
 def dotenv() -> dict[str, str]:
@@ -62,6 +66,8 @@ def command(service: str) -> list[str]:
 def test_compose_defines_scheduler_workers_and_api_with_their_commands() -> None:
     assert command("scheduler")[:2] == ["dask", "scheduler"]
     assert command("cpu-worker")[:3] == ["dask", "worker", "tcp://scheduler:8786"]
+    for worker in ("cpu-worker", "gpu-worker"):  # workers warm their kernels as they start
+        assert command(worker)[command(worker).index("--preload") + 1] == "tiling.warm"
     gpu = command("gpu-worker")
     assert gpu[:3] == ["dask", "worker", "tcp://scheduler:8786"]
     assert gpu[gpu.index("--resources") + 1] == "GPU=1"
@@ -141,6 +147,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def worker_env(service: str) -> dict[str, str]:
+    """The test cluster's environment plus the compose service's torch-thread setting."""
+    value = SERVICES[service].get("environment", {}).get(THREADS)
+    return CLUSTER_ENV if value is None else {**CLUSTER_ENV, THREADS: interpolate(value)}
+
+
 def on_loopback(argv: list[str], address: str) -> list[str]:
     """A compose command with the scheduler's service name replaced by ``address``, dashboards
     on free ports and workers listening on loopback."""
@@ -158,10 +170,10 @@ class Processes:
         self.cwd = cwd
         self.started: list[subprocess.Popen] = []
 
-    def start(self, argv: list[str]) -> subprocess.Popen:
+    def start(self, argv: list[str], env: dict[str, str] = CLUSTER_ENV) -> subprocess.Popen:
         log = open(self.cwd / f"{len(self.started)}-{argv[1]}.log", "w")  # noqa: SIM115
         proc = subprocess.Popen(
-            argv, cwd=self.cwd, env=ENV, start_new_session=True, stdout=log, stderr=log
+            argv, cwd=self.cwd, env=env, start_new_session=True, stdout=log, stderr=log
         )
         log.close()
         self.started.append(proc)
@@ -194,13 +206,15 @@ def compose_cluster(tmp_path_factory) -> Iterator[str]:
     try:
         procs.start(on_loopback(scheduler + ["--host", "127.0.0.1"], address))
         for _ in range(2):
-            procs.start(on_loopback(command("cpu-worker"), address))
-        procs.start(on_loopback(command("gpu-worker"), address))
+            procs.start(on_loopback(command("cpu-worker"), address), worker_env("cpu-worker"))
+        procs.start(on_loopback(command("gpu-worker"), address), worker_env("gpu-worker"))
         with Client(address, timeout=60) as client:
             try:
                 client.wait_for_workers(3, timeout=180)
             except TimeoutError:
                 pytest.fail(f"the compose cluster did not start:\n{procs.logs()}")
+        warmed = [p for p in procs.cwd.glob("*-worker.log") if "kernels warmed" in p.read_text()]
+        assert len(warmed) == 3, procs.logs()  # --preload tiling.warm ran in every worker
         yield address
     finally:
         procs.stop()
@@ -240,6 +254,12 @@ def test_a_mixed_cluster_renders_tiles_on_cpu_and_gpu_workers(
             if w["resources"].get("GPU")
         }
         assert len(gpu_workers) == 1
+        threads = {
+            a: client.submit(worker_info, workers=[a], pure=False).result()["torch_threads"]
+            for a in client.scheduler_info(n_workers=-1)["workers"]
+        }
+        cpu_threads = int(dotenv()["BRAGGTILE_WORKER_THREADS"])  # the compose setting
+        assert threads == {a: 1 if a in gpu_workers else cpu_threads for a in threads}
         with get_task_stream(client) as stream:
             render_job(client, str(tmp_path / "m.zarr"), job, device="auto")
             time.sleep(0.5)  # the task stream reaches the client a moment after the results

@@ -42,8 +42,9 @@ FrameWriter = Callable[[FrameSetup, np.ndarray, FrameStatistics, np.ndarray, int
 class TilingPlugin(WorkerPlugin):
     """Per-worker state of braggtile tasks: torch threads, device, stores and frame set-ups.
 
-    ``torch_threads``: intra-op threads per worker (None: the host's cores divided by the number
-    of workers that ``workers_per_host`` gives for its host, else 1 worker). ``cached_frames``,
+    ``torch_threads``: intra-op threads per worker (None: the worker's dask config
+    ``braggtile.worker.torch-threads``, else the host's cores divided by the number of workers
+    that ``workers_per_host`` gives for its host, else 1 worker). ``cached_frames``,
     ``cached_stores``: how many FrameSetups and open stores a worker keeps (default: dask config
     ``braggtile.tiling.cached-frames`` / ``cached-stores``, read where the plugin is made).
     """
@@ -68,7 +69,10 @@ class TilingPlugin(WorkerPlugin):
     def setup(self, worker: Any = None) -> None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         per_host = self.workers_per_host.get(getattr(worker, "ip", ""), 1)
-        self.threads = self.torch_threads or max(1, (cores or 1) // max(1, per_host))
+        configured = config.get("worker.torch-threads")  # this worker's own setting
+        self.threads = (
+            self.torch_threads or configured or max(1, (cores or 1) // max(1, per_host))
+        )
         if worker is not None and "GPU" in worker.state.total_resources:
             self.gpu_index = _gpu_index(worker.name)
         self.enter()

@@ -1,4 +1,8 @@
-"""Warming workers at service start: imports, torch start-up and the kernels of a small frame.
+"""Warming workers: imports, torch start-up and the kernels of a small frame.
+
+The service warms its workers when it starts (:func:`warm_cluster`); a worker started on its own
+warms itself with ``dask worker ADDRESS --preload tiling.warm`` (:func:`dask_setup`, mode from
+the dask config ``braggtile.worker.warm``), before it takes tasks.
 
 ``eager`` renders a 64x64 frame with the eager kernel (imports, torch's thread pools, the
 set-up code). ``compile`` also compiles the kernel (``braggtile.compile.mode`` on) for a
@@ -9,11 +13,17 @@ inductor cache).
 
 from __future__ import annotations
 
+import logging
 import time
+from typing import Any, Literal
 
 from distributed import Client
 
-from service.settings import Warm
+from engine import config
+
+#: How workers are warmed: eager imports and a tiny render, plus the compiled kernel.
+Warm = Literal["compile", "eager", "off"]
+log = logging.getLogger("distributed.worker")  # shown with the worker's own log lines
 
 #: A plain experiment: no mosaic, one source, default_F (the most common structure).
 WARM_ARGS = (
@@ -27,7 +37,6 @@ def warm_worker(mode: str) -> dict[str, float]:
     import dask.config
     import torch
 
-    from engine import config
     from engine.kernel import render_window, use_compiled
     from engine.resolve import parse_nanobragg
     from engine.setup import prepare_frame
@@ -65,3 +74,10 @@ def warm_cluster(client: Client, mode: Warm) -> dict[str, dict[str, float]]:
         for address in workers
     }
     return {address: future.result() for address, future in futures.items()}
+
+
+def dask_setup(worker: Any) -> None:
+    """``dask worker --preload tiling.warm``: warm this worker as it starts."""
+    mode = str(config.get("worker.warm"))
+    if mode != "off":
+        log.info("braggtile kernels warmed: %s", warm_worker(mode))
