@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -35,6 +36,11 @@ def parser() -> argparse.ArgumentParser:
         help="warm workers at start: compile the kernel (default), eager render only, or not",
     )
     p.add_argument("--max-running-jobs", type=int, default=4, help="jobs rendering at once")
+    p.add_argument(
+        "--token",
+        default=os.environ.get("BRAGGTILE_TOKEN") or None,
+        help="bearer token required by every /v1 endpoint (default: $BRAGGTILE_TOKEN; none)",
+    )
     p.add_argument("--log-level", default="info", help="uvicorn log level")
     return p
 
@@ -56,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             torch_threads=args.torch_threads,
             warm=args.warm,
             max_running_jobs=args.max_running_jobs,
+            token=args.token,
         )
     except ValidationError as err:
         first = err.errors()[0]

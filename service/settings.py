@@ -32,6 +32,9 @@ class Settings(BaseModel):
     warm: Warm = "compile"
     max_running_jobs: int = Field(4, ge=1, description="jobs rendering at once; the rest queue")
     limits: Limits = Field(default_factory=Limits)
+    token: str | None = Field(
+        None, min_length=1, repr=False, description="bearer token every /v1 request must carry"
+    )
 
     @property
     def database_url(self) -> str:
