@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from service.settings import Settings
+from service.settings import Limits, Settings
 
 DESCRIPTION = (
     "Serve render jobs over HTTP: submit nanoBragg jobs, follow them as Server-Sent Events, "
@@ -35,7 +35,17 @@ def parser() -> argparse.ArgumentParser:
         default="compile",
         help="warm workers at start: compile the kernel (default), eager render only, or not",
     )
-    p.add_argument("--max-running-jobs", type=int, default=4, help="jobs rendering at once")
+    p.add_argument(
+        "--max-running-jobs", type=int, default=4, help="jobs rendering at once; the rest queue"
+    )
+    limits = p.add_argument_group("limits (over a limit a job is refused with 413 naming it)")
+    for name, field in Limits.model_fields.items():
+        limits.add_argument(
+            "--" + name.replace("_", "-"),
+            type=int,
+            metavar="N",
+            help=f"{field.description} (default {field.default})",
+        )
     p.add_argument(
         "--token",
         default=os.environ.get("BRAGGTILE_TOKEN") or None,
@@ -63,10 +73,16 @@ def main(argv: list[str] | None = None) -> int:
             warm=args.warm,
             max_running_jobs=args.max_running_jobs,
             token=args.token,
+            limits=Limits(
+                **{k: v for k in Limits.model_fields if (v := getattr(args, k)) is not None}
+            ),
         )
     except ValidationError as err:
         first = err.errors()[0]
-        print(f"braggtile serve: error: --{first['loc'][0]}: {first['msg']}", file=sys.stderr)
+        print(
+            f"braggtile serve: error: --{str(first['loc'][-1]).replace('_', '-')}: {first['msg']}",
+            file=sys.stderr,
+        )
         return 2
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
     return 0

@@ -19,6 +19,12 @@ class Limits(BaseModel):
     min_tile: int = Field(16, ge=1, description="smallest tile side, pixels")
     max_tile: int = Field(4096, ge=1, description="largest tile side, pixels")
     max_input_bytes: int = Field(64 << 20, ge=0, description="all inline input files, bytes")
+    max_steps_per_pixel: int = Field(
+        1_000_000,
+        ge=1,
+        description="inner steps per pixel: sources x mosaic domains x phi steps x "
+        "oversample^2 x sensor layers",
+    )
 
 
 class Settings(BaseModel):
