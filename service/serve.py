@@ -6,6 +6,9 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
+
+import uvicorn
 
 from service.settings import Limits, Settings
 
@@ -57,7 +60,6 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the service until interrupted; returns the exit status."""
-    import uvicorn
     from pydantic import ValidationError
 
     from service.app import create_app
@@ -84,5 +86,18 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
+    DrainingServer(config).run()
     return 0
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server that, on SIGTERM or SIGINT, first stops taking jobs (requests still in
+    flight get 503), then shuts down: running renders stop and stay resumable."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        service = getattr(self.config.app.state, "service", None)
+        if service is not None:
+            service.manager.drain()
+        super().handle_exit(sig, frame)

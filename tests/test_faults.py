@@ -1,0 +1,138 @@
+"""Faults with real processes, killed by PID (never by name).
+
+- ``braggtile serve`` SIGKILLed mid-job (with its worker processes: its whole process group,
+  as a crashed host), started again on the same ``--data``: the job resumes and succeeds; the
+  tiles finished before the crash are kept (their records' ``rendered_at`` unchanged), the rest
+  rendered; every tile has exactly one ``tile`` event; pixels and frame statistics equal an
+  undisturbed render of the same job bit for bit.
+- SIGTERM: a submission in flight gets 503 JSON (draining), the process exits after a
+  graceful shutdown, the running
+  job stays ``running`` in the database and resumes on restart to the same pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import zarr
+from test_service import TIMEOUT, read_events, serving, submit
+
+from tiling.store import RECORD_FIELDS, RECORDS
+
+ARGS = "-cell 100 100 100 90 90 90 -N 5 -default_F 100 -detpixels 192 -oversample 1"
+STEPS = "-phisteps 32 -osc 0.2 -mosaic 0.5 -mosaic_dom 4"
+JOB = {"nanobragg": f"{ARGS} {STEPS}", "tile": 16, "frames": 2}
+SIDE = 192
+TOTAL = 2 * 12 * 12
+CLUSTER = ("--workers", "1", "--torch-threads", "1")
+
+
+def rendered_at(store: Path) -> dict[tuple[int, int, int], float]:
+    """rendered_at of every finished tile of the store on disk."""
+    data = zarr.open_group(str(store), mode="r")[RECORDS][...]
+    times = data[..., RECORD_FIELDS.index("rendered_at")]
+    done = np.argwhere(~np.isnan(times))
+    return {(int(f), int(r), int(c)): float(times[f, r, c]) for f, r, c in done}
+
+
+def wait_tiles(http: httpx.Client, job_id: str, at_least: int) -> dict[str, Any]:
+    deadline = time.monotonic() + 300
+    while (job := http.get(f"/v1/jobs/{job_id}").json())["tiles_done"] < at_least:
+        assert job["status"] in ("accepted", "running"), job
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert job["status"] == "running" and job["tiles_done"] < TOTAL, "finished before the fault"
+    return job
+
+
+def assert_same_as_clean(http: httpx.Client, job_id: str, events: list[dict[str, Any]]) -> None:
+    """The job's tiles, pixels and statistics against an undisturbed render on this server."""
+    tiles = [(e["data"]["frame"], e["data"]["row"], e["data"]["col"]) for e in events
+             if e["event"] == "tile"]  # fmt: skip
+    assert len(tiles) == TOTAL and len(set(tiles)) == TOTAL, "one tile event per tile"
+    assert events[-1]["event"] == "successful"
+    clean = submit(http, JOB)
+    clean_events = read_events(http, clean["id"])
+    assert clean_events[-1]["event"] == "successful"
+
+    def stats(evs: list[dict[str, Any]]) -> dict[int, Any]:
+        return {e["data"]["frame"]: e["data"] for e in evs if e["event"] == "frame"}
+
+    assert stats(events) == stats(clean_events)  # bit-identical statistics (JSON floats)
+    for frame in range(2):
+        ours = http.get(f"/v1/jobs/{job_id}/frames/{frame}/export").content
+        theirs = http.get(f"/v1/jobs/{clean['id']}/frames/{frame}/export").content
+        assert len(ours) == SIDE * SIDE * 4 and ours == theirs
+        assert np.frombuffer(ours, "<f4").max() > 0
+
+
+def test_serve_killed_mid_job_resumes_and_keeps_finished_tiles(tmp_path: Path) -> None:
+    database = tmp_path / "jobs.db"
+    with serving(tmp_path, database, CLUSTER) as (url, proc):
+        with httpx.Client(base_url=url, timeout=TIMEOUT) as http:
+            job = submit(http, JOB)
+            wait_tiles(http, job["id"], 6)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        os.killpg(proc.pid, signal.SIGKILL)  # its workers too: the host crashed
+    store = tmp_path / "jobs" / job["id"] / "store.zarr"
+    kept = rendered_at(store)
+    assert 0 < len(kept) < TOTAL
+    restarted = time.time()
+    with serving(tmp_path, database, CLUSTER) as (url, _):
+        with httpx.Client(base_url=url, timeout=TIMEOUT) as http:
+            events = read_events(http, job["id"])
+            after = rendered_at(store)
+            assert len(after) == TOTAL
+            assert {k: after[k] for k in kept} == kept, (
+                "finished tiles are kept, not rendered again"
+            )
+            assert all(t >= restarted for k, t in after.items() if k not in kept)
+            assert_same_as_clean(http, job["id"], events)
+
+
+def test_sigterm_drains_then_the_job_resumes(tmp_path: Path) -> None:
+    database = tmp_path / "jobs.db"
+    with serving(tmp_path, database, CLUSTER) as (url, proc):
+        with httpx.Client(base_url=url, timeout=TIMEOUT) as http:
+            job = submit(http, JOB)
+            wait_tiles(http, job["id"], 4)
+        port = int(url.rsplit(":", 1)[1])
+        body = json.dumps(JOB).encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+            head = (
+                f"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            sock.sendall(head + body[:5])  # a submission in flight when SIGTERM comes
+            time.sleep(0.3)
+            os.kill(proc.pid, signal.SIGTERM)
+            time.sleep(0.3)
+            sock.sendall(body[5:])
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+        status_line, _, rest = reply.partition(b"\r\n")
+        assert b" 503 " in status_line, reply
+        error = json.loads(rest.split(b"\r\n\r\n", 1)[1])
+        assert "shutting down" in error["detail"]
+        # uvicorn ends a graceful shutdown by re-raising the signal: exit status -SIGTERM
+        assert proc.wait(120) in (0, -signal.SIGTERM)
+        with sqlite3.connect(database) as db:
+            rows = db.execute("select id, status from jobs").fetchall()
+        assert rows == [(job["id"], "running")], "one job, persisted as running (no new job)"
+    kept = rendered_at(tmp_path / "jobs" / job["id"] / "store.zarr")
+    assert 0 < len(kept) < TOTAL
+    with serving(tmp_path, database, CLUSTER) as (url, _):
+        with httpx.Client(base_url=url, timeout=TIMEOUT) as http:
+            events = read_events(http, job["id"])
+            assert_same_as_clean(http, job["id"], events)
