@@ -1,5 +1,7 @@
 """Faults with real processes, killed by PID (never by name).
 
+- A Dask worker SIGKILLed mid-render (scheduler + 2 worker processes on loopback, the service
+  attached with ``--scheduler``): the job succeeds, bit-identical to an undisturbed render.
 - ``braggtile serve`` SIGKILLed mid-job (with its worker processes: its whole process group,
   as a crashed host), started again on the same ``--data``: the job resumes and succeeds; the
   tiles finished before the crash are kept (their records' ``rendered_at`` unchanged), the rest
@@ -17,6 +19,8 @@ import os
 import signal
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,8 @@ from typing import Any
 import httpx
 import numpy as np
 import zarr
-from test_service import TIMEOUT, read_events, serving, submit
+from distributed import Client
+from test_service import ROOT, TIMEOUT, free_port, read_events, serving, submit
 
 from tiling.store import RECORD_FIELDS, RECORDS
 
@@ -136,3 +141,64 @@ def test_sigterm_drains_then_the_job_resumes(tmp_path: Path) -> None:
         with httpx.Client(base_url=url, timeout=TIMEOUT) as http:
             events = read_events(http, job["id"])
             assert_same_as_clean(http, job["id"], events)
+
+
+def test_worker_killed_mid_render_the_job_completes_identically(tmp_path: Path) -> None:
+    """A Dask worker (no nanny: its own PID) SIGKILLed mid-render on a scheduler + 2 worker
+    cluster: its tasks run elsewhere, the job succeeds, bit-identical to an undisturbed one."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DASK_BRAGGTILE__WORKER__TORCH_THREADS": "1"}
+    procs: list[subprocess.Popen] = []
+
+    def start(argv: list[str]) -> subprocess.Popen:
+        log = open(tmp_path / f"{len(procs)}-{argv[1]}.log", "w")  # noqa: SIM115
+        proc = subprocess.Popen(
+            argv, cwd=tmp_path, env=env, stdout=log, stderr=log, start_new_session=True
+        )
+        log.close()
+        procs.append(proc)
+        return proc
+
+    dask = str(Path(sys.executable).parent / "dask")
+    try:
+        start([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+               "--dashboard-address", ":0"])  # fmt: skip
+        workers = [
+            start(
+                [
+                    dask,
+                    "worker",
+                    address,
+                    "--no-nanny",
+                    "--nthreads",
+                    "1",
+                    "--host",
+                    "127.0.0.1",
+                    "--dashboard-address",
+                    ":0",
+                ]
+            )  # fmt: skip
+            for _ in range(2)
+        ]
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=180)
+        with serving(tmp_path, tmp_path / "jobs.db", ("--scheduler", address)) as (url, _):
+            with httpx.Client(base_url=url, timeout=TIMEOUT) as http:
+                job = submit(http, JOB)
+                wait_tiles(http, job["id"], 20)
+                os.kill(workers[0].pid, signal.SIGKILL)
+                assert workers[0].wait(30) == -signal.SIGKILL
+                events = read_events(http, job["id"])
+                assert events[-1]["event"] == "successful", events[-1]
+                assert_same_as_clean(http, job["id"], events)
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
