@@ -41,7 +41,9 @@ def submit(body: JobRequest, request: Request, response: Response) -> JobRecord:
 def list_jobs(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=500, description="jobs per page")] = 20,
-    offset: Annotated[int, Query(ge=0, description="jobs skipped (newest first)")] = 0,
+    offset: Annotated[
+        int, Query(ge=0, le=2**31 - 1, description="jobs skipped (newest first)")
+    ] = 0,
     status: Annotated[
         list[Status] | None, Query(description="only jobs in these statuses (repeatable)")
     ] = None,
