@@ -195,7 +195,14 @@ def test_worker_killed_mid_render_the_job_completes_identically(tmp_path: Path) 
             with httpx.Client(base_url=url, timeout=TIMEOUT) as http:
                 job = submit(http, JOB)
                 wait_tiles(http, job["id"], 20)
-                os.kill(workers[0].pid, signal.SIGKILL)
+                with Client(address, timeout=60) as client:
+                    pids = client.run(os.getpid)
+                    victim = next(a for a, pid in pids.items() if pid == workers[0].pid)
+                    deadline = time.monotonic() + 60
+                    while not client.processing(workers=[victim])[victim]:
+                        assert time.monotonic() < deadline, "the worker never had tasks"
+                        time.sleep(0.01)
+                    os.kill(workers[0].pid, signal.SIGKILL)  # with tasks in hand
                 assert workers[0].wait(30) == -signal.SIGKILL
                 events = read_events(http, job["id"])
                 assert events[-1]["event"] == "successful", events[-1]

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from test_service import TIMEOUT, read_events, serving, submit
 
-from service.serve import parser
+from service.serve import main, parser
 
 BASE = "-cell 100 100 100 90 90 90 -N 3 -default_F 100 -oversample 1"
 TINY = f"{BASE} -detpixels 32"
@@ -176,3 +176,9 @@ def test_a_lone_file_flag_names_itself(http: httpx.Client) -> None:
 def test_serve_limit_flags() -> None:
     args = parser().parse_args(["--max-steps-per-pixel", "7", "--max-frames", "3"])
     assert (args.max_steps_per_pixel, args.max_frames, args.max_pixels) == (7, 3, None)
+
+
+def test_serve_refuses_a_bad_limit_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--max-steps-per-pixel", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("braggtile serve: error: --max-steps-per-pixel")
