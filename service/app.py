@@ -16,15 +16,17 @@ from typing import Any, TypeVar
 
 import anyio
 from distributed import Client
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
 
 from service import db
+from service.auth import require
 from service.errors import add_exception_handlers
 from service.events import Hub
 from service.jobs import JobManager
 from service.metrics import Metrics
+from service.models import ErrorBody
 from service.routers import jobs, ops, pixels, zarr
 from service.settings import Settings
 from tiling.cluster import connect
@@ -140,7 +142,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     add_exception_handlers(app)
-    for module in (jobs, pixels, zarr, ops):
-        app.include_router(module.router)
+    for module in (jobs, pixels, zarr):
+        app.include_router(
+            module.router, dependencies=[Depends(require)], responses={401: {"model": ErrorBody}}
+        )
+    app.include_router(ops.router)  # /healthz, /metrics, the viewer page: open; presets: not
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     return app

@@ -48,6 +48,10 @@ class TooLarge(BadInput):
     """The job or its inputs exceed a configured limit."""
 
 
+class Unauthorized(ServiceError):
+    """The service requires a bearer token and the request has none, or a wrong one."""
+
+
 class Unavailable(ServiceError):
     """The service is starting or stopping and takes no new jobs."""
 
@@ -60,7 +64,13 @@ STATUS_CODES: dict[type[Exception], int] = {
     TooLarge: 413,
     BadInput: 422,
     InputError: 422,
+    Unauthorized: 401,
     Unavailable: 503,
+}
+#: Headers sent with an error's response, by exception class.
+HEADERS: dict[type[Exception], dict[str, str]] = {
+    Unauthorized: {"WWW-Authenticate": "Bearer"},
+    Unavailable: {"Retry-After": "30"},
 }
 
 
@@ -81,7 +91,8 @@ def status_of(exc: Exception) -> int:
 
 
 async def _table_handler(_request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(error_body(exc), status_code=status_of(exc))
+    headers = next((HEADERS[c] for c in type(exc).__mro__ if c in HEADERS), None)
+    return JSONResponse(error_body(exc), status_code=status_of(exc), headers=headers)
 
 
 #: Keys of pydantic error contexts that state the limit that was broken.

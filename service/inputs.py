@@ -10,15 +10,13 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from engine.flags import FLAGS
 from engine.model import Experiment
 from service.errors import BadInput, TooLarge
 from service.settings import Limits
 
-#: nanoBragg flags whose value is a file name (inputs and outputs alike).
-FILE_FLAGS = frozenset(
-    "-hkl -mat -sourcefile -dump -floatfile -floatimage -intfile -intimage -pgmfile -pgmimage "
-    "-noisefile -noiseimage".split()
-)
+#: nanoBragg flags whose value is a file name (inputs and outputs alike), from the flag table.
+FILE_FLAGS = frozenset(name for flag in FLAGS if flag.values == "FILE" for name in flag.names)
 #: Input files of a crystal in the typed job model.
 CRYSTAL_FILES = ("hkl_file", "fdump_file")
 
@@ -83,7 +81,7 @@ def parse_arguments(args: str, folder: Path, inputs: dict[str, str]) -> tuple[Ex
             else:  # outputs, and -dump (read as Fdump when there is no -hkl): job folder only
                 local[i + 1] = str(folder / check_name(name, tok))
     if "-dump" not in argv:  # an Fdump is looked for under C's default name: in the folder
-        local += ["-dump", str(folder / "Fdump.bin")]
+        local = ["-dump", str(folder / "Fdump.bin"), *local]
     run = parse_nanobragg(local)
     return run.experiment, run.dtype
 

@@ -8,6 +8,7 @@ database under the job's lock with the next sequence number, then the hub wakes 
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 import uuid
@@ -33,6 +34,7 @@ from tiling.graph import JobCancelled, render_job
 from tiling.job import JobSpec
 from tiling.store import TileStore
 
+log = logging.getLogger("braggtile.service")
 STORE_NAME = "store.zarr"
 INPUTS_NAME = "inputs"
 #: Job specs kept validated in memory for the pixel endpoints.
@@ -264,6 +266,12 @@ class JobManager:
         except JobCancelled:
             pass  # it finished meanwhile
         return self.record(job_id)
+
+    def drain(self) -> None:
+        """Stop taking jobs (submissions get 503); running and queued jobs go on until close."""
+        if self.accepting:
+            log.info("draining: no new jobs")
+        self.accepting = False
 
     def close(self) -> None:
         """Stop taking jobs, stop running renders (they stay resumable), wait for threads."""

@@ -58,6 +58,13 @@ class JobPixels:
             )
         return shapes[level]
 
+    def tile_done(self, frame: int, row: int, col: int) -> bool:
+        """Whether level-0 tile (row, col) of ``frame`` has its record (False out of range)."""
+        records = self.group[RECORDS]
+        if not all(0 <= i < n for i, n in zip((frame, row, col), records.shape[:3], strict=False)):
+            return False
+        return not np.isnan(records[frame, row, col, RECORD_FIELDS.index("rendered_at")])
+
     def tile(self, frame: int, row: int, col: int, level: int = 0) -> np.ndarray:
         """Chunk (row, col) of ``level`` of ``frame``; NotReady until it is written."""
         self.check_frame(frame)
@@ -71,8 +78,7 @@ class JobPixels:
                 limit=(rows if not 0 <= row < rows else cols) - 1,
             )
         if level == 0:
-            at = self.group[RECORDS][frame, row, col, RECORD_FIELDS.index("rendered_at")]
-            if np.isnan(at):
+            if not self.tile_done(frame, row, col):
                 raise NotReady(f"tile ({row}, {col}) of frame {frame} is not rendered yet")
         elif not self.frame_complete(frame):
             raise NotReady(

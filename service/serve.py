@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
-from service.settings import Settings
+import uvicorn
+
+from service.settings import Limits, Settings
 from tiling.cli import add_batch_arguments
 
 DESCRIPTION = (
@@ -36,14 +40,28 @@ def parser() -> argparse.ArgumentParser:
         default="compile",
         help="warm workers at start: compile the kernel (default), eager render only, or not",
     )
-    p.add_argument("--max-running-jobs", type=int, default=4, help="jobs rendering at once")
+    p.add_argument(
+        "--max-running-jobs", type=int, default=4, help="jobs rendering at once; the rest queue"
+    )
+    limits = p.add_argument_group("limits (over a limit a job is refused with 413 naming it)")
+    for name, field in Limits.model_fields.items():
+        limits.add_argument(
+            "--" + name.replace("_", "-"),
+            type=int,
+            metavar="N",
+            help=f"{field.description} (default {field.default})",
+        )
+    p.add_argument(
+        "--token",
+        default=os.environ.get("BRAGGTILE_TOKEN") or None,
+        help="bearer token required by every /v1 endpoint (default: $BRAGGTILE_TOKEN; none)",
+    )
     p.add_argument("--log-level", default="info", help="uvicorn log level")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the service until interrupted; returns the exit status."""
-    import uvicorn
     from pydantic import ValidationError
 
     from service.app import create_app
@@ -60,10 +78,17 @@ def main(argv: list[str] | None = None) -> int:
             torch_threads=args.torch_threads,
             warm=args.warm,
             max_running_jobs=args.max_running_jobs,
+            token=args.token,
+            limits=Limits(
+                **{k: v for k in Limits.model_fields if (v := getattr(args, k)) is not None}
+            ),
         )
     except ValidationError as err:
         first = err.errors()[0]
-        print(f"braggtile serve: error: --{first['loc'][0]}: {first['msg']}", file=sys.stderr)
+        print(
+            f"braggtile serve: error: --{str(first['loc'][-1]).replace('_', '-')}: {first['msg']}",
+            file=sys.stderr,
+        )
         return 2
     if args.cluster is not None:  # the cluster starts in a thread: import dask-jobqueue here
         from engine.errors import UserInputError
@@ -74,5 +99,18 @@ def main(argv: list[str] | None = None) -> int:
         except UserInputError as err:
             print(f"braggtile serve: error: {err}", file=sys.stderr)
             return 2
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
+    DrainingServer(config).run()
     return 0
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server that, on SIGTERM or SIGINT, first stops taking jobs (requests still in
+    flight get 503), then shuts down: running renders stop and stay resumable."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        service = getattr(self.config.app.state, "service", None)
+        if service is not None:
+            service.manager.drain()
+        super().handle_exit(sig, frame)

@@ -18,6 +18,12 @@ class Limits(BaseModel):
     min_tile: int = Field(16, ge=1, description="smallest tile side, pixels")
     max_tile: int = Field(4096, ge=1, description="largest tile side, pixels")
     max_input_bytes: int = Field(64 << 20, ge=0, description="all inline input files, bytes")
+    max_steps_per_pixel: int = Field(
+        1_000_000,
+        ge=1,
+        description="inner steps per pixel: sources x mosaic domains x phi steps x "
+        "oversample^2 x sensor layers",
+    )
 
 
 class Settings(BaseModel):
@@ -35,6 +41,9 @@ class Settings(BaseModel):
     warm: Warm = "compile"
     max_running_jobs: int = Field(4, ge=1, description="jobs rendering at once; the rest queue")
     limits: Limits = Field(default_factory=Limits)
+    token: str | None = Field(
+        None, min_length=1, repr=False, description="bearer token every /v1 request must carry"
+    )
 
     @property
     def database_url(self) -> str:

@@ -13,6 +13,7 @@ from service.errors import BadInput, TooLarge, describe
 from service.inputs import check_files, parse_arguments, resolve_experiment, write_inputs
 from service.models import JobRequest
 from service.settings import Limits
+from service.steps import pixel_work
 from tiling.job import JobSpec
 from tiling.pyramid import DEFAULT_MIN_SIZE
 from tiling.store import geometry_attributes
@@ -75,6 +76,17 @@ def _check_limits(spec: JobSpec, limits: Limits, detector_field: str) -> None:
         )
 
 
+def _check_steps(experiment: Experiment, limits: Limits, field: str) -> None:
+    work = pixel_work(experiment, limits.max_steps_per_pixel)
+    if work.steps > limits.max_steps_per_pixel:
+        raise TooLarge(
+            f"{field}: inner steps per pixel {work.describe()}, more than the limit of "
+            f"{limits.max_steps_per_pixel} (max_steps_per_pixel)",
+            field=field,
+            limit=limits.max_steps_per_pixel,
+        )
+
+
 def build_spec(request: JobRequest, inputs_dir: Path, limits: Limits) -> JobSpec:
     """The JobSpec of a request, its input files written into ``inputs_dir``; BadInput or
     TooLarge (naming the field or flag and the limit) when it is not acceptable. Request
@@ -90,6 +102,7 @@ def build_spec(request: JobRequest, inputs_dir: Path, limits: Limits) -> JobSpec
     )
     nanobragg = request.nanobragg is not None
     _check_limits(spec, limits, "-detpixels" if nanobragg else "job.experiment.detector")
+    _check_steps(experiment, limits, "nanobragg" if nanobragg else "job.experiment")
     check_files(experiment)
     return spec
 

@@ -13,7 +13,7 @@ from sse_starlette import EventSourceResponse
 
 from service.deps import JobParams, manager_of
 from service.errors import BadInput
-from service.jobs import JobManager
+from service.jobs import JobManager, to_record
 from service.models import FINAL, ErrorBody, JobList, JobRecord, JobRequest, Status
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -25,6 +25,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 #: Seconds a stream waits for news before checking again (pings keep proxies open).
 WAIT_S = 15.0
+#: Seconds a woken stream waits for more events before reading them in one query.
+GATHER_S = 0.05
 
 
 @router.post("", status_code=201, response_model=JobRecord, responses=ERRORS)
@@ -39,7 +41,9 @@ def submit(body: JobRequest, request: Request, response: Response) -> JobRecord:
 def list_jobs(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=500, description="jobs per page")] = 20,
-    offset: Annotated[int, Query(ge=0, description="jobs skipped (newest first)")] = 0,
+    offset: Annotated[
+        int, Query(ge=0, le=2**31 - 1, description="jobs skipped (newest first)")
+    ] = 0,
     status: Annotated[
         list[Status] | None, Query(description="only jobs in these statuses (repeatable)")
     ] = None,
@@ -62,7 +66,7 @@ def list_jobs(
 @router.get("/{job_id}", response_model=JobRecord, responses=ERRORS)
 def get_job(job: Annotated[JobParams, Depends()]) -> JobRecord:
     """A job's status, progress, times and links."""
-    return job.manager.record(job.job_id)
+    return to_record(job.row)
 
 
 @router.delete("/{job_id}", response_model=JobRecord, responses=ERRORS)
@@ -72,14 +76,23 @@ def cancel_job(job: Annotated[JobParams, Depends()]) -> JobRecord:
 
 
 async def _stream(manager: JobManager, job_id: str, after: int) -> AsyncIterator[dict[str, Any]]:
-    """Stored events of the job after ``after``, then new ones as they come, to the final one."""
+    """Stored events of the job after ``after``, then new ones as they come, to the final one.
+
+    One query per wake-up while events flow (a wake-up gathers the events of ``GATHER_S``);
+    the job's status is read only when there is nothing new, and the events read once more
+    after it (a final status is committed together with the final event).
+    """
     hub = manager.hub
     last = after
     while True:
         with hub.subscribe(job_id) as waiter:
-            # status first: a final status is committed together with the final event
-            status = (await anyio.to_thread.run_sync(manager.row, job_id))["status"]
             rows = await anyio.to_thread.run_sync(manager.events_after, job_id, last)
+            if not rows:
+                status = (await anyio.to_thread.run_sync(manager.row, job_id))["status"]
+                if status in FINAL:
+                    rows = await anyio.to_thread.run_sync(manager.events_after, job_id, last)
+                    if not rows:
+                        return  # the client already has the final event
             for row in rows:
                 last = row["seq"]
                 yield {"id": str(last), "event": row["type"], "data": json.dumps(row["data"])}
@@ -87,12 +100,11 @@ async def _stream(manager: JobManager, job_id: str, after: int) -> AsyncIterator
                     return
             if rows:
                 continue
-            if status in FINAL:
-                return  # the client already has the final event
             try:
                 await asyncio.wait_for(waiter.wait(), WAIT_S)
             except TimeoutError:
-                pass
+                continue
+        await asyncio.sleep(GATHER_S)
 
 
 @router.get(

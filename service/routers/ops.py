@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse
 
+from service.auth import require
 from service.models import Health, Preset
 from service.presets import PRESETS
 from tiling.store import software_version
@@ -35,7 +36,7 @@ def metrics(request: Request) -> Response:
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-@router.get("/v1/presets", response_model=list[Preset])
+@router.get("/v1/presets", response_model=list[Preset], dependencies=[Depends(require)])
 def presets() -> list[Preset]:
     """Small example jobs for the viewer."""
     return PRESETS

@@ -3,10 +3,13 @@
 Keys map to files of the store folder (``zarr.json``, ``0/c/0/1/2``, ...). A key that is not a
 file (a chunk not written yet, a folder, anything outside the store) is a 404, which zarr reads
 as "missing": chunks not written read as the fill value, so a live store is readable any time.
+A full-resolution chunk is served only once its tile's record is written (records follow their
+chunks), so a chunk left half-done by a crash is never served.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path as FsPath
 from typing import Annotated
 
@@ -18,6 +21,8 @@ from service.errors import NotFound
 from service.routers.jobs import ERRORS
 
 router = APIRouter(prefix="/v1/jobs/{job_id}/zarr", tags=["zarr"])
+#: Key of a level-0 chunk: frame, tile row, tile column (chunks are 1 x tile x tile).
+LEVEL0_CHUNK = re.compile(r"0/c/(\d+)/(\d+)/(\d+)")
 
 
 def store_file(store: str, key: str) -> FsPath:
@@ -39,6 +44,9 @@ def zarr_key(
 ) -> FileResponse:
     """One key of the store (metadata JSON or a chunk's bytes)."""
     path = store_file(job.row["store"], key)
+    tile = LEVEL0_CHUNK.fullmatch(key)
+    if tile is not None and not job.pixels().tile_done(*(int(x) for x in tile.groups())):
+        raise NotFound(f"no key {key!r} in the store: its tile is not rendered yet", field="key")
     media = "application/json" if path.name == "zarr.json" else "application/octet-stream"
     return FileResponse(path, media_type=media, headers={"Cache-Control": "no-cache"})
 

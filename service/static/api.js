@@ -1,11 +1,22 @@
-// The one door to the HTTP API. Every request of the viewer goes through `api`, so adding a
-// bearer token later (or a base URL) is a change in this file only.
+// The one door to the HTTP API. Every request of the viewer goes through `api`. When the
+// service requires a bearer token, the first 401 asks the user for it (kept for the session).
 
-let bearer = null;
+const TOKEN_KEY = "braggtile-token";
+let bearer = sessionStorage.getItem(TOKEN_KEY);
 
 /** Set (or clear with null) the bearer token sent with every request. */
 export function setToken(token) {
   bearer = token || null;
+  if (bearer) sessionStorage.setItem(TOKEN_KEY, bearer);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
+
+/** Ask the user for the service's token after a 401; true if one was given. */
+function askToken(detail) {
+  const token = window.prompt(`${detail}. Enter the service's access token:`);
+  if (!token) return false;
+  setToken(token.trim());
+  return true;
 }
 
 /** An HTTP error with the API's JSON error body: detail, field, limit. */
@@ -45,7 +56,19 @@ export function apiUrl(path) {
  * Request API path `path` ("/v1/..."). `json` is sent as the JSON body; `as` picks the
  * result: "json" (default), "buffer" (ArrayBuffer) or "response".
  */
-export async function api(path, { method = "GET", json, as = "json", signal } = {}) {
+export async function api(path, options = {}) {
+  const sent = bearer;
+  try {
+    return await request(path, options);
+  } catch (err) {
+    if (!(err instanceof ApiError) || err.status !== 401) throw err;
+    // another request may have asked meanwhile: retry with its token rather than ask again
+    if (bearer === sent && !askToken(err.detail)) throw err;
+    return request(path, options);
+  }
+}
+
+async function request(path, { method = "GET", json, as = "json", signal } = {}) {
   const headers = { Accept: as === "json" ? "application/json" : "*/*" };
   if (json !== undefined) headers["Content-Type"] = "application/json";
   if (bearer) headers.Authorization = `Bearer ${bearer}`;
@@ -70,11 +93,18 @@ export async function api(path, { method = "GET", json, as = "json", signal } = 
 }
 
 /**
- * Open the job's Server-Sent Events stream. EventSource cannot send headers: when the API
- * requires a token this becomes a fetch-based reader (or a token query parameter), here.
+ * URL of API path `path` for a client that cannot send headers (EventSource, a download
+ * link): the token, if any, goes in the `access_token` query parameter.
  */
+export function authUrl(path) {
+  const url = new URL(apiUrl(path));
+  if (bearer) url.searchParams.set("access_token", bearer);
+  return url.href;
+}
+
+/** Open the job's Server-Sent Events stream (EventSource: the token rides in the URL). */
 export function openEvents(jobId) {
-  return new EventSource(apiUrl(jobPath(jobId, "/events")));
+  return new EventSource(authUrl(jobPath(jobId, "/events")));
 }
 
 /** The URL path of a job resource, e.g. jobPath(id, "/frames/0/export?format=smv"). */

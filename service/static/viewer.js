@@ -1,7 +1,7 @@
 // The viewer page: submit jobs, list them, watch one fill in over its event stream, and
 // inspect it (contrast, zoom and pan over the pyramid, frame slider, pixel readout).
 
-import { api, apiUrl, jobPath, openEvents } from "./api.js";
+import { api, authUrl, jobPath, openEvents } from "./api.js";
 import { COLORMAPS, cssGradient } from "./colour.js";
 import { $, el, fmt } from "./dom.js";
 import { beamCentre, resolutionAt, ring, ringResolutions } from "./geometry.js";
@@ -175,7 +175,7 @@ function updateLinks() {
   const links = $("job-links");
   if (!job || job.status !== "successful") return links.replaceChildren();
   const f = view.frame;
-  const a = (text, path, title) => el("a", { href: apiUrl(path), title, target: "_blank" }, text);
+  const a = (text, path, title) => el("a", { href: authUrl(path), title, target: "_blank" }, text);
   links.replaceChildren(
     a("float", jobPath(job.id, `/frames/${f}/export?format=float`), "C nanoBragg .float (raw floats)"),
     a("smv", jobPath(job.id, `/frames/${f}/export?format=smv`), "SMV image (.img)"),

@@ -1,0 +1,184 @@
+"""Limits and file names of a real ``braggtile serve`` started with small limits.
+
+Proves: each configured limit (frames, pixels per frame, inner steps per pixel, inline input
+bytes) refuses a job over it with 413 naming the field and the limit, at once even for absurd
+step counts; a job exactly at the limits runs; ``--max-running-jobs 1`` queues the second job
+as ``accepted`` until the first ends; nanoBragg arguments and typed jobs may name only files of
+the job's ``inputs`` (no separators, ``..`` or absolute paths, inputs or outputs alike).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+from test_service import TIMEOUT, read_events, serving, submit
+
+from service.serve import main, parser
+
+BASE = "-cell 100 100 100 90 90 90 -N 3 -default_F 100 -oversample 1"
+TINY = f"{BASE} -detpixels 32"
+LIMITS = {
+    "--max-frames": 2,
+    "--max-pixels": 64 * 64,
+    "--max-steps-per-pixel": 40,
+    "--max-input-bytes": 200,
+}
+HKL = "0 0 1 100\n1 0 0 100\n"
+
+
+@pytest.fixture(scope="module")
+def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    data = tmp_path_factory.mktemp("limits")
+    flags = [str(x) for kv in LIMITS.items() for x in kv]
+    cluster = ("--workers", "1", "--max-running-jobs", "1", *flags)
+    with serving(data, data / "jobs.db", cluster) as (url, _):
+        with httpx.Client(base_url=url, timeout=TIMEOUT) as client:
+            yield client
+
+
+OVER: list[tuple[dict[str, Any], str, int, str]] = [
+    ({"nanobragg": TINY, "frames": 3}, "frames", 2, "frames"),
+    ({"nanobragg": f"{BASE} -detpixels 65"}, "-detpixels", 64 * 64, "pixels per frame"),
+    ({"nanobragg": f"{TINY} -phisteps 41 -osc 1"}, "nanobragg", 40, "41 phi steps"),
+    (
+        {"nanobragg": f"{TINY} -mosaic 1 -mosaic_dom 5 -oversample 3"},
+        "nanobragg",
+        40,
+        "5 mosaic domains x 1 phi steps x 3^2 oversample",
+    ),
+    (
+        {"nanobragg": f"{TINY} -hdivrange 1 -hdivsteps 7 -vdivrange 1 -vdivsteps 7 -square_div"},
+        "nanobragg",
+        40,
+        "49 sources",
+    ),
+    (
+        {"nanobragg": f"{TINY} -detector_thick 100 -detector_thicksteps 41"},
+        "nanobragg",
+        40,
+        "41 sensor layers",
+    ),  # fmt: skip
+    (
+        {"nanobragg": f"{TINY} -mosaic 1 -mosaic_dom 100000 -phisteps 100000 -osc 1"},
+        "nanobragg",
+        40,
+        "= 10000000000,",
+    ),
+    (
+        {
+            "job": {
+                "experiment": {
+                    "crystal": {
+                        "cell": [100, 100, 100, 90, 90, 90],
+                        "default_F": 100,
+                        "mosaic_spread_deg": 1,
+                        "mosaic_domains": 50,
+                    },
+                    "detector": {"fast_pixels": 16, "slow_pixels": 16},
+                }
+            }
+        },
+        "job.experiment",
+        40,
+        "50 mosaic domains",
+    ),  # fmt: skip
+    (
+        {"nanobragg": f"{TINY} -hkl P1.hkl", "inputs": {"P1.hkl": HKL * 11}},
+        "inputs",
+        200,
+        "220 bytes",
+    ),
+]
+
+
+@pytest.mark.parametrize("body,field,limit,words", OVER)
+def test_over_a_limit_is_413_naming_it(http: httpx.Client, body, field, limit, words) -> None:
+    start = time.monotonic()
+    r = http.post("/v1/jobs", json=body)
+    assert r.status_code == 413, r.text
+    error = r.json()
+    assert (error["field"], error["limit"]) == (field, limit), error
+    assert words in error["detail"] and str(limit) in error["detail"], error
+    assert time.monotonic() - start < 10  # counted, never built
+
+
+def test_a_job_at_the_limits_runs(http: httpx.Client) -> None:
+    body = {
+        "nanobragg": f"{BASE} -detpixels 64 -phisteps 10 -osc 1 -mosaic 1 -mosaic_dom 4 -hkl a",
+        "frames": 2,
+        "tile": 32,
+        "inputs": {"a": HKL * 10},  # 200 bytes
+    }
+    job = submit(http, body)
+    assert read_events(http, job["id"])[-1]["event"] == "successful"
+
+
+def test_second_job_queues_while_the_first_runs(http: httpx.Client) -> None:
+    long = {"nanobragg": f"{BASE} -detpixels 64 -phisteps 40 -osc 1", "tile": 16, "frames": 2}
+    first = submit(http, long)
+    second = submit(http, {"nanobragg": TINY, "tile": 16})
+    seen = set()
+    while (a := http.get(f"/v1/jobs/{first['id']}").json())["status"] != "successful":
+        b = http.get(f"/v1/jobs/{second['id']}").json()
+        if a["status"] == "running":
+            assert b["status"] == "accepted" and b["started"] is None, b
+            seen.add("queued")
+        time.sleep(0.05)
+    assert "queued" in seen
+    assert read_events(http, second["id"])[-1]["event"] == "successful"
+    a, b = (http.get(f"/v1/jobs/{j['id']}").json() for j in (first, second))
+    assert datetime.fromisoformat(b["started"]) >= datetime.fromisoformat(a["finished"])
+
+
+HKL_IN = {"P1.hkl": HKL}
+BAD_FILES: list[tuple[dict[str, Any], str]] = [
+    ({"nanobragg": f"{TINY} -dump ../x"}, "-dump"),
+    ({"nanobragg": f"{TINY} -dump /etc/passwd"}, "-dump"),
+    ({"nanobragg": f"{TINY} -floatfile /etc/x"}, "-floatfile"),
+    ({"nanobragg": f"{TINY} -floatimage ../../x.bin"}, "-floatimage"),
+    ({"nanobragg": f"{TINY} -intfile sub/x.img"}, "-intfile"),
+    ({"nanobragg": f"{TINY} -noiseimage .."}, "-noiseimage"),
+    ({"nanobragg": f"{TINY} -pgmfile ~root"}, "-pgmfile"),
+    ({"nanobragg": f"{TINY} -sourcefile ../sources.txt"}, "-sourcefile"),
+    ({"nanobragg": f"{TINY} -sourcefile sources.txt"}, "-sourcefile"),  # not among inputs
+    ({"nanobragg": f"{TINY} -mat /etc/A.mat"}, "-mat"),
+    ({"nanobragg": f"{TINY} -mat 'C:\\A.mat'"}, "-mat"),
+    ({"nanobragg": f"{TINY} -hkl ./P1.hkl", "inputs": HKL_IN}, "-hkl"),
+    ({"nanobragg": f"{TINY} -hkl {'/tmp'}/P1.hkl", "inputs": HKL_IN}, "-hkl"),
+    ({"nanobragg": TINY, "inputs": {"..": HKL}}, "inputs..."),
+    ({"nanobragg": TINY, "inputs": {"a\\b": HKL}}, "inputs.a\\b"),
+    ({"job": {"experiment": {"crystal": {"hkl_file": "/etc/passwd"}}}}, "job.experiment.crystal"),
+    (
+        {"job": {"experiment": {"crystal": {"fdump_file": "../Fdump.bin"}}}},
+        "job.experiment.crystal",
+    ),
+]
+
+
+@pytest.mark.parametrize("body,field", BAD_FILES)
+def test_only_files_of_the_inputs_are_named(http: httpx.Client, body, field) -> None:
+    r = http.post("/v1/jobs", json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["field"].startswith(field), r.json()
+
+
+def test_a_lone_file_flag_names_itself(http: httpx.Client) -> None:
+    r = http.post("/v1/jobs", json={"nanobragg": f"{TINY} -hkl"})
+    assert r.status_code == 422 and r.json()["field"] == "-hkl"
+    assert "-dump" not in r.json()["detail"]  # not the service's own default -dump
+
+
+def test_serve_limit_flags() -> None:
+    args = parser().parse_args(["--max-steps-per-pixel", "7", "--max-frames", "3"])
+    assert (args.max_steps_per_pixel, args.max_frames, args.max_pixels) == (7, 3, None)
+
+
+def test_serve_refuses_a_bad_limit_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--max-steps-per-pixel", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("braggtile serve: error: --max-steps-per-pixel")
