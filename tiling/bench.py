@@ -1,6 +1,7 @@
 """``braggtile bench --tiled``: time the tiled pipeline on a Dask cluster, one JSON line.
 
-    braggtile bench --tiled [--workers N | --scheduler ADDR] [--tile T] [--frames F]
+    braggtile bench --tiled [--workers N | --scheduler ADDR | --in-process] [--tile T]
+                    [--frames F]
                     [--repeat R] [--dtype D] (--nanobragg "ARGS" | --spec job.json | -- ARGS)
 
 Starts (or connects to) the cluster, renders the job into a fresh store in a temporary
@@ -39,6 +40,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None, help="--tiled: embedded worker processes")
     p.add_argument("--scheduler", default=None, help="--tiled: address of a running scheduler")
     p.add_argument("--frames", type=int, default=None, help="--tiled: frames per job (1)")
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="--tiled: one thread-based worker in this process (braggtile render --in-process)",
+    )
 
 
 def run(args: argparse.Namespace, experiment, dtype_name: str, spec_tile: int) -> dict:
@@ -57,7 +63,7 @@ def run(args: argparse.Namespace, experiment, dtype_name: str, spec_tile: int) -
     folder = Path(tempfile.mkdtemp(prefix="braggtile-bench-"))
     try:
         t0 = time.perf_counter()
-        with connect(args.scheduler, args.workers) as client:
+        with connect(args.scheduler, args.workers, in_process=args.in_process) as client:
             workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
             cluster_start = time.perf_counter() - t0
             jobs = []
