@@ -125,22 +125,23 @@ def _reduce(st: Structure, ft: FrameTensors, intensity, omega, polar, valid, cap
 # ------------------------------------------------------------------------ block shapes
 
 
-def _bucket(n: int, lo: int, factor: int, hi: int) -> int:
-    p = lo
-    while p < n and p * factor <= hi:
-        p *= factor
-    return p
+#: Columns of a compiled block: on a CPU, the default tile edge (512), so tiles of 512 and
+#: multiples are never padded; on a GPU, wider blocks fill the device.
+BLOCK_COLS = {"cpu": 512, "cuda": 2048}
 
 
 def block_shape(
-    setup: FrameSetup, rows: int, cols: int, max_pixels: int | None = None
+    setup: FrameSetup, rows: int = 0, cols: int = 0, max_pixels: int | None = None
 ) -> tuple[int, int]:
-    """Fixed (rows, cols) of a compiled block, from a few buckets, so few graphs are compiled.
+    """Fixed (rows, cols) of a compiled block: one shape per frame structure and device.
 
-    Columns: a power of two from 64 to 1024 (2048 on a GPU); rows: 16 x a power of 4. The
-    pixel budget per block depends on the device (a CPU block stays in cache, a GPU block
-    fills the device) and shrinks with the samples per pixel, so memory is bounded by the
-    block (never by the window) even where the compiler keeps per-sample values.
+    The shape never depends on the window (``rows``, ``cols`` are ignored), so every tile
+    size and the whole frame run the same compiled graph: no compile ever happens mid-job
+    for a new tile size (windows are padded to whole blocks, the padding discarded).
+    Columns: :data:`BLOCK_COLS`; rows: 16 x a power of 4 within a pixel budget that depends
+    on the device (a CPU block stays in cache, a GPU block fills the device) and shrinks with
+    the samples per pixel, so memory is bounded by the block even where the compiler keeps
+    per-sample values.
     """
     cuda = setup.device.type == "cuda"
     if max_pixels is None:
@@ -149,8 +150,10 @@ def block_shape(
             max_pixels = min(1 << 20, max(1 << 16, (1 << 25) // samples))
         else:
             max_pixels = min(1 << 18, max(1 << 12, (1 << 21) // samples))
-    fb = _bucket(cols, 64, 2, 2048 if cuda else 1024)
-    rb = _bucket(rows, 16, 4, max(16, max_pixels // fb))
+    fb = BLOCK_COLS["cuda" if cuda else "cpu"]
+    rb = 16
+    while rb * 4 * fb <= max_pixels:
+        rb *= 4
     return rb, fb
 
 
@@ -206,6 +209,14 @@ def _graph(setup: FrameSetup, compiled: bool):
             fn = block
         _graphs[key] = fn
         return fn
+
+
+def compile_count() -> int:
+    """Graphs torch.compile has built in this process (dynamo's count of unique graphs): each
+    new frame structure, dtype or device adds one; a new tile size must never add one."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 def supported(setup: FrameSetup) -> bool:
