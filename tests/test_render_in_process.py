@@ -35,6 +35,9 @@ def test_in_process_render_writes_the_full_store(tmp_path: Path) -> None:
     store = zarr.open_group(str(out), mode="r")
     frames = store.attrs["braggtile"]["frames"]
     assert all(frames[str(k)]["complete"] for k in range(2))
+    codecs = store["0"].metadata.to_dict()["codecs"]
+    assert [c["name"] for c in codecs] == ["bytes", "blosc"]  # lz4, bit shuffle: fast to decode
+    assert codecs[1]["configuration"]["cname"] == "lz4"
     rendered_at = store[RECORDS][..., RECORD_FIELDS.index("rendered_at")]
     assert not np.isnan(rendered_at).any()
     run = parse_nanobragg(shlex.split(ARGS))
