@@ -20,10 +20,12 @@ never by the window. Compiled artifacts are cached on disk by inductor
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import warnings
 
+import dask.config
 import torch
 
 from engine import config
@@ -52,6 +54,7 @@ _INDUCTOR_OPTIONS = {
 _lock = threading.Lock()
 _graphs: dict = {}  # (structure, compiled) -> block function
 _failed: set = set()  # (structure, dtype, device type) that failed to compile here
+_aot_builds = [0]  # AOTInductor packages built or loaded by this process
 
 
 def render_block(
@@ -125,22 +128,23 @@ def _reduce(st: Structure, ft: FrameTensors, intensity, omega, polar, valid, cap
 # ------------------------------------------------------------------------ block shapes
 
 
-def _bucket(n: int, lo: int, factor: int, hi: int) -> int:
-    p = lo
-    while p < n and p * factor <= hi:
-        p *= factor
-    return p
+#: Columns of a compiled block: on a CPU, the default tile edge (512), so tiles of 512 and
+#: multiples are never padded; on a GPU, wider blocks fill the device.
+BLOCK_COLS = {"cpu": 512, "cuda": 2048}
 
 
 def block_shape(
-    setup: FrameSetup, rows: int, cols: int, max_pixels: int | None = None
+    setup: FrameSetup, rows: int = 0, cols: int = 0, max_pixels: int | None = None
 ) -> tuple[int, int]:
-    """Fixed (rows, cols) of a compiled block, from a few buckets, so few graphs are compiled.
+    """Fixed (rows, cols) of a compiled block: one shape per frame structure and device.
 
-    Columns: a power of two from 64 to 1024 (2048 on a GPU); rows: 16 x a power of 4. The
-    pixel budget per block depends on the device (a CPU block stays in cache, a GPU block
-    fills the device) and shrinks with the samples per pixel, so memory is bounded by the
-    block (never by the window) even where the compiler keeps per-sample values.
+    The shape never depends on the window (``rows``, ``cols`` are ignored), so every tile
+    size and the whole frame run the same compiled graph: no compile ever happens mid-job
+    for a new tile size (windows are padded to whole blocks, the padding discarded).
+    Columns: :data:`BLOCK_COLS`; rows: 16 x a power of 4 within a pixel budget that depends
+    on the device (a CPU block stays in cache, a GPU block fills the device) and shrinks with
+    the samples per pixel, so memory is bounded by the block even where the compiler keeps
+    per-sample values.
     """
     cuda = setup.device.type == "cuda"
     if max_pixels is None:
@@ -149,8 +153,10 @@ def block_shape(
             max_pixels = min(1 << 20, max(1 << 16, (1 << 25) // samples))
         else:
             max_pixels = min(1 << 18, max(1 << 12, (1 << 21) // samples))
-    fb = _bucket(cols, 64, 2, 2048 if cuda else 1024)
-    rb = _bucket(rows, 16, 4, max(16, max_pixels // fb))
+    fb = BLOCK_COLS["cuda" if cuda else "cpu"]
+    rb = 16
+    while rb * 4 * fb <= max_pixels:
+        rb *= 4
     return rb, fb
 
 
@@ -202,10 +208,119 @@ def _graph(setup: FrameSetup, compiled: bool):
         if compiled:
             _configure_inductor()
             fn = torch.compile(block, dynamic=False, fullgraph=True, options=_INDUCTOR_OPTIONS)
+            if aot_enabled():
+                fn = _AotBlock(st, table, fn)
         else:
             fn = block
         _graphs[key] = fn
         return fn
+
+
+def compile_count() -> int:
+    """Kernels this process has built or loaded: dynamo's unique graphs plus AOTInductor
+    packages. Each new frame structure, dtype or device adds one; a tile size never does."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"]) + _aot_builds[0]
+
+
+# ------------------------------------------------------------------- AOTInductor packages
+
+
+def aot_enabled() -> bool:
+    """Whether compiled CPU blocks run from AOTInductor packages (dask config
+    ``braggtile.compile.aot``, env ``DASK_BRAGGTILE__COMPILE__AOT=true``; default off).
+
+    Measured on the seed frame (2 busy cores): loading a package takes 1.2 s, 1.1 s of it
+    inductor's CPU-ISA probe (subprocesses), against 2.5-2.8 s for dynamo tracing plus an
+    inductor cache hit; warm block times were too noisy to compare, so it stays opt-in."""
+    value = dask.config.get("braggtile.compile.aot", False)
+    return str(value).lower() not in ("false", "0", "no", "off")
+
+
+def aot_cache_dir() -> str:
+    """Folder of the AOTInductor packages (next to inductor's cache)."""
+    _configure_inductor()
+    return os.path.join(os.environ["TORCHINDUCTOR_CACHE_DIR"], "braggtile-aoti")
+
+
+class _BlockModule(torch.nn.Module):
+    """The block function with flat tensor inputs (gs, gf, *FrameTensors), for torch.export."""
+
+    def __init__(self, st: Structure, table: StructureFactorTable):
+        super().__init__()
+        self.st, self.table = st, table
+
+    def forward(self, gs: torch.Tensor, gf: torch.Tensor, *tensors: torch.Tensor) -> torch.Tensor:
+        return render_block(self.st, self.table, FrameTensors(*tensors), gs, gf)
+
+
+class _AotBlock:
+    """A compiled block function served by AOTInductor packages on the CPU.
+
+    A package per (structure, structure-factor table, input shapes and dtypes) is built once
+    (``torch.export`` + ``aoti_compile_and_package``, written atomically) and loaded by every
+    later process in milliseconds: no dynamo tracing, no inductor cache look-up at start-up.
+    Any failure falls back, for good in this process, to ``fallback`` (torch.compile).
+    """
+
+    def __init__(self, st: Structure, table: StructureFactorTable, fallback):
+        self.st, self.table, self.fallback = st, table, fallback
+        self.runners: dict = {}
+        self.broken = False
+
+    def __call__(self, ft: FrameTensors, gs: torch.Tensor, gf: torch.Tensor) -> torch.Tensor:
+        if self.broken or gs.device.type != "cpu":
+            return self.fallback(ft, gs, gf)
+        inputs = (gs, gf, *ft)
+        key = tuple((tuple(t.shape), str(t.dtype)) for t in inputs)
+        runner = self.runners.get(key)
+        if runner is None:
+            try:
+                runner = self._load_or_build(key, inputs)
+            except Exception as err:  # exporter or compiler missing or failing
+                self.broken = True
+                warnings.warn(
+                    f"braggtile: AOTInductor package unavailable ({type(err).__name__}: {err});"
+                    " using torch.compile",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                return self.fallback(ft, gs, gf)
+            self.runners[key] = runner
+        return runner(*inputs)
+
+    def package_path(self, key: tuple) -> str:
+        from torch._inductor import cpu_vec_isa
+
+        t = self.table
+        text = repr(
+            (
+                self.st,
+                (t.h_min, t.h_max, t.k_min, t.k_max, t.l_min, t.l_max, t.default_F, t.hkls),
+                hashlib.sha256(t.values.tobytes()).hexdigest(),
+                key,
+                sorted(_INDUCTOR_OPTIONS.items()),
+                torch.__version__,
+                str(cpu_vec_isa.pick_vec_isa()),
+            )
+        )
+        name = hashlib.sha256(text.encode()).hexdigest()[:32]
+        return os.path.join(aot_cache_dir(), f"block-{name}.pt2")
+
+    def _load_or_build(self, key: tuple, inputs: tuple) -> object:
+        path = self.package_path(key)
+        if not os.path.exists(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            program = torch.export.export(_BlockModule(self.st, self.table), inputs, strict=False)
+            tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp.pt2"
+            torch._inductor.aoti_compile_and_package(
+                program, package_path=tmp, inductor_configs=dict(_INDUCTOR_OPTIONS)
+            )
+            os.replace(tmp, path)  # atomic: a concurrent worker sees all of it or nothing
+        runner = torch._inductor.aoti_load_package(path)
+        _aot_builds[0] += 1
+        return runner
 
 
 def supported(setup: FrameSetup) -> bool:

@@ -2,7 +2,7 @@
 
 - ``braggtile nanobragg ARGS``  render a frame with nanoBragg's flags (engine)
 - ``braggtile render ...``      tiled render of frames into an OME-Zarr store (tiling)
-- ``braggtile bench ...``       in-process speed benchmark (engine)
+- ``braggtile bench ...``       speed benchmark: in-process kernel or --tiled (tiling)
 - ``braggtile serve ...``       the HTTP service: jobs, events, tiles, zarr (service)
 """
 
@@ -15,7 +15,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "nanobragg": ("engine.cli", "main", "render one frame with C nanoBragg's flags"),
     "render": ("tiling.cli", "main", "tiled render of one or more frames into OME-Zarr on Dask"),
-    "bench": ("engine.bench", "main", "time in-process renders; prints one JSON line"),
+    "bench": ("tiling.bench", "main", "time renders (in-process, or --tiled); one JSON line"),
     "serve": ("service.serve", "main", "HTTP service: submit jobs, stream tiles, serve zarr"),
 }
 

@@ -77,6 +77,12 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     where.add_argument(
         "--scheduler", metavar="ADDRESS", help="existing Dask scheduler (or DASK_SCHEDULER_ADDRESS)"
     )
+    where.add_argument(
+        "--in-process",
+        action="store_true",
+        help="render in this process (one thread-based worker using every core): no cluster"
+        " start-up, same store and events; for one-machine jobs",
+    )
     add_batch_arguments(p, where)
     p.add_argument(
         "--torch-threads", type=int, help="torch threads per worker (default: cores/workers)"
@@ -212,6 +218,7 @@ def _render(args: argparse.Namespace) -> int:
             gpu=gpu,
             cluster=args.cluster,
             jobs=(args.min_jobs, args.max_jobs),
+            in_process=args.in_process,
         ) as client:
             done = render_job(
                 client,

@@ -55,6 +55,7 @@ def connect(
     gpu: bool | None = None,
     cluster: str | None = None,
     jobs: tuple[int, int] = (0, 4),
+    in_process: bool = False,
 ) -> Iterator[Client]:
     """A client of the cluster at ``scheduler`` (see :func:`scheduler_address`; an explicit
     ``workers`` ignores the environment), else of a new embedded LocalCluster with ``workers``
@@ -62,7 +63,9 @@ def connect(
     min(cores, DEFAULT_CPU_WORKERS)). ``torch_threads`` per worker defaults to the host's cores
     divided by its workers. ``cluster`` ("slurm", "pbs", "sge", "lsf") submits workers as batch
     jobs through dask-jobqueue (:mod:`tiling.batch`), adapting between ``jobs`` (min, max).
-    Closes what it started on exit.
+    ``in_process``: one thread-based worker in this process (no worker start-up; kernels
+    compiled here stay loaded), torch using all the host's cores; the same tasks, store writes
+    and events. Closes what it started on exit.
     """
     if cluster is not None:
         from tiling.batch import batch_cluster
@@ -70,6 +73,23 @@ def connect(
         with batch_cluster(cluster, *jobs) as batch, Client(batch) as client:
             register_plugin(client, torch_threads)
             yield client
+        return
+    if in_process:
+        use_gpu = torch.cuda.is_available() if gpu is None else gpu
+        cluster = LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=False,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+            resources={"GPU": 1} if use_gpu else None,
+        )
+        try:
+            with Client(cluster) as client:
+                register_plugin(client, torch_threads or host_cores())
+                yield client
+        finally:
+            cluster.close()
         return
     address = scheduler if workers is not None else scheduler_address(scheduler)
     if address:

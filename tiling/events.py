@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engine.statistics import FrameStatistics, TileStatistics
 from engine.window import Window
@@ -47,13 +47,16 @@ class FrameDone:
 
 @dataclass(frozen=True)
 class JobDone:
-    """All frames complete. ``pixels_rendered`` counts ROI pixels rendered by this run."""
+    """All frames complete. ``pixels_rendered`` counts ROI pixels rendered by this run;
+    ``stages``: worker seconds of its tasks by stage (see :data:`tiling.graph.STAGES`), summed
+    over the tasks of this run."""
 
     store: str
     wall_s: float
     tiles_rendered: int
     tiles_resumed: int
     pixels_rendered: int
+    stages: dict[str, float] = field(default_factory=dict)
 
     @property
     def pixels_per_s(self) -> float:

@@ -40,6 +40,8 @@ FINISH_PRIORITY = 1 << 30
 CANCEL_POLL_S = 0.02
 #: Tasks per cancel message.
 CANCEL_BATCH = 16
+#: Worker seconds a job's tasks report, summed over its tasks (:attr:`JobDone.stages`).
+STAGES = ("setup", "render", "statistics", "write", "pyramid")
 
 
 class JobCancelled(Exception):
@@ -89,6 +91,7 @@ class _Run:
         self.pending_tiles = 0
         self.rendered = 0
         self.pixels = 0
+        self.stages: dict[str, float] = dict.fromkeys(STAGES, 0.0)
 
     def submit(self, func: Any, key: str, *args: Any, priority: int, **kw: Any) -> Future:
         future = self.client.submit(
@@ -163,7 +166,7 @@ class _Run:
                 current[(row, col)] = self.submit(
                     bin_chunk, key, frame, level, row, col, *deps, priority=FINISH_PRIORITY
                 )
-                self.meta[key] = ("bin",)
+                self.meta[key] = ("bin", frame)
             state.futures.extend(current.values())
             previous = current
         key = f"bt-finish-{self.token}-{frame}"
@@ -178,8 +181,12 @@ class _Run:
         )
         self.meta[key] = ("finish", frame)
 
-    def tile_done(self, frame: int, tile: Tile, result: list[float], done: int, total: int) -> None:
-        record = TileRecord.from_vector(np.asarray(result))
+    def tile_done(
+        self, frame: int, tile: Tile, result: dict[str, Any], done: int, total: int
+    ) -> None:
+        record = TileRecord.from_vector(np.asarray(result["record"]))
+        for name, seconds in result["stages"].items():
+            self.stages[name] += seconds
         state = self.frames[frame]
         state.partials[(tile.row, tile.col)] = record.statistics
         state.remaining -= 1
@@ -233,6 +240,8 @@ class _Run:
                 if what[0] == "tile":
                     tiles_done += 1
                     self.tile_done(what[1], what[2], result, tiles_done, tiles_total)
+                elif what[0] == "bin":
+                    self.stages["pyramid"] += float(result)
                 elif what[0] == "finish":
                     self.frame_done(what[1], result or "")
         except BaseException:
@@ -286,6 +295,13 @@ def render_job(
         tiles_total = len(run.order) * job.frames
         emit(JobStarted(path, job.frames, tiles_total, tiles_done))
         run.run(tiles_done, tiles_total, cancel)
-    result = JobDone(path, time.perf_counter() - start, run.rendered, tiles_done, run.pixels)
+    result = JobDone(
+        path,
+        time.perf_counter() - start,
+        run.rendered,
+        tiles_done,
+        run.pixels,
+        stages={name: round(seconds, 6) for name, seconds in run.stages.items()},
+    )
     emit(result)
     return result

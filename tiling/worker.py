@@ -160,10 +160,12 @@ def worker_info() -> dict[str, Any]:
 
 def render_tile(
     path: str, fingerprint: str, frame: int, row: int, col: int, device: str
-) -> list[float]:
+) -> dict[str, Any]:
     """Render tile (row, col) of ``frame``, write its level-0 chunk, then its record.
 
-    Returns the record as a list of floats (see :data:`tiling.store.RECORD_FIELDS`).
+    Returns ``{"record": the record as a list of floats (see :data:`tiling.store.RECORD_FIELDS`),
+    "stages": seconds spent in "setup" (store and frame set-up lookup), "render", "statistics"
+    and "write" (chunk encoding and write, then the record)}``.
     """
     start = time.perf_counter()
     plugin = current_plugin()
@@ -171,7 +173,11 @@ def render_tile(
     grid = store.job.grid
     window = grid.window(row, col)
     setup = plugin.frame_setup(store, frame, plugin.device(device))
+    t_setup = time.perf_counter()
     values = render_window(setup, window)
+    if values.device.type == "cuda":
+        torch.cuda.synchronize(values.device)
+    t_render = time.perf_counter()
     inside = intersect(window, grid.roi)
     mask = None
     if inside is not None and inside != window:
@@ -181,21 +187,31 @@ def render_tile(
             inside.fast0 - window.fast0 : inside.fast1 - window.fast0,
         ] = True
     stats = TileStatistics.from_tile(values, window, mask)
+    t_stats = time.perf_counter()
     store.array("0")[frame, window.slow0 : window.slow1, window.fast0 : window.fast1] = (
         values.cpu().numpy()
     )
     record = TileRecord(stats, rendered_at=time.time(), render_s=time.perf_counter() - start)
     store.write_record(frame, row, col, record)
-    return record.to_vector().tolist()
+    end = time.perf_counter()
+    stages = {
+        "setup": t_setup - start,
+        "render": t_render - t_setup,
+        "statistics": t_stats - t_render,
+        "write": end - t_stats,
+    }
+    return {"record": record.to_vector().tolist(), "stages": stages}
 
 
 def bin_chunk(
     path: str, fingerprint: str, frame: int, level: int, row: int, col: int, *after: Any
-) -> None:
-    """Write chunk (row, col) of pyramid ``level`` of ``frame`` from the level above.
+) -> float:
+    """Write chunk (row, col) of pyramid ``level`` of ``frame`` from the level above; returns
+    the seconds it took.
 
     ``after``: futures of the chunks it reads (only to order the tasks; values unused).
     """
+    start = time.perf_counter()
     store = current_plugin().store(path, fingerprint)
     shapes = store.job.level_shapes
     window = chunk_window(shapes[level], store.job.tile, row, col)
@@ -205,6 +221,7 @@ def bin_chunk(
     store.array(str(level))[frame, window.slow0 : window.slow1, window.fast0 : window.fast1] = (
         binned
     )
+    return time.perf_counter() - start
 
 
 def finish_frame(

@@ -1,0 +1,62 @@
+"""``braggtile bench --tiled`` (tiling.bench): a real embedded cluster, one JSON line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+SMALL = "-cell 100 100 100 90 90 90 -default_F 100 -lambda 1.0 -N 5 -distance 100 -detpixels 300"
+STAGES = ("setup", "render", "statistics", "write", "pyramid", "scheduling")
+
+
+def _bench(*args: str) -> tuple[list[str], dict]:
+    cmd = [sys.executable, "-m", "service.cli", "bench", "--tiled", *args, "--nanobragg", SMALL]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.strip().splitlines() if line.strip()]
+    return lines, json.loads(lines[-1])
+
+
+def test_tiled_bench_reports_cluster_jobs_rate_and_stages():
+    lines, result = _bench("--workers", "2", "--tile", "128", "--frames", "2", "--repeat", "2")
+    assert sum(line.startswith("bench: job") for line in lines[:-1]) == 3
+    assert result["tiled"] is True and result["workers"] == 2
+    assert result["frames"] == 2 and result["tile"] == 128
+    assert result["pixels"] == 2 * 300 * 300
+    assert result["tiles"] == 2 * 3 * 3
+    assert result["cluster_start_seconds"] > 0 and result["first_job_seconds"] > 0
+    assert len(result["warm_seconds"]) == 2
+    assert sorted(result["warm_seconds"])[0] <= result["warm_job_seconds"]
+    assert result["mpix_per_s"] > 0
+    stages = result["stages"]
+    assert set(stages) == set(STAGES)
+    # every stage ran (300 px > 256: one pyramid level) and took less than the workers had
+    budget = max(result["warm_seconds"]) * result["workers"]
+    for name in STAGES[:-1]:
+        assert 0 < stages[name] < budget, name
+    assert 0 <= stages["scheduling"] < budget
+    assert sum(stages.values()) <= budget * 1.0001
+
+
+def test_tiled_bench_help_and_bad_input():
+    proc = subprocess.run(
+        [sys.executable, "-m", "service.cli", "bench", "--help"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and "--tiled" in proc.stdout and "--scheduler" in proc.stdout
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "bench",
+            "--tiled",
+            "--frames",
+            "0",
+            "--nanobragg",
+            SMALL,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "--frames" in proc.stderr

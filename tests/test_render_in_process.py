@@ -1,0 +1,59 @@
+"""``braggtile render --in-process``: one thread-based worker in the command's own process,
+writing the same store (levels, pyramid, records, frame statistics) as worker processes."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+
+from engine.cli import render_frame
+from engine.resolve import parse_nanobragg
+from engine.setup import prepare_frame
+from tiling.pyramid import bin2x2
+from tiling.store import RECORD_FIELDS, RECORDS
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = "-N 5 -cell 100 100 100 90 90 90 -default_F 100 -lambda 1 -distance 100 -detpixels 300"
+
+
+def test_in_process_render_writes_the_full_store(tmp_path: Path) -> None:
+    out = tmp_path / "ip.zarr"
+    cmd = [
+        sys.executable, "-m", "tiling", "render", "--nanobragg", ARGS, "-o", str(out),
+        "--tile", "128", "--frames", "2", "--in-process", "--no-progress",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    store = zarr.open_group(str(out), mode="r")
+    frames = store.attrs["braggtile"]["frames"]
+    assert all(frames[str(k)]["complete"] for k in range(2))
+    codecs = store["0"].metadata.to_dict()["codecs"]
+    assert [c["name"] for c in codecs] == ["bytes", "blosc"]  # lz4, bit shuffle: fast to decode
+    assert codecs[1]["configuration"]["cname"] == "lz4"
+    rendered_at = store[RECORDS][..., RECORD_FIELDS.index("rendered_at")]
+    assert not np.isnan(rendered_at).any()
+    run = parse_nanobragg(shlex.split(ARGS))
+    ref = render_frame(prepare_frame(run.experiment, torch.float32, "cpu"), progress=False)
+    for k in range(2):
+        got = store["0"][k]
+        assert np.abs(got - ref).max() <= 1e-6 * ref.max()
+        assert frames[str(k)]["statistics"]["max_I"] == float(got.max())
+        np.testing.assert_array_equal(store["1"][k], bin2x2(got).astype(np.float32))
+
+
+def test_in_process_excludes_workers_and_scheduler(tmp_path: Path) -> None:
+    cmd = [
+        sys.executable, "-m", "tiling", "render", "--nanobragg", ARGS, "-o",
+        str(tmp_path / "x.zarr"), "--in-process", "--workers", "2",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--in-process" in proc.stderr
+    assert not (tmp_path / "x.zarr").exists()
