@@ -36,7 +36,13 @@ _load_defaults()
 
 def get(key: str) -> Any:
     """The value of ``braggtile.<key>`` (e.g. ``"tiling.cached-frames"``)."""
-    return dask.config.get(f"braggtile.{key}")
+    try:
+        return dask.config.get(f"braggtile.{key}")
+    except KeyError:
+        # a dask.config.set of braggtile keys made before this module was imported removes the
+        # whole namespace, defaults included, when it exits: load them again
+        _load_defaults()
+        return dask.config.get(f"braggtile.{key}")
 
 
 def compile_mode() -> str:

@@ -218,3 +218,21 @@ def test_eager_blocks_bound_memory_not_pixels(hkl_folder):
             assert kernel.eager_block_shape(setup, 36, 40) == shape
             part = _render(setup, "off", Window(3, 9, 30, 40))
         np.testing.assert_array_equal(part, whole[3:9, 30:40])
+
+
+def test_settings_survive_a_config_set_made_before_engine_was_imported():
+    """dask.config.set of a braggtile key before engine.config is imported removes the whole
+    namespace on exit; the settings still read their shipped defaults afterwards."""
+    code = (
+        "import dask.config\n"
+        "with dask.config.set({'braggtile.compile.mode': 'off'}):\n"
+        "    from engine import config\n"
+        "    assert config.compile_mode() == 'off'\n"
+        "print(config.get('kernel.eager-block-samples'), config.compile_mode())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_BRAGGTILE")}
+    env.pop("BRAGGTILE_COMPILE", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["2097152", "auto"]
