@@ -13,24 +13,20 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_service import serving
 
 try:
     from playwright.sync_api import sync_playwright
 except ImportError:  # pragma: no cover - depends on the machine
     sync_playwright = None
 
-ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = [
     "--headless",
@@ -68,12 +64,6 @@ ARGS = (
 TILE = 128
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def get(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=30) as response:
         return response.read()
@@ -83,36 +73,8 @@ def get(url: str) -> bytes:
 def server(tmp_path_factory):
     """Base URL of `braggtile serve` running in a subprocess with one worker."""
     data = tmp_path_factory.mktemp("serve")
-    port = free_port()
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    log = open(data / "serve.log", "wb")  # noqa: SIM115 - closed at teardown
-    command = [sys.executable, "-m", "service.cli", "serve", "--port", str(port)]
-    command += ["--data", str(data / "data"), "--workers", "1"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"braggtile serve exited:\n{(data / 'serve.log').read_text()[-3000:]}")
-            try:
-                if json.loads(get(base + "/healthz"))["status"] == "ok":
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("braggtile serve did not answer /healthz within 300 s")
-            time.sleep(0.5)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+    with serving(data, data / "jobs.db", ("--workers", "1")) as (url, _):
+        yield url
 
 
 @pytest.fixture
