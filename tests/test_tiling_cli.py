@@ -135,3 +135,13 @@ def test_seed_benchmark_4096_ragged_tiles_agree_with_one_tile_and_with_c(tmp_pat
         for where, sl in strips.items():
             p = parity(image[sl], ref[sl])
             assert p.correlation >= corr and abs(p.sum_ratio - 1.0) <= sum_tol, (where, p)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a host without CUDA")
+def test_cuda_workers_without_cuda_are_refused_in_one_line(tmp_path: Path, capsys) -> None:
+    out = str(tmp_path / "g.zarr")
+    for where in (["--workers", "1"], ["--in-process"]):
+        assert main(["--nanobragg", ARGS, "-o", out, "--device", "cuda", *where]) == 2
+        err = capsys.readouterr().err
+        assert "--device: GPU workers requested, but CUDA is not available" in err
+        assert err.count("\n") == 1

@@ -20,6 +20,7 @@ import torch
 from distributed import Client, LocalCluster
 
 from engine import config
+from engine.errors import InputError
 from tiling.worker import PLUGIN_NAME, TilingPlugin
 
 
@@ -74,22 +75,10 @@ def connect(
             register_plugin(client, torch_threads)
             yield client
         return
+    use_gpu = torch.cuda.is_available() if gpu is None else gpu
     if in_process:
-        use_gpu = torch.cuda.is_available() if gpu is None else gpu
-        cluster = LocalCluster(
-            n_workers=1,
-            threads_per_worker=1,
-            processes=False,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-            resources={"GPU": 1} if use_gpu else None,
-        )
-        try:
-            with Client(cluster) as client:
-                register_plugin(client, torch_threads or host_cores())
-                yield client
-        finally:
-            cluster.close()
+        with _local(1, False, use_gpu, torch_threads or host_cores()) as client:
+            yield client
         return
     address = scheduler if workers is not None else scheduler_address(scheduler)
     if address:
@@ -99,26 +88,33 @@ def connect(
             yield client
         return
 
-    use_gpu = torch.cuda.is_available() if gpu is None else gpu
-    if use_gpu and not torch.cuda.is_available():
-        raise ValueError("GPU workers requested, but CUDA is not available on this host")
     cores = host_cores()
     if use_gpu:
         n = workers or max(1, torch.cuda.device_count())
     else:
         n = workers or max(1, min(cores, int(config.get("cluster.cpu-workers"))))
+    with _local(n, True, use_gpu, torch_threads or max(1, cores // n)) as client:
+        yield client
+
+
+@contextmanager
+def _local(n: int, processes: bool, gpu: bool, torch_threads: int) -> Iterator[Client]:
+    """A client of a new LocalCluster: ``n`` workers (spawned processes, or threads of this
+    process) with one Dask thread each, declaring ``GPU: 1`` when ``gpu``; closed on exit."""
+    if gpu and not torch.cuda.is_available():
+        raise InputError("--device", "GPU workers requested, but CUDA is not available here")
     with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}):
         cluster = LocalCluster(
             n_workers=n,
             threads_per_worker=1,
-            processes=True,
+            processes=processes,
             dashboard_address=None,
             silence_logs=logging.ERROR,
-            resources={"GPU": 1} if use_gpu else None,
+            resources={"GPU": 1} if gpu else None,
         )
     try:
         with Client(cluster) as client:
-            register_plugin(client, torch_threads or max(1, cores // n))
+            register_plugin(client, torch_threads)
             yield client
     finally:
         cluster.close()
