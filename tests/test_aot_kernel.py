@@ -34,7 +34,7 @@ def test_aot_package_is_built_once_then_loaded(aot_dir):
     with dask.config.set({"braggtile.compile.mode": "on", "braggtile.compile.aot": False}):
         reference = kernel.render_window(setup, window).numpy()
     with dask.config.set({"braggtile.compile.mode": "on", "braggtile.compile.aot": True}):
-        block = kernel._AotBlock(setup.structure, setup.sf_table, fallback=None)
+        block = kernel._AotBlock(setup.structure, setup.sf_table, make_fallback=None)
         kernel._graphs[(setup.structure, True)] = block
         try:
             built = kernel.render_window(setup, window).numpy()
@@ -44,7 +44,7 @@ def test_aot_package_is_built_once_then_loaded(aot_dir):
             stamp = os.stat(aot_dir / packages[0]).st_mtime_ns
             graphs = counters["stats"]["unique_graphs"]
             loaded_before = kernel.compile_count()
-            fresh = kernel._AotBlock(setup.structure, setup.sf_table, fallback=None)
+            fresh = kernel._AotBlock(setup.structure, setup.sf_table, make_fallback=None)
             kernel._graphs[(setup.structure, True)] = fresh
             loaded = kernel.render_window(setup, window).numpy()
             assert not fresh.broken and len(fresh.runners) == 1

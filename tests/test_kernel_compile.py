@@ -179,7 +179,7 @@ def test_block_shapes_are_few_and_bounded():
     assert all(r * c <= 1 << 18 for r, c in shapes)
 
 
-def test_failed_compilation_falls_back_to_eager(monkeypatch):
+def test_failed_compilation_falls_back_to_eager(monkeypatch, tmp_path):
     args = FEATURES_F32.replace("-N 5", "-N 3")  # a structure no other test compiles
     setup = _setup(args, torch.float32)
     eager = _render(setup, "off")
@@ -187,6 +187,9 @@ def test_failed_compilation_falls_back_to_eager(monkeypatch):
     def broken(*a, **k):
         raise RuntimeError("no compiler here")
 
+    # neither an AOTInductor package (none on disk, export fails) nor torch.compile
+    monkeypatch.setattr(kernel, "aot_cache_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(torch.export, "export", broken)
     monkeypatch.setattr(torch, "compile", broken)
     with pytest.warns(RuntimeWarning, match="eager"):
         out = _render(setup, "on")

@@ -45,6 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="--tiled: one thread-based worker in this process (braggtile render --in-process)",
     )
+    p.add_argument(
+        "--compare-kernel",
+        action="store_true",
+        help="--tiled: also time the in-process warm kernel on the same frame afterwards"
+        " (kernel_mpix_per_s, tiled_share = tiled / kernel pixel rate)",
+    )
 
 
 def run(args: argparse.Namespace, experiment, dtype_name: str, spec_tile: int) -> dict:
@@ -66,10 +72,12 @@ def run(args: argparse.Namespace, experiment, dtype_name: str, spec_tile: int) -
         with connect(args.scheduler, args.workers, in_process=args.in_process) as client:
             workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
             cluster_start = time.perf_counter() - t0
-            jobs = []
+            jobs, cpu = [], {}
             for i in range(1 + args.repeat):
                 path = str(folder / f"job{i}.zarr")
+                cpu0 = time.process_time()
                 jobs.append(render_job(client, path, job, overwrite=True))
+                cpu[id(jobs[-1])] = time.process_time() - cpu0
                 shutil.rmtree(path, ignore_errors=True)
                 print(f"bench: job {i + 1}/{1 + args.repeat}: {jobs[-1].wall_s:.4f} s", flush=True)
     finally:
@@ -77,6 +85,10 @@ def run(args: argparse.Namespace, experiment, dtype_name: str, spec_tile: int) -
     first, warm_jobs = jobs[0], jobs[1:] or jobs[:1]
     median = sorted(warm_jobs, key=lambda d: d.wall_s)[(len(warm_jobs) - 1) // 2]
     warm = statistics.median(d.wall_s for d in warm_jobs)
+    kernel = _kernel_rate(experiment, dtype_name, job.frames) if args.compare_kernel else None
+    if kernel is not None:
+        rate = median.pixels_rendered / max(warm, 1e-12) / 1e6
+        kernel["tiled_share"] = round(rate / kernel["kernel_mpix_per_s"], 4)
     stages = dict(median.stages)
     busy = sum(stages.values())
     stages["scheduling"] = max(0.0, workers * median.wall_s - busy)
@@ -96,7 +108,32 @@ def run(args: argparse.Namespace, experiment, dtype_name: str, spec_tile: int) -
         "scheduler": args.scheduler,
         "dtype": dtype_name,
         "stages": {k: round(v, 6) for k, v in stages.items()},
+        "client_cpu_seconds": round(cpu[id(median)], 6),
+        **(kernel or {}),
         "peak_rss_mib": round(peak_rss_mib(), 1),
+    }
+
+
+def _kernel_rate(experiment, dtype_name: str, frames: int) -> dict:
+    """The in-process warm kernel on the same frames, timed here after the cluster closed
+    (whole frames, every core): its Mpix/s and the tiled pipeline's share of it."""
+    import torch
+
+    from engine.bench import render_frame
+    from engine.precision import torch_dtype
+
+    dtype, device = torch_dtype(dtype_name), torch.device("cpu")
+    render_frame(experiment, dtype, device)  # warm
+    seconds = []
+    for _ in range(min(frames, 3)):
+        t0 = time.perf_counter()
+        render_frame(experiment, dtype, device)
+        seconds.append(time.perf_counter() - t0)
+    warm = statistics.median(seconds)
+    det = experiment.detector
+    return {
+        "kernel_warm_seconds": round(warm, 6),
+        "kernel_mpix_per_s": round(det.fast_pixels * det.slow_pixels / warm / 1e6, 3),
     }
 
 

@@ -30,7 +30,7 @@ from tiling.job import JobSpec
 from tiling.lock import StoreLock
 from tiling.pyramid import children, level_chunks
 from tiling.store import TileRecord, TileStore
-from tiling.worker import FrameWriter, bin_chunk, finish_frame, render_tile
+from tiling.worker import FrameWriter, bin_chunk, bin_tail, finish_frame, render_tile
 
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 
@@ -54,6 +54,7 @@ class _Frame:
     remaining: int  # tiles not yet in the store
     partials: dict[tuple[int, int], TileStatistics]  # (row, col) -> partial of a finished tile
     futures: list[Future] = field(default_factory=list)  # its pyramid tasks, kept until done
+    finishing: int = 0  # pyramid (and writer) tasks of the frame still running
 
     @property
     def statistics(self) -> TileStatistics:
@@ -158,17 +159,30 @@ class _Run:
         shapes = job.level_shapes
         previous: dict[tuple[int, int], Future] = {}
         for level in range(1, len(shapes)):
+            key = f"bt-bin-{self.token}-{frame}-{level}"
+            if max(shapes[level]) <= job.tile:  # this level and all below: one chunk each
+                deps = list(previous.values())
+                tail = self.submit(bin_tail, key, frame, level, *deps, priority=FINISH_PRIORITY)
+                previous = {(0, 0): tail}
+                self.meta[key] = ("bin", frame)
+                state.futures.append(tail)
+                break
             current = {}
             for row, col in level_chunks(shapes, level, job.tile, self.grid.roi):
                 above = children(shapes[level - 1], job.tile, row, col)
                 deps = [previous[c] for c in above if c in previous]
-                key = f"bt-bin-{self.token}-{frame}-{level}-{row}-{col}"
+                chunk_key = f"{key}-{row}-{col}"
                 current[(row, col)] = self.submit(
-                    bin_chunk, key, frame, level, row, col, *deps, priority=FINISH_PRIORITY
+                    bin_chunk, chunk_key, frame, level, row, col, *deps, priority=FINISH_PRIORITY
                 )
-                self.meta[key] = ("bin", frame)
+                self.meta[chunk_key] = ("bin", frame)
             state.futures.extend(current.values())
             previous = current
+        state.finishing = len(state.futures)
+        if self.frame_writer is None:  # the frame is complete when its pyramid is
+            if not state.finishing:
+                self.frame_done(frame, "")
+            return
         key = f"bt-finish-{self.token}-{frame}"
         self.submit(
             finish_frame,
@@ -179,6 +193,7 @@ class _Run:
             *previous.values(),
             priority=FINISH_PRIORITY,
         )
+        state.finishing += 1
         self.meta[key] = ("finish", frame)
 
     def tile_done(
@@ -208,6 +223,13 @@ class _Run:
         if state.remaining == 0:
             self.finish_tiles(frame)
         self.feed()
+
+    def pyramid_done(self, frame: int) -> None:
+        """A pyramid task of ``frame`` finished; without a frame writer, the last one ends it."""
+        state = self.frames[frame]
+        state.finishing -= 1
+        if self.frame_writer is None and state.finishing == 0:
+            self.frame_done(frame, "")
 
     def frame_done(self, frame: int, log: str) -> None:
         summary = self.frames.pop(frame).statistics.summary()
@@ -242,6 +264,7 @@ class _Run:
                     self.tile_done(what[1], what[2], result, tiles_done, tiles_total)
                 elif what[0] == "bin":
                     self.stages["pyramid"] += float(result)
+                    self.pyramid_done(what[1])
                 elif what[0] == "finish":
                     self.frame_done(what[1], result or "")
         except BaseException:

@@ -28,6 +28,8 @@ import zarr
 
 from engine.errors import UserInputError
 from engine.statistics import FrameStatistics, TileStatistics
+from engine.window import Window
+from tiling.chunkio import ChunkIO
 from tiling.inputs import pack_inputs, write_inputs
 from tiling.job import JobSpec
 
@@ -205,6 +207,7 @@ class TileStore:
         self.group = group
         self.job = job
         self._arrays: dict[str, zarr.Array] = {}
+        self._chunks: dict[str, ChunkIO] = {}
 
     @classmethod
     def open_or_create(
@@ -257,6 +260,7 @@ class TileStore:
             chunks=(1, 1, 1, len(RECORD_FIELDS)),
             dtype="float64",
             fill_value=float("nan"),
+            compressors=None,  # 72 bytes a chunk, written directly by workers (tiling.chunkio)
             dimension_names=("t", "tile_y", "tile_x", "field"),
             attributes={"fields": list(RECORD_FIELDS), "tile": tile},
         )
@@ -296,11 +300,36 @@ class TileStore:
             self._arrays[name] = node
         return self._arrays[name]
 
+    def chunks(self, name: str) -> ChunkIO:
+        """Whole-chunk reads and writes of array ``name`` (direct on local stores), cached."""
+        if name not in self._chunks:
+            root = None if "://" in self.path else self.path
+            self._chunks[name] = ChunkIO(root, name, self.array(name))
+        return self._chunks[name]
+
+    def read_window(self, name: str, frame: int, window: Window) -> np.ndarray:
+        """Pixels ``window`` of ``frame`` of level ``name``, read chunk by chunk."""
+        io = self.chunks(name)
+        _, rows, cols = io.array.chunks
+        out = np.empty(window.shape, dtype=io.array.dtype)
+        for r in range(window.slow0 // rows, -(-window.slow1 // rows)):
+            for c in range(window.fast0 // cols, -(-window.fast1 // cols)):
+                chunk = io.read((frame, r, c))
+                s0, f0 = max(window.slow0, r * rows), max(window.fast0, c * cols)
+                s1 = min(window.slow1, r * rows + chunk.shape[1])
+                f1 = min(window.fast1, c * cols + chunk.shape[2])
+                ds, df = s0 - window.slow0, f0 - window.fast0
+                out[ds : ds + s1 - s0, df : df + f1 - f0] = chunk[
+                    0, s0 - r * rows : s1 - r * rows, f0 - c * cols : f1 - c * cols
+                ]
+        return out
+
     # --- records (done-set) -------------------------------------------------------------
 
     def write_record(self, frame: int, row: int, col: int, record: TileRecord) -> None:
         """Mark tile (row, col) of ``frame`` finished; call only after its chunk is written."""
-        self.array(RECORDS)[frame, row, col, :] = record.to_vector()
+        vector = record.to_vector().reshape(1, 1, 1, len(RECORD_FIELDS))
+        self.chunks(RECORDS).write((frame, row, col, 0), vector)
 
     def records(self) -> dict[tuple[int, int, int], TileRecord]:
         """Every finished tile, keyed (frame, row, col)."""

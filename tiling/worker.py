@@ -25,6 +25,8 @@ from engine.frame import FrameSetup
 from engine.kernel import render_window
 from engine.setup import prepare_frame
 from engine.statistics import FrameStatistics, TileStatistics
+from engine.window import Window
+from tiling.allocator import tune_allocator
 from tiling.grid import intersect
 from tiling.inputs import local_experiment
 from tiling.pyramid import bin2x2, chunk_window, source_window
@@ -63,6 +65,7 @@ class TilingPlugin(WorkerPlugin):
         self.threads = 1
         self.gpu_index: int | None = None
         self.setups_prepared = 0
+        self.allocator_tuned = False
         self._stores: OrderedDict[tuple[str, str], TileStore] = OrderedDict()
         self._setups: OrderedDict[tuple[str, int, str, str], FrameSetup] = OrderedDict()
 
@@ -75,6 +78,7 @@ class TilingPlugin(WorkerPlugin):
         )
         if worker is not None and "GPU" in worker.state.total_resources:
             self.gpu_index = _gpu_index(worker.name)
+        self.allocator_tuned = tune_allocator()
         self.enter()
 
     def enter(self) -> None:
@@ -155,6 +159,7 @@ def worker_info() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "gpu_index": plugin.gpu_index,
         "setups_prepared": plugin.setups_prepared,
+        "allocator_tuned": plugin.allocator_tuned,
     }
 
 
@@ -178,19 +183,18 @@ def render_tile(
     if values.device.type == "cuda":
         torch.cuda.synchronize(values.device)
     t_render = time.perf_counter()
+    pixels = values.cpu().numpy()
     inside = intersect(window, grid.roi)
     mask = None
     if inside is not None and inside != window:
-        mask = torch.zeros(window.shape, dtype=torch.bool, device=values.device)
+        mask = np.zeros(window.shape, dtype=bool)
         mask[
             inside.slow0 - window.slow0 : inside.slow1 - window.slow0,
             inside.fast0 - window.fast0 : inside.fast1 - window.fast0,
         ] = True
-    stats = TileStatistics.from_tile(values, window, mask)
+    stats = TileStatistics.from_tile(pixels, window, mask)
     t_stats = time.perf_counter()
-    store.array("0")[frame, window.slow0 : window.slow1, window.fast0 : window.fast1] = (
-        values.cpu().numpy()
-    )
+    store.chunks("0").write((frame, row, col), pixels[None])
     record = TileRecord(stats, rendered_at=time.time(), render_s=time.perf_counter() - start)
     store.write_record(frame, row, col, record)
     end = time.perf_counter()
@@ -216,11 +220,24 @@ def bin_chunk(
     shapes = store.job.level_shapes
     window = chunk_window(shapes[level], store.job.tile, row, col)
     src = source_window(window, shapes[level - 1])
-    data = store.array(str(level - 1))[frame, src.slow0 : src.slow1, src.fast0 : src.fast1]
-    binned = bin2x2(np.asarray(data)).astype(store.job.dtype)
-    store.array(str(level))[frame, window.slow0 : window.slow1, window.fast0 : window.fast1] = (
-        binned
-    )
+    binned = bin2x2(store.read_window(str(level - 1), frame, src)).astype(store.job.dtype)
+    store.chunks(str(level)).write((frame, row, col), binned[None])
+    return time.perf_counter() - start
+
+
+def bin_tail(path: str, fingerprint: str, frame: int, first: int, *after: Any) -> float:
+    """Write pyramid levels ``first`` .. last of ``frame``, each a single chunk, binning in
+    memory from level ``first - 1`` (read once); returns the seconds it took.
+
+    ``after``: futures of the level-``first - 1`` chunks (only to order the tasks)."""
+    start = time.perf_counter()
+    store = current_plugin().store(path, fingerprint)
+    shapes = store.job.level_shapes
+    image = store.read_window(str(first - 1), frame, Window.full(*shapes[first - 1]))
+    for level in range(first, len(shapes)):
+        binned = bin2x2(image).astype(store.job.dtype)
+        store.chunks(str(level)).write((frame, 0, 0), binned[None])
+        image = binned
     return time.perf_counter() - start
 
 
