@@ -36,7 +36,7 @@ def test_in_process_render_writes_the_full_store(tmp_path: Path) -> None:
     frames = store.attrs["braggtile"]["frames"]
     assert all(frames[str(k)]["complete"] for k in range(2))
     codecs = store["0"].metadata.to_dict()["codecs"]
-    assert [c["name"] for c in codecs] == ["bytes", "blosc"]  # lz4, bit shuffle: fast to decode
+    assert [c["name"] for c in codecs] == ["bytes", "blosc"]  # lz4 (tiling.level-codec)
     assert codecs[1]["configuration"]["cname"] == "lz4"
     rendered_at = store[RECORDS][..., RECORD_FIELDS.index("rendered_at")]
     assert not np.isnan(rendered_at).any()
@@ -57,3 +57,28 @@ def test_in_process_excludes_workers_and_scheduler(tmp_path: Path) -> None:
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--in-process" in proc.stderr
     assert not (tmp_path / "x.zarr").exists()
+
+
+def _render(tmp_path: Path, name: str, *extra: str, env: dict | None = None) -> str:
+    cmd = [
+        sys.executable, "-m", "tiling", "render", "--nanobragg", ARGS, "-o",
+        str(tmp_path / name), "--tile", "128", "--no-progress", *extra,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    env.pop("DASK_SCHEDULER_ADDRESS", None)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_small_jobs_with_no_cluster_named_render_in_process(tmp_path: Path) -> None:
+    """No --workers/--scheduler/--cluster: a job within tiling.in-process-pixels renders in the
+    command's process; a bigger one (here: a lowered limit) or --workers starts workers."""
+    assert "in this process" in _render(tmp_path, "small.zarr")
+    lowered = {"DASK_BRAGGTILE__TILING__IN_PROCESS_PIXELS": "1000"}
+    workers = {**lowered, "DASK_BRAGGTILE__CLUSTER__CPU_WORKERS": "2"}
+    assert "on 2 worker(s)" in _render(tmp_path, "big.zarr", env=workers)
+    assert "on 1 worker(s)" in _render(tmp_path, "named.zarr", "--workers", "1")
+    small = zarr.open_group(str(tmp_path / "small.zarr"), mode="r")["0"][0]
+    named = zarr.open_group(str(tmp_path / "named.zarr"), mode="r")["0"][0]
+    np.testing.assert_array_equal(small, named)

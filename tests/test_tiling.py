@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -239,6 +240,10 @@ def test_workers_prepare_each_frame_once_and_use_their_torch_threads(
     assert 2 <= prepared <= 2 * len(after)  # per worker and frame, not per tile
     assert {info["torch_threads"] for info in after.values()} == {1}
     assert len({info["pid"] for info in after.values()}) == len(after)
+    # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536 (mmap for every tile
+    # buffer); the plugin restores buffer reuse with mallopt (tiling.allocator)
+    if sys.platform.startswith("linux"):
+        assert all(info["allocator_tuned"] for info in after.values())
 
 
 def workers(client) -> list[str]:

@@ -15,12 +15,13 @@ from typing import Any
 from pydantic import ValidationError
 from tqdm import tqdm
 
+from engine import config
 from engine.errors import EXIT_INTERRUPTED, InputError, run_command
 from engine.jobfile import read_job_file, spec_error
 from engine.memory import peak_rss_mib
 from engine.passthrough import split_nanobragg
 from engine.precision import PRECISIONS
-from tiling.cluster import connect
+from tiling.cluster import connect, scheduler_address
 from tiling.events import Event, FrameDone, JobStarted, TileDone
 from tiling.graph import render_job
 from tiling.job import DEFAULT_TILE, JobSpec
@@ -181,6 +182,18 @@ def check_output(path: str) -> None:
         raise InputError("-o", f"cannot write the store {path}: permission denied")
 
 
+def runs_in_process(args: argparse.Namespace, job: JobSpec) -> bool:
+    """Whether a render with no cluster named (no ``--workers``, ``--scheduler``, ``--cluster``
+    or ``DASK_SCHEDULER_ADDRESS``) is small enough to run in this process: at most
+    ``braggtile.tiling.in-process-pixels`` pixels in all frames. Starting worker processes
+    costs about 2 s here, more than a 4096 x 4096 frame takes to render."""
+    if args.workers is not None or args.scheduler or args.cluster or scheduler_address(None):
+        return False
+    det = job.experiment.detector
+    pixels = job.frames * det.fast_pixels * det.slow_pixels
+    return pixels <= int(config.get("tiling.in-process-pixels"))
+
+
 def run_render(args: argparse.Namespace) -> int:
     """Run ``braggtile render``; returns the process exit status (2 for bad input)."""
     return run_command(PROG, lambda: _render(args))
@@ -208,6 +221,7 @@ def _render(args: argparse.Namespace) -> int:
             tqdm.write(event.log.rstrip("\n"))
 
     gpu = {"auto": None, "cpu": False, "cuda": True}[args.device]
+    in_process = args.in_process or runs_in_process(args, job)
     try:
         with StoreLock(path):  # refuse a store in use before starting a cluster
             pass
@@ -218,8 +232,10 @@ def _render(args: argparse.Namespace) -> int:
             gpu=gpu,
             cluster=args.cluster,
             jobs=(args.min_jobs, args.max_jobs),
-            in_process=args.in_process,
+            in_process=in_process,
         ) as client:
+            workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+            where = "in this process" if in_process else f"on {workers} worker(s)"
             done = render_job(
                 client,
                 path,
@@ -239,7 +255,7 @@ def _render(args: argparse.Namespace) -> int:
     print(
         f"{args.output}: {job.frames} frame(s) of {det.slow_pixels}x{det.fast_pixels} pixels, "
         f"{done.tiles_rendered} tiles rendered, {done.tiles_resumed} resumed, "
-        f"in {done.wall_s:.2f} s: {done.pixels_per_s:.4g} pixels/s "
+        f"in {done.wall_s:.2f} s {where}: {done.pixels_per_s:.4g} pixels/s "
         f"(client peak RSS {peak_rss_mib():.0f} MiB)"
     )
     return 0
