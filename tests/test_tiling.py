@@ -282,6 +282,18 @@ def test_store_opens_as_an_ome_zarr_pyramid(client, tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.parametrize("tile", [13, 14])
+def test_pyramid_is_exact_for_odd_tiles_and_odd_frame_edges(client, tmp_path: Path, tile) -> None:
+    """Tile tasks bin level 1 from their tiles in memory: tile by tile when tiles start on even
+    pixels, from the assembled chunk when they do not (an odd tile splits 2x2 blocks)."""
+    path = tmp_path / f"odd{tile}.zarr"
+    job = JobSpec(experiment("-detpixels_f 53 -detpixels_s 41"), tile=tile, pyramid_min=6)
+    render_job(client, str(path), job)
+    group = read_store(path)
+    assert len(job.level_shapes) >= 3
+    assert_pyramid(group, 0)
+
+
 def test_resume_renders_only_the_missing_tiles(client, tmp_path: Path) -> None:
     path = str(tmp_path / "r.zarr")
     job = JobSpec(experiment("-detpixels_f 80 -detpixels_s 72"), frames=2, tile=16, pyramid_min=30)

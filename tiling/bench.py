@@ -7,11 +7,16 @@
 Starts (or connects to) the cluster, renders the job into a fresh store in a temporary
 folder once (``first_job_seconds``: fresh workers, kernels loaded from the on-disk cache),
 then ``repeat`` more times (``warm_job_seconds``: their median), each into a new store with
-its pyramid. The JSON line holds ``cluster_start_seconds``, those job times, ``mpix_per_s``
-(frames x pixels / warm job), and ``stages``: worker seconds of the median warm job summed
-over its tasks, by stage ("setup", "render", "statistics", "write" (chunk encoding and write,
-record), "pyramid"), and "scheduling": the rest of workers x wall (idle workers, task
-transfer and dispatch, client round trips).
+its pyramid (stores are deleted at the end, not between jobs: deleting files mid-run stalls
+the next job's writes on file systems that discard on delete). The JSON line holds
+``cluster_start_seconds``, those job times, ``mpix_per_s`` (frames x pixels / warm job),
+``stages``: worker seconds of the median warm job summed over its tasks, by stage ("setup",
+"render", "statistics", "write" (chunk encoding and write, record), "pyramid"), and
+"scheduling": the rest of workers x wall (idle workers, task transfer and dispatch, client
+round trips); ``client_cpu_seconds``: CPU time of this process during that job (the client,
+and the scheduler of an embedded cluster). ``--compare-kernel`` then times the in-process
+warm kernel on the same frame (``kernel_mpix_per_s``) and reports ``tiled_share``, the
+tiled pipeline's pixel rate as a fraction of the kernel's.
 """
 
 from __future__ import annotations
@@ -78,7 +83,6 @@ def run(args: argparse.Namespace, experiment, dtype_name: str, spec_tile: int) -
                 cpu0 = time.process_time()
                 jobs.append(render_job(client, path, job, overwrite=True))
                 cpu[id(jobs[-1])] = time.process_time() - cpu0
-                shutil.rmtree(path, ignore_errors=True)
                 print(f"bench: job {i + 1}/{1 + args.repeat}: {jobs[-1].wall_s:.4f} s", flush=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -30,7 +30,7 @@ from tiling.job import JobSpec
 from tiling.lock import StoreLock
 from tiling.pyramid import children, level_chunks
 from tiling.store import TileRecord, TileStore
-from tiling.worker import FrameWriter, bin_chunk, bin_tail, finish_frame, render_tile
+from tiling.worker import FrameWriter, bin_chunk, bin_tail, finish_frame, render_tiles
 
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 
@@ -55,6 +55,7 @@ class _Frame:
     partials: dict[tuple[int, int], TileStatistics]  # (row, col) -> partial of a finished tile
     futures: list[Future] = field(default_factory=list)  # its pyramid tasks, kept until done
     finishing: int = 0  # pyramid (and writer) tasks of the frame still running
+    groups: int = 0  # tile-group tasks of the frame still running
 
     @property
     def statistics(self) -> TileStatistics:
@@ -83,6 +84,8 @@ class _Run:
         self.max_pending_tiles = max_pending_tiles
         self.token = uuid.uuid4().hex[:12]
         self.grid = self.job.grid
+        self.level1 = len(self.job.level_shapes) > 1
+        self.tiles_total = 0
         self.order = self.grid.ordered(*beam_centre_pixels(self.job.experiment))
         self.frames: dict[int, _Frame] = {}
         self.queue: deque[int] = deque()  # frames whose missing tiles are not yet submitted
@@ -126,7 +129,9 @@ class _Run:
         return done_total
 
     def feed(self) -> None:
-        """Submit the tiles of queued frames, in frame order, up to ``max_pending_tiles``."""
+        """Submit the tiles of queued frames, in frame order, up to ``max_pending_tiles``: one
+        task per level-1 pyramid chunk, rendering its missing tiles (up to 2 x 2) and writing
+        that chunk (a chunk whose tiles are all recorded is only binned again)."""
         while self.queue:
             state = self.frames[self.queue[0]]
             if (
@@ -135,30 +140,45 @@ class _Run:
             ):
                 return
             frame = self.queue.popleft()
-            for rank, tile in enumerate(state.missing):
-                key = f"bt-tile-{self.token}-{frame}-{tile.row}-{tile.col}"
+            for rank, (chunk, tiles) in enumerate(self.groups(state.missing)):
+                key = f"bt-tiles-{self.token}-{frame}-{chunk[0]}-{chunk[1]}"
                 self.submit(
-                    render_tile,
+                    render_tiles,
                     key,
                     frame,
-                    tile.row,
-                    tile.col,
+                    [(t.row, t.col) for t in tiles],
                     self.device,
+                    chunk if self.level1 else None,
                     priority=-(frame * len(self.order) + rank),
                     resources=self.resources,
                 )
-                self.meta[key] = ("tile", frame, tile)
+                self.meta[key] = ("tiles", frame, {(t.row, t.col): t for t in tiles})
+                state.groups += 1
             self.pending_tiles += len(state.missing)
             state.missing = []
 
-    def finish_tiles(self, frame: int) -> None:
-        """All tiles of ``frame`` are in: record its statistics, submit its pyramid and writer."""
+    def groups(self, missing: list[Tile]) -> list[tuple[tuple[int, int], list[Tile]]]:
+        """The tasks of a frame: (level-1 chunk, its missing tiles in beam-centre order), the
+        chunk of the tile nearest the beam first; with a pyramid, every level-1 chunk of the ROI
+        (those with no missing tile are binned again, as a resumed frame may lack them)."""
+        groups: dict[tuple[int, int], list[Tile]] = {}
+        for tile in missing:
+            groups.setdefault((tile.row // 2, tile.col // 2), []).append(tile)
+        if self.level1:
+            job = self.job
+            for chunk in level_chunks(job.level_shapes, 1, job.tile, self.grid.roi):
+                groups.setdefault(chunk, [])
+        return list(groups.items())
+
+    def finish_tiles(self, frame: int, first: int) -> None:
+        """All tiles of ``frame`` are in: record its statistics, submit its pyramid from level
+        ``first`` (the tile tasks wrote level 1) and its writer."""
         state, job = self.frames[frame], self.job
         summary = state.statistics.summary()
         self.store.set_frame(frame, summary, complete=False)
         shapes = job.level_shapes
         previous: dict[tuple[int, int], Future] = {}
-        for level in range(1, len(shapes)):
+        for level in range(first, len(shapes)):
             key = f"bt-bin-{self.token}-{frame}-{level}"
             if max(shapes[level]) <= job.tile:  # this level and all below: one chunk each
                 deps = list(previous.values())
@@ -196,33 +216,40 @@ class _Run:
         state.finishing += 1
         self.meta[key] = ("finish", frame)
 
-    def tile_done(
-        self, frame: int, tile: Tile, result: dict[str, Any], done: int, total: int
-    ) -> None:
-        record = TileRecord.from_vector(np.asarray(result["record"]))
+    def group_done(
+        self, frame: int, tiles: dict[tuple[int, int], Tile], result: dict[str, Any], done: int
+    ) -> int:
+        """A tile-group task finished: one TileDone per tile; returns the tiles done so far."""
         for name, seconds in result["stages"].items():
             self.stages[name] += seconds
         state = self.frames[frame]
-        state.partials[(tile.row, tile.col)] = record.statistics
-        state.remaining -= 1
-        self.pending_tiles -= 1
-        self.rendered += 1
-        self.pixels += self.grid.rendered_pixels(tile)
-        self.emit(
-            TileDone(
-                frame,
-                tile.row,
-                tile.col,
-                tile.window,
-                record.statistics,
-                record.render_s,
-                done,
-                total,
+        total = self.tiles_total
+        for row, col, *vector in result["records"]:
+            tile = tiles[(int(row), int(col))]
+            record = TileRecord.from_vector(np.asarray(vector))
+            state.partials[(tile.row, tile.col)] = record.statistics
+            state.remaining -= 1
+            self.pending_tiles -= 1
+            self.rendered += 1
+            self.pixels += self.grid.rendered_pixels(tile)
+            done += 1
+            self.emit(
+                TileDone(
+                    frame,
+                    tile.row,
+                    tile.col,
+                    tile.window,
+                    record.statistics,
+                    record.render_s,
+                    done,
+                    total,
+                )
             )
-        )
-        if state.remaining == 0:
-            self.finish_tiles(frame)
+        state.groups -= 1
+        if state.groups == 0 and state.remaining == 0:
+            self.finish_tiles(frame, 2)
         self.feed()
+        return done
 
     def pyramid_done(self, frame: int) -> None:
         """A pyramid task of ``frame`` finished; without a frame writer, the last one ends it."""
@@ -252,16 +279,16 @@ class _Run:
     def run(self, tiles_done: int, tiles_total: int, cancel: threading.Event | None) -> None:
         """Submit and follow every task until all frames are complete (or ``cancel`` is set)."""
         try:
+            self.tiles_total = tiles_total
             for frame, state in list(self.frames.items()):
-                if state.remaining == 0:
-                    self.finish_tiles(frame)
+                if state.remaining == 0:  # recorded tiles, unfinished pyramid: from level 1
+                    self.finish_tiles(frame, 1)
             self.feed()
             for future, result in self.completed(cancel):
                 what = self.meta.pop(future.key)
                 self.live.pop(future.key, None)
-                if what[0] == "tile":
-                    tiles_done += 1
-                    self.tile_done(what[1], what[2], result, tiles_done, tiles_total)
+                if what[0] == "tiles":
+                    tiles_done = self.group_done(what[1], what[2], result, tiles_done)
                 elif what[0] == "bin":
                     self.stages["pyramid"] += float(result)
                     self.pyramid_done(what[1])

@@ -29,7 +29,7 @@ from engine.window import Window
 from tiling.allocator import tune_allocator
 from tiling.grid import intersect
 from tiling.inputs import local_experiment
-from tiling.pyramid import bin2x2, chunk_window, source_window
+from tiling.pyramid import bin2x2, children, chunk_window, source_window
 from tiling.store import TileRecord, TileStore
 
 PLUGIN_NAME = "braggtile-tiling"
@@ -163,22 +163,53 @@ def worker_info() -> dict[str, Any]:
     }
 
 
-def render_tile(
-    path: str, fingerprint: str, frame: int, row: int, col: int, device: str
+def render_tiles(
+    path: str,
+    fingerprint: str,
+    frame: int,
+    tiles: list[tuple[int, int]],
+    device: str,
+    level1: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Render tile (row, col) of ``frame``, write its level-0 chunk, then its record.
+    """Render ``tiles`` ((row, col) each) of ``frame``, writing each level-0 chunk, then its
+    record; then, if ``level1`` is given, write that pyramid level-1 chunk, binned from the
+    tiles in memory (its other tiles, already recorded or outside the ROI, read from the store).
 
-    Returns ``{"record": the record as a list of floats (see :data:`tiling.store.RECORD_FIELDS`),
-    "stages": seconds spent in "setup" (store and frame set-up lookup), "render", "statistics"
-    and "write" (chunk encoding and write, then the record)}``.
+    A task renders the tiles of one level-1 chunk (up to 2 x 2), so the first pyramid level
+    never reads level 0 back and the client handles a quarter of the tasks. Returns
+    ``{"records": [[row, col, *record]] in the order of ``tiles`` (see
+    :data:`tiling.store.RECORD_FIELDS`), "stages": worker seconds spent in "setup" (store and
+    frame set-up look-up), "render", "statistics", "write" (chunk encoding and write, record)
+    and "pyramid"}``.
     """
     start = time.perf_counter()
     plugin = current_plugin()
     store = plugin.store(path, fingerprint)
+    stages = dict.fromkeys(("setup", "render", "statistics", "write", "pyramid"), 0.0)
+    pixels: dict[tuple[int, int], np.ndarray] = {}
+    records = []
+    setup = None
+    if tiles:
+        setup = plugin.frame_setup(store, frame, plugin.device(device))
+    stages["setup"] = time.perf_counter() - start
+    for row, col in tiles:
+        data, record = _render_tile(store, setup, frame, row, col, stages)
+        pixels[(row, col)] = data
+        records.append([row, col, *record.to_vector().tolist()])
+    if level1 is not None:
+        t0 = time.perf_counter()
+        _write_level1(store, frame, level1, pixels)
+        stages["pyramid"] = time.perf_counter() - t0
+    return {"records": records, "stages": stages}
+
+
+def _render_tile(
+    store: TileStore, setup: FrameSetup, frame: int, row: int, col: int, stages: dict
+) -> tuple[np.ndarray, TileRecord]:
+    """Render, measure and write one tile (chunk, then record); its pixels and record."""
+    start = time.perf_counter()
     grid = store.job.grid
     window = grid.window(row, col)
-    setup = plugin.frame_setup(store, frame, plugin.device(device))
-    t_setup = time.perf_counter()
     values = render_window(setup, window)
     if values.device.type == "cuda":
         torch.cuda.synchronize(values.device)
@@ -197,14 +228,35 @@ def render_tile(
     store.chunks("0").write((frame, row, col), pixels[None])
     record = TileRecord(stats, rendered_at=time.time(), render_s=time.perf_counter() - start)
     store.write_record(frame, row, col, record)
-    end = time.perf_counter()
-    stages = {
-        "setup": t_setup - start,
-        "render": t_render - t_setup,
-        "statistics": t_stats - t_render,
-        "write": end - t_stats,
-    }
-    return {"record": record.to_vector().tolist(), "stages": stages}
+    stages["render"] += t_render - start
+    stages["statistics"] += t_stats - t_render
+    stages["write"] += time.perf_counter() - t_stats
+    return pixels, record
+
+
+def _write_level1(
+    store: TileStore, frame: int, chunk: tuple[int, int], pixels: dict[tuple[int, int], np.ndarray]
+) -> None:
+    """Bin level-1 chunk ``chunk`` of ``frame`` from its level-0 tiles (``pixels`` where given)."""
+    job = store.job
+    shapes, tile = job.level_shapes, job.tile
+    window = chunk_window(shapes[1], tile, *chunk)
+    src = source_window(window, shapes[0])
+    even = tile % 2 == 0  # every tile starts on an even pixel: bin tile by tile
+    image = np.empty(window.shape if even else src.shape, dtype=job.dtype)
+    for row, col in children(shapes[0], tile, *chunk):
+        w = job.grid.window(row, col)
+        part = pixels.get((row, col))
+        if part is None:
+            part = store.chunks("0").read((frame, row, col))[0]
+        ds, df = w.slow0 - src.slow0, w.fast0 - src.fast0
+        if even:
+            part = bin2x2(part)
+            ds, df = ds // 2, df // 2
+        image[ds : ds + part.shape[0], df : df + part.shape[1]] = part
+    if not even:
+        image = bin2x2(image).astype(job.dtype)
+    store.chunks("1").write((frame, *chunk), image[None])
 
 
 def bin_chunk(
