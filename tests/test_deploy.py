@@ -263,10 +263,10 @@ def test_a_mixed_cluster_renders_tiles_on_cpu_and_gpu_workers(
         with get_task_stream(client) as stream:
             render_job(client, str(tmp_path / "m.zarr"), job, device="auto")
             time.sleep(0.5)  # the task stream reaches the client a moment after the results
-    tiles = [t for t in stream.data if str(t["key"]).startswith("bt-tile-")]
-    assert len(tiles) == 64
-    on_gpu = sum(t["worker"] in gpu_workers for t in tiles)
-    assert 0 < on_gpu < len(tiles), "tiles must land on both the GPU worker and the CPU workers"
+    tasks = [t for t in stream.data if str(t["key"]).startswith("bt-tiles-")]
+    assert len(tasks) == 16  # one task per level-1 chunk: 2 x 2 of the 8 x 8 tiles
+    on_gpu = sum(t["worker"] in gpu_workers for t in tasks)
+    assert 0 < on_gpu < len(tasks), "tiles must land on both the GPU worker and the CPU workers"
     image = zarr.open_group(str(tmp_path / "m.zarr"), mode="r")["0"][0]
     expected = reference(args)
     assert np.abs(image - expected).max() <= 1e-6 * expected.max()

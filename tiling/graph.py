@@ -1,12 +1,14 @@
 """The Dask graph of a job, frames x tiles, driven from the client.
 
-Tile tasks are submitted frame by frame (a bounded number pending at a time), each frame's
-tiles nearest the beam centre first (Dask priorities). When a frame's last tile lands, the
-client merges the tiles' statistics partials into the frame statistics (group attributes), then
-submits that frame's pyramid: one task per output chunk, each depending on the chunks it bins,
-and a final per-frame task running the optional frame writer (SMV/noise files). Tiles already
-recorded in the store are not rendered again (resume). The client only ever handles small
-records, never pixels.
+Tiles are submitted frame by frame (a bounded number pending at a time), one task per level-1
+pyramid chunk: it renders that chunk's (up to 2 x 2) tiles, writes each tile's chunk and record,
+then bins the level-1 chunk from the tiles in memory. Tasks nearest the beam centre go first
+(Dask priorities). When a frame's last task lands, the client merges the tiles' statistics
+partials into the frame statistics (group attributes), then submits the rest of that frame's
+pyramid: one task per output chunk of each level, each depending on the chunks it bins, and
+one task for all the levels that fit in a single chunk; then an optional per-frame task runs
+the frame writer (SMV/noise files). Tiles already recorded in the store are not rendered again
+(resume). The client only ever handles small records, never pixels.
 """
 
 from __future__ import annotations
