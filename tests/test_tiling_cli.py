@@ -82,7 +82,8 @@ def test_killed_render_resumes_with_the_same_command(tmp_path: Path) -> None:
     assert second.returncode == 0, second.stderr
     line = second.stdout.strip().splitlines()[-1]
     match = re.search(
-        r"(\d+) tiles rendered, (\d+) resumed, in [\d.]+ s: ([\d.e+]+) pixels/s", line
+        r"(\d+) tiles rendered, (\d+) resumed, in [\d.]+ s on 2 worker\(s\): ([\d.e+]+) pixels/s",
+        line,
     )
     assert match, line
     assert (int(match[1]), int(match[2])) == (TILES - len(before), len(before))
