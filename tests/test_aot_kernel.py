@@ -55,3 +55,46 @@ def test_aot_package_is_built_once_then_loaded(aot_dir):
     assert kernel.compile_count() == loaded_before + 1
     np.testing.assert_array_equal(built, reference)
     np.testing.assert_array_equal(loaded, reference)
+
+
+LOAD_SCRIPT = """
+import sys, torch, dask.config
+from engine import kernel
+from engine.resolve import parse_nanobragg
+from engine.setup import prepare_frame
+from engine.window import Window
+setup = prepare_frame(parse_nanobragg(sys.argv[1].split()).experiment, torch.float32)
+with dask.config.set({"braggtile.compile.mode": "on"}):
+    image = kernel.render_window(setup, Window.full(64, 64))
+block = kernel._graphs[(setup.structure, True)]
+print(type(block).__name__, block.broken, len(block.runners), "torch._dynamo" in sys.modules,
+      float(image.double().sum()).hex())
+"""
+
+
+def test_packages_are_the_default_and_load_without_dynamo(tmp_path):
+    """With the default settings, a first process builds the package; a second one renders the
+    same pixels from it without importing dynamo (no tracing, no inductor cache look-up)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    args = ARGS.replace("-N 6", "-N 7")  # a structure of this test only
+    env = {**os.environ, "PYTHONPATH": str(root), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path)}
+    for name in list(env):
+        if name.startswith("DASK_BRAGGTILE__COMPILE"):
+            env.pop(name)
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", LOAD_SCRIPT, args], cwd=root, env=env, capture_output=True,
+            text=True, timeout=600,
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    assert all(r.returncode == 0 for r in runs), runs[-1].stderr
+    built, loaded = (r.stdout.split() for r in runs)
+    assert built[:3] == ["_AotBlock", "False", "1"]
+    assert loaded[:4] == ["_AotBlock", "False", "1", "False"]  # no dynamo in the second
+    assert built[4] == loaded[4]  # the same pixels
+    assert len(list((tmp_path / "braggtile-aoti").glob("*.pt2"))) == 1
