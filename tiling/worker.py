@@ -186,7 +186,7 @@ def render_tiles(
     plugin = current_plugin()
     store = plugin.store(path, fingerprint)
     stages = dict.fromkeys(("setup", "render", "statistics", "write", "pyramid"), 0.0)
-    pixels: dict[tuple[int, int], np.ndarray] = {}
+    parts: dict[tuple[int, int], np.ndarray] = {}  # each tile, binned when tiles are even
     records = []
     setup = None
     if tiles:
@@ -194,13 +194,24 @@ def render_tiles(
     stages["setup"] = time.perf_counter() - start
     for row, col in tiles:
         data, record = _render_tile(store, setup, frame, row, col, stages)
-        pixels[(row, col)] = data
         records.append([row, col, *record.to_vector().tolist()])
+        if level1 is not None:
+            t0 = time.perf_counter()
+            parts[(row, col)] = _level1_part(store, data)
+            stages["pyramid"] += time.perf_counter() - t0
     if level1 is not None:
         t0 = time.perf_counter()
-        _write_level1(store, frame, level1, pixels)
-        stages["pyramid"] = time.perf_counter() - t0
+        _write_level1(store, frame, level1, parts)
+        stages["pyramid"] += time.perf_counter() - t0
     return {"records": records, "stages": stages}
+
+
+def _level1_part(store: TileStore, pixels: np.ndarray) -> np.ndarray:
+    """What a tile contributes to its level-1 chunk: its 2x2 bin when every tile starts on an
+    even pixel (a quarter of the memory, kept while the task runs), else the tile itself."""
+    if store.job.tile % 2:
+        return pixels
+    return bin2x2(pixels).astype(store.job.dtype)
 
 
 def _render_tile(
@@ -235,23 +246,24 @@ def _render_tile(
 
 
 def _write_level1(
-    store: TileStore, frame: int, chunk: tuple[int, int], pixels: dict[tuple[int, int], np.ndarray]
+    store: TileStore, frame: int, chunk: tuple[int, int], parts: dict[tuple[int, int], np.ndarray]
 ) -> None:
-    """Bin level-1 chunk ``chunk`` of ``frame`` from its level-0 tiles (``pixels`` where given)."""
+    """Write level-1 chunk ``chunk`` of ``frame`` from its level-0 tiles' :func:`_level1_part`
+    (``parts``; tiles not there, recorded earlier or outside the ROI, are read from the store).
+    Odd tiles split 2x2 blocks, so their chunk is assembled first, then binned."""
     job = store.job
     shapes, tile = job.level_shapes, job.tile
     window = chunk_window(shapes[1], tile, *chunk)
     src = source_window(window, shapes[0])
-    even = tile % 2 == 0  # every tile starts on an even pixel: bin tile by tile
+    even = tile % 2 == 0
     image = np.empty(window.shape if even else src.shape, dtype=job.dtype)
     for row, col in children(shapes[0], tile, *chunk):
-        w = job.grid.window(row, col)
-        part = pixels.get((row, col))
+        part = parts.get((row, col))
         if part is None:
-            part = store.chunks("0").read((frame, row, col))[0]
+            part = _level1_part(store, store.chunks("0").read((frame, row, col))[0])
+        w = job.grid.window(row, col)
         ds, df = w.slow0 - src.slow0, w.fast0 - src.fast0
         if even:
-            part = bin2x2(part)
             ds, df = ds // 2, df // 2
         image[ds : ds + part.shape[0], df : df + part.shape[1]] = part
     if not even:
