@@ -5,9 +5,11 @@ its expected photon count, never on the window it is rendered in or on the devic
 deviates come from Philox4x32-10 (Salmon et al. 2011, the generator of cuRAND and Random123)
 keyed by the 64-bit seed, with counter (pixel low word, pixel high word, frame, draw).
 
-Torch has no unsigned 64-bit arithmetic on every device, so the 32-bit words are held in int64
-tensors (values in [0, 2^32)) and each 32x32-bit product is split into two 32x16-bit products
-below 2^48, so no int64 operation ever overflows. The same integers come out on CPU and CUDA.
+Torch has no unsigned 64-bit arithmetic on every device, so on other devices the 32-bit words
+are held in int64 tensors (values in [0, 2^32)) and each 32x32-bit product is split into two
+32x16-bit products below 2^48, so no int64 operation ever overflows. On CPU the words are numpy
+uint64 arrays, where one multiply gives the whole 64-bit product, processed in cache-sized
+pieces. The same integers come out on CPU and CUDA.
 
 Poisson deviates follow C's ``poidev`` branch points: mean < 12 by exact inversion of the CDF
 (one uniform), 12 <= mean <= 1e6 by Hormann's transformed rejection with squeeze (PTRS),
@@ -26,6 +28,7 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
 import torch
 
 __all__ = ["philox4x32_10", "uniform_pair", "poisson_counts", "noise_image"]
@@ -43,6 +46,8 @@ _PHILOX_M0, _PHILOX_M1 = 0xD2511F53, 0xCD9E8D57
 _PHILOX_W0, _PHILOX_W1 = 0x9E3779B9, 0xBB67AE85
 _TWO_POW_M52 = 2.0**-52
 _CPU_CHUNK = 1 << 15  # Philox on CPU runs several times faster on cache-sized pieces
+_CPU_BAND = 1 << 18  # pixels per piece of Poisson work on CPU: bounded temporaries
+_MASK64 = (1 << 64) - 1
 
 Word = torch.Tensor | int
 
@@ -76,27 +81,104 @@ def _to_unit(w_hi: torch.Tensor, w_lo: torch.Tensor) -> torch.Tensor:
     return (bits.to(torch.float64) + 0.5) * _TWO_POW_M52
 
 
+def _round_generic(c0, c1, c2, c3, k0: int, k1: int) -> tuple:
+    """One Philox round on Python ints or uint64 arrays (words in [0, 2^32))."""
+    p0 = (c0 * _PHILOX_M0) & _MASK64 if isinstance(c0, int) else c0 * np.uint64(_PHILOX_M0)
+    p1 = (c2 * _PHILOX_M1) & _MASK64 if isinstance(c2, int) else c2 * np.uint64(_PHILOX_M1)
+    return (p1 >> 32) ^ c1 ^ k0, p1 & _MASK32, (p0 >> 32) ^ c3 ^ k1, p0 & _MASK32
+
+
+def _philox_numpy(c0, c1, c2, c3, k0: int, k1: int, words: int = 4) -> tuple:
+    """Philox4x32-10 on uint64 numpy arrays or Python ints; the first ``words`` (2 or 4) words.
+
+    Rounds run on Python ints while counter words are scalars (frame, draw, pixel high word),
+    then in place on four uint64 buffers: a 32x32-bit product never exceeds 2^64.
+    """
+    keys = []
+    for _ in range(10):
+        keys.append((k0, k1))
+        k0, k1 = (k0 + _PHILOX_W0) & _MASK32, (k1 + _PHILOX_W1) & _MASK32
+    r = 0
+    while r < 10 and not all(isinstance(c, np.ndarray) for c in (c0, c1, c2, c3)):
+        c0, c1, c2, c3 = _round_generic(c0, c1, c2, c3, *keys[r])
+        r += 1
+    if r == 10:
+        return (c0, c1, c2, c3)[:words]
+    if r == 0:  # never write into the caller's arrays
+        c0, c1, c2, c3 = (np.array(c, dtype=np.uint64) for c in (c0, c1, c2, c3))
+    shift, mask = np.uint64(32), np.uint64(_MASK32)
+    m0, m1 = np.uint64(_PHILOX_M0), np.uint64(_PHILOX_M1)
+    for k0, k1 in keys[r : 10 if words == 4 else 9]:
+        np.multiply(c0, m0, out=c0)
+        np.multiply(c2, m1, out=c2)
+        c1 ^= np.uint64(k0)
+        np.bitwise_xor(c1, c2 >> shift, out=c1)
+        c3 ^= np.uint64(k1)
+        np.bitwise_xor(c3, c0 >> shift, out=c3)
+        c2 &= mask
+        c0 &= mask
+        c0, c1, c2, c3 = c1, c2, c3, c0
+    if words == 4:
+        return c0, c1, c2, c3
+    np.multiply(c2, m1, out=c2)  # last round, words 0 and 1 only
+    c1 ^= np.uint64(keys[9][0])
+    np.bitwise_xor(c1, c2 >> shift, out=c1)
+    c2 &= mask
+    return c1, c2
+
+
+def _unit_numpy(w_hi: np.ndarray, w_lo: np.ndarray, out: np.ndarray) -> None:
+    """``_to_unit`` on uint64 arrays (overwritten), into the float64 array ``out``."""
+    w_hi >>= np.uint64(6)
+    w_hi <<= np.uint64(26)
+    w_lo >>= np.uint64(6)
+    w_hi |= w_lo
+    out[:] = w_hi
+    out += 0.5
+    out *= _TWO_POW_M52
+
+
+def _uniforms_cpu(
+    idx: torch.Tensor, seed: int, frame: int, draw: int, pair: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``uniform_pair`` for a 1-D int64 CPU tensor; the second uniform only if ``pair``."""
+    index = idx.numpy().view(np.uint64)
+    u = np.empty(index.shape, dtype=np.float64)
+    v = np.empty_like(u) if pair else None
+    k0, k1 = seed & _MASK32, seed >> 32
+    for start in range(0, index.size, _CPU_CHUNK):
+        part = index[start : start + _CPU_CHUNK]
+        high = int(part.max()) >> 32
+        c1 = part >> np.uint64(32) if high else 0
+        w = _philox_numpy(part & np.uint64(_MASK32), c1, frame, draw, k0, k1, 4 if pair else 2)
+        _unit_numpy(w[0], w[1], u[start : start + _CPU_CHUNK])
+        if v is not None:
+            _unit_numpy(w[2], w[3], v[start : start + _CPU_CHUNK])
+    return torch.from_numpy(u), None if v is None else torch.from_numpy(v)
+
+
+def _uniforms(
+    idx: torch.Tensor, seed: int, frame: int, draw: int, pair: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Uniforms of a 1-D int64 index tensor: u, and v when ``pair`` (else None)."""
+    if idx.device.type == "cpu":
+        return _uniforms_cpu(idx.contiguous(), seed, frame, draw, pair)
+    w0, w1, w2, w3 = philox4x32_10(idx & _MASK32, idx >> 32, frame, draw, seed & _MASK32, seed >> 32)
+    return _to_unit(w0, w1), _to_unit(w2, w3) if pair else None
+
+
 def uniform_pair(
     pixel_index: torch.Tensor, seed: int, frame: int, draw: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Two independent float64 uniforms in (0, 1) per pixel for one (seed, frame, draw)."""
     idx = pixel_index.to(torch.int64).reshape(-1)
-    u = torch.empty(idx.shape, dtype=torch.float64, device=idx.device)
-    v = torch.empty_like(u)
-    step = _CPU_CHUNK if idx.device.type == "cpu" else max(idx.numel(), 1)
-    for start in range(0, idx.numel(), step):
-        part = idx[start : start + step]
-        w0, w1, w2, w3 = philox4x32_10(
-            part & _MASK32, part >> 32, frame, draw, seed & _MASK32, seed >> 32
-        )
-        u[start : start + step] = _to_unit(w0, w1)
-        v[start : start + step] = _to_unit(w2, w3)
+    u, v = _uniforms(idx, seed, frame, draw)
     return u.reshape(pixel_index.shape), v.reshape(pixel_index.shape)
 
 
 def _inversion(lam: torch.Tensor, idx: torch.Tensor, seed: int, frame: int) -> torch.Tensor:
     """Poisson deviates for 0 < lam < 12: smallest k with CDF(k) >= u, one uniform per pixel."""
-    u, _ = uniform_pair(idx, seed, frame, 0)
+    u, _ = _uniforms(idx, seed, frame, 0, pair=False)
     counts = torch.zeros_like(lam)
     p = torch.exp(-lam)
     cdf = p.clone()
@@ -125,7 +207,7 @@ def _ptrs(lam: torch.Tensor, idx: torch.Tensor, seed: int, frame: int) -> torch.
     for draw in range(MAX_REJECTION_ROUNDS):
         if pos.numel() == 0:
             break
-        u, v = uniform_pair(idx, seed, frame, draw)
+        u, v = _uniforms(idx, seed, frame, draw)
         u = u - 0.5
         us = 0.5 - torch.abs(u)
         k = torch.floor((2.0 * a / us + b) * u + lam + 0.43)
@@ -144,7 +226,7 @@ def _ptrs(lam: torch.Tensor, idx: torch.Tensor, seed: int, frame: int) -> torch.
 
 def _gaussian(lam: torch.Tensor, idx: torch.Tensor, seed: int, frame: int) -> torch.Tensor:
     """C's approximation for lam > 1e6: lam + sqrt(lam)*N(0,1) (Box-Muller), not rounded."""
-    u1, u2 = uniform_pair(idx, seed, frame, 0)
+    u1, u2 = _uniforms(idx, seed, frame, 0)
     z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)
     return lam + torch.sqrt(lam) * z
 
@@ -158,17 +240,7 @@ def _check_int(value: int, name: str, high: int) -> int:
     return int(value)
 
 
-def poisson_counts(
-    expected: torch.Tensor, seed: int, frame: int, pixel_index: torch.Tensor
-) -> torch.Tensor:
-    """Poisson photon counts (float64, shape and device of ``expected``).
-
-    ``expected``: mean photons per pixel (float32 or float64, finite); ``pixel_index``: int
-    tensor of the same shape holding slow*fast_pixels + fast (>= 0); ``seed`` in [0, 2^63);
-    ``frame`` in [0, 2^32).
-    """
-    seed = _check_int(seed, "seed", MAX_SEED)
-    frame = _check_int(frame, "frame", MAX_FRAME)
+def _check_index(pixel_index: torch.Tensor, expected: torch.Tensor) -> None:
     if pixel_index.dtype.is_floating_point or pixel_index.dtype.is_complex:
         raise TypeError(f"pixel_index must be an integer tensor, got {pixel_index.dtype}")
     if pixel_index.shape != expected.shape:
@@ -176,10 +248,13 @@ def poisson_counts(
             f"pixel_index shape {tuple(pixel_index.shape)} differs from "
             f"expected shape {tuple(expected.shape)}"
         )
-    lam = expected.detach().to(torch.float64).reshape(-1)
-    idx = pixel_index.to(device=lam.device, dtype=torch.int64).reshape(-1)
+
+
+def _counts(expected: torch.Tensor, idx: torch.Tensor, seed: int, frame: int) -> torch.Tensor:
+    """Float64 Poisson counts of 1-D means ``expected`` at 1-D int64 pixel indices ``idx``."""
+    lam = expected.to(torch.float64)
     if lam.numel() == 0:
-        return lam.reshape(expected.shape)
+        return lam
     if not bool(torch.isfinite(lam).all()):
         raise ValueError("expected photon counts must be finite (found NaN or inf)")
     if int(idx.min()) < 0:
@@ -192,8 +267,32 @@ def poisson_counts(
     )
     for mask, method in branches:
         sel = torch.nonzero(mask).squeeze(1)
+        if sel.numel() == lam.numel():
+            return method(lam, idx, seed, frame)
         if sel.numel():
             counts[sel] = method(lam[sel], idx[sel], seed, frame)
+    return counts
+
+
+def poisson_counts(
+    expected: torch.Tensor, seed: int, frame: int, pixel_index: torch.Tensor
+) -> torch.Tensor:
+    """Poisson photon counts (float64, shape and device of ``expected``).
+
+    ``expected``: mean photons per pixel (float32 or float64, finite); ``pixel_index``: int
+    tensor of the same shape holding slow*fast_pixels + fast (>= 0); ``seed`` in [0, 2^63);
+    ``frame`` in [0, 2^32). On CPU the pixels are drawn in pieces of bounded size.
+    """
+    seed = _check_int(seed, "seed", MAX_SEED)
+    frame = _check_int(frame, "frame", MAX_FRAME)
+    _check_index(pixel_index, expected)
+    lam = expected.detach().reshape(-1)
+    idx = pixel_index.to(device=lam.device, dtype=torch.int64).reshape(-1)
+    counts = torch.empty(lam.shape, dtype=torch.float64, device=lam.device)
+    step = _CPU_BAND if lam.device.type == "cpu" else max(lam.numel(), 1)
+    for start in range(0, lam.numel(), step):
+        part = slice(start, start + step)
+        counts[part] = _counts(lam[part], idx[part], seed, frame)
     return counts.reshape(expected.shape)
 
 
@@ -222,16 +321,25 @@ def noise_image(
             f"window at (slow0={slow0}, fast0={fast0}) with {cols} columns does not fit a "
             f"detector of fast_pixels={fast_pixels}"
         )
+    seed = _check_int(seed, "seed", MAX_SEED)
+    frame = _check_int(frame, "frame", MAX_FRAME)
     device = float_window.device
-    slow = torch.arange(slow0, slow0 + rows, device=device, dtype=torch.int64)
+    inside = None if roi_mask is None else roi_mask.to(device=device, dtype=torch.bool)
+    adu = torch.empty((rows, cols), dtype=torch.uint16, device=device)
+    photons, overloads = 0.0, 0
+    step = max(1, _CPU_BAND // max(cols, 1)) if device.type == "cpu" else max(rows, 1)
     fast = torch.arange(fast0, fast0 + cols, device=device, dtype=torch.int64)
-    index = slow[:, None] * fast_pixels + fast[None, :]
-    counts = poisson_counts(float_window, seed, frame, index)
-    adu = counts + adc_offset
-    if roi_mask is not None:
-        inside = roi_mask.to(device=device, dtype=torch.bool)
-        counts = torch.where(inside, counts, 0.0)
-        adu = torch.where(inside, adu, 0.0)
-    overloads = int((adu > 65535.0).sum())
-    adu = torch.trunc(torch.clamp(adu, 0.0, 65535.0)).to(torch.uint16)
-    return adu, float(counts.sum()), overloads
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        slow = torch.arange(slow0 + r0, slow0 + r1, device=device, dtype=torch.int64)
+        index = (slow[:, None] * fast_pixels + fast[None, :]).reshape(-1)
+        counts = _counts(float_window[r0:r1].detach().reshape(-1), index, seed, frame)
+        band = counts + adc_offset
+        if inside is not None:
+            keep = inside[r0:r1].reshape(-1)
+            counts = torch.where(keep, counts, 0.0)
+            band = torch.where(keep, band, 0.0)
+        overloads += int((band > 65535.0).sum())
+        photons += float(counts.sum())
+        adu[r0:r1] = torch.trunc(torch.clamp(band, 0.0, 65535.0)).to(torch.uint16).reshape(r1 - r0, cols)
+    return adu, photons, overloads
