@@ -163,7 +163,9 @@ def _uniforms(
     """Uniforms of a 1-D int64 index tensor: u, and v when ``pair`` (else None)."""
     if idx.device.type == "cpu":
         return _uniforms_cpu(idx.contiguous(), seed, frame, draw, pair)
-    w0, w1, w2, w3 = philox4x32_10(idx & _MASK32, idx >> 32, frame, draw, seed & _MASK32, seed >> 32)
+    w0, w1, w2, w3 = philox4x32_10(
+        idx & _MASK32, idx >> 32, frame, draw, seed & _MASK32, seed >> 32
+    )
     return _to_unit(w0, w1), _to_unit(w2, w3) if pair else None
 
 
@@ -341,5 +343,7 @@ def noise_image(
             band = torch.where(keep, band, 0.0)
         overloads += int((band > 65535.0).sum())
         photons += float(counts.sum())
-        adu[r0:r1] = torch.trunc(torch.clamp(band, 0.0, 65535.0)).to(torch.uint16).reshape(r1 - r0, cols)
+        adu[r0:r1] = (
+            torch.trunc(torch.clamp(band, 0.0, 65535.0)).to(torch.uint16).reshape(r1 - r0, cols)
+        )
     return adu, photons, overloads
