@@ -104,6 +104,6 @@ def write_outputs(
             torch.from_numpy(roi_mask),
         )
         say(f"{photons:.0f} photons on noise image ({overloads} overloads)")
-        write_smv(outputs.noisefile, counts.numpy().astype(np.uint16), header)
+        write_smv(outputs.noisefile, counts.numpy(), header)
         say(f"writing {outputs.noisefile} as 2-byte integers")
     return lines
