@@ -13,7 +13,7 @@ from engine import resolve_device
 from engine.errors import InputError, run_command
 from engine.flags import help_text
 from engine.frame import FrameSetup
-from engine.kernel import render_window
+from engine.kernel import block_shape, render_window
 from engine.memory import check_frame_memory
 from engine.physics import subpixel_coordinates
 from engine.precision import torch_dtype
@@ -97,11 +97,20 @@ def roi_mask(setup: FrameSetup) -> np.ndarray:
     return setup.roi.mask(setup.detector.slow_pixels, setup.detector.fast_pixels)
 
 
+#: Pixels of a rendered band: bounds the kernel's temporaries, so the process stays lean.
+BAND_PIXELS = 1 << 20
+
+
 def render_frame(setup: FrameSetup, progress: bool) -> np.ndarray:
-    """Render the whole frame in row bands, with a progress bar on stderr."""
+    """Render the whole frame in row bands, with a progress bar on stderr.
+
+    A band is a whole number of compiled blocks' rows (no padded rows between bands).
+    """
     g = setup.detector
     image = np.zeros((g.slow_pixels, g.fast_pixels), dtype=np.float32)
-    band = max(1, min(g.slow_pixels, (1 << 22) // max(1, g.fast_pixels)))
+    rows = block_shape(setup)[0]
+    band = max(rows, BAND_PIXELS // max(1, g.fast_pixels) // rows * rows)
+    band = min(g.slow_pixels, band)
     bands = range(0, g.slow_pixels, band)
     bar = None
     if progress:
@@ -120,7 +129,7 @@ def render_frame(setup: FrameSetup, progress: bool) -> np.ndarray:
 
 
 #: Pixels per statistics partial: small enough that torch reduces each in one thread, in cache.
-STATISTICS_PIXELS = 1 << 16
+STATISTICS_PIXELS = 1 << 15
 
 
 def frame_statistics(image: np.ndarray, mask: np.ndarray) -> FrameStatistics:

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -46,8 +48,9 @@ _PHILOX_M0, _PHILOX_M1 = 0xD2511F53, 0xCD9E8D57
 _PHILOX_W0, _PHILOX_W1 = 0x9E3779B9, 0xBB67AE85
 _TWO_POW_M52 = 2.0**-52
 _CPU_CHUNK = 1 << 15  # Philox on CPU runs several times faster on cache-sized pieces
-_CPU_BAND = 1 << 18  # pixels per piece of Poisson work on CPU: bounded temporaries
+_CPU_BAND = 1 << 15  # pixels per piece of Poisson work on CPU: torch runs it in one thread
 _MASK64 = (1 << 64) - 1
+_SHIFT32 = np.uint64(32)
 
 Word = torch.Tensor | int
 
@@ -81,50 +84,51 @@ def _to_unit(w_hi: torch.Tensor, w_lo: torch.Tensor) -> torch.Tensor:
     return (bits.to(torch.float64) + 0.5) * _TWO_POW_M52
 
 
-def _round_generic(c0, c1, c2, c3, k0: int, k1: int) -> tuple:
-    """One Philox round on Python ints or uint64 arrays (words in [0, 2^32))."""
-    p0 = (c0 * _PHILOX_M0) & _MASK64 if isinstance(c0, int) else c0 * np.uint64(_PHILOX_M0)
-    p1 = (c2 * _PHILOX_M1) & _MASK64 if isinstance(c2, int) else c2 * np.uint64(_PHILOX_M1)
-    return (p1 >> 32) ^ c1 ^ k0, p1 & _MASK32, (p0 >> 32) ^ c3 ^ k1, p0 & _MASK32
+def _product(c, m: int):
+    """The 64-bit product c*m of a 32-bit word (uint64 array: overwritten in place, or int)."""
+    if isinstance(c, np.ndarray):
+        return np.multiply(c, np.uint64(m), out=c)
+    return (c * m) & _MASK64
+
+
+def _high_xor(p, c, k: int):
+    """(p >> 32) ^ c ^ k, in ``c``'s buffer when ``c`` is an array."""
+    if isinstance(p, np.ndarray):
+        if isinstance(c, np.ndarray):
+            c ^= np.uint64(k)
+            c ^= p >> _SHIFT32
+            return c
+        out = p >> _SHIFT32
+        out ^= np.uint64(c ^ k)
+        return out
+    if isinstance(c, np.ndarray):
+        c ^= np.uint64((p >> 32) ^ k)
+        return c
+    return (p >> 32) ^ c ^ k
+
+
+def _low(p):
+    """p & (2^32 - 1), in place for an array."""
+    if isinstance(p, np.ndarray):
+        p &= np.uint64(_MASK32)
+        return p
+    return p & _MASK32
 
 
 def _philox_numpy(c0, c1, c2, c3, k0: int, k1: int, words: int = 4) -> tuple:
-    """Philox4x32-10 on uint64 numpy arrays or Python ints; the first ``words`` (2 or 4) words.
+    """Philox4x32-10 on uint64 numpy arrays (overwritten) or Python ints: the first ``words``.
 
-    Rounds run on Python ints while counter words are scalars (frame, draw, pixel high word),
-    then in place on four uint64 buffers: a 32x32-bit product never exceeds 2^64.
+    Words that are scalars (frame, draw, pixel high word) stay Python ints until a round
+    mixes them with an array; a 32x32-bit product never exceeds 2^64. ``words``: 2 or 4.
     """
-    keys = []
-    for _ in range(10):
-        keys.append((k0, k1))
+    for r in range(10):
+        p1 = _product(c2, _PHILOX_M1)
+        if words == 2 and r == 9:  # words 0 and 1 need only the second product
+            return _high_xor(p1, c1, k0), _low(p1)
+        p0 = _product(c0, _PHILOX_M0)
+        c0, c1, c2, c3 = _high_xor(p1, c1, k0), _low(p1), _high_xor(p0, c3, k1), _low(p0)
         k0, k1 = (k0 + _PHILOX_W0) & _MASK32, (k1 + _PHILOX_W1) & _MASK32
-    r = 0
-    while r < 10 and not all(isinstance(c, np.ndarray) for c in (c0, c1, c2, c3)):
-        c0, c1, c2, c3 = _round_generic(c0, c1, c2, c3, *keys[r])
-        r += 1
-    if r == 10:
-        return (c0, c1, c2, c3)[:words]
-    if r == 0:  # never write into the caller's arrays
-        c0, c1, c2, c3 = (np.array(c, dtype=np.uint64) for c in (c0, c1, c2, c3))
-    shift, mask = np.uint64(32), np.uint64(_MASK32)
-    m0, m1 = np.uint64(_PHILOX_M0), np.uint64(_PHILOX_M1)
-    for k0, k1 in keys[r : 10 if words == 4 else 9]:
-        np.multiply(c0, m0, out=c0)
-        np.multiply(c2, m1, out=c2)
-        c1 ^= np.uint64(k0)
-        np.bitwise_xor(c1, c2 >> shift, out=c1)
-        c3 ^= np.uint64(k1)
-        np.bitwise_xor(c3, c0 >> shift, out=c3)
-        c2 &= mask
-        c0 &= mask
-        c0, c1, c2, c3 = c1, c2, c3, c0
-    if words == 4:
-        return c0, c1, c2, c3
-    np.multiply(c2, m1, out=c2)  # last round, words 0 and 1 only
-    c1 ^= np.uint64(keys[9][0])
-    np.bitwise_xor(c1, c2 >> shift, out=c1)
-    c2 &= mask
-    return c1, c2
+    return c0, c1, c2, c3
 
 
 def _unit_numpy(w_hi: np.ndarray, w_lo: np.ndarray, out: np.ndarray) -> None:
@@ -138,11 +142,11 @@ def _unit_numpy(w_hi: np.ndarray, w_lo: np.ndarray, out: np.ndarray) -> None:
     out *= _TWO_POW_M52
 
 
-def _uniforms_cpu(
-    idx: torch.Tensor, seed: int, frame: int, draw: int, pair: bool
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``uniform_pair`` for a 1-D int64 CPU tensor; the second uniform only if ``pair``."""
-    index = idx.numpy().view(np.uint64)
+def _uniforms_numpy(
+    index: np.ndarray, seed: int, frame: int, draw: int, pair: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``uniform_pair`` of a 1-D array of pixel indices (>= 0); the second only if ``pair``."""
+    index = np.ascontiguousarray(index, dtype=np.int64).view(np.uint64)
     u = np.empty(index.shape, dtype=np.float64)
     v = np.empty_like(u) if pair else None
     k0, k1 = seed & _MASK32, seed >> 32
@@ -154,7 +158,7 @@ def _uniforms_cpu(
         _unit_numpy(w[0], w[1], u[start : start + _CPU_CHUNK])
         if v is not None:
             _unit_numpy(w[2], w[3], v[start : start + _CPU_CHUNK])
-    return torch.from_numpy(u), None if v is None else torch.from_numpy(v)
+    return u, v
 
 
 def _uniforms(
@@ -162,7 +166,8 @@ def _uniforms(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Uniforms of a 1-D int64 index tensor: u, and v when ``pair`` (else None)."""
     if idx.device.type == "cpu":
-        return _uniforms_cpu(idx.contiguous(), seed, frame, draw, pair)
+        u, v = _uniforms_numpy(idx.numpy(), seed, frame, draw, pair)
+        return torch.from_numpy(u), None if v is None else torch.from_numpy(v)
     w0, w1, w2, w3 = philox4x32_10(
         idx & _MASK32, idx >> 32, frame, draw, seed & _MASK32, seed >> 32
     )
@@ -193,6 +198,25 @@ def _inversion(lam: torch.Tensor, idx: torch.Tensor, seed: int, frame: int) -> t
         cdf = cdf + p
         counts[pos] = float(k)
         keep = torch.nonzero(u > cdf).squeeze(1)
+        pos, lam, u, p, cdf = pos[keep], lam[keep], u[keep], p[keep], cdf[keep]
+    return counts
+
+
+def _inversion_numpy(lam: np.ndarray, idx: np.ndarray, seed: int, frame: int) -> np.ndarray:
+    """``_inversion`` on CPU arrays: the same operations (exp by torch), fewer dispatches."""
+    u, _ = _uniforms_numpy(idx, seed, frame, 0, pair=False)
+    p = torch.exp(torch.from_numpy(-lam)).numpy()
+    counts = np.zeros_like(lam)
+    pos = np.flatnonzero(u > p)
+    lam, u, p = lam[pos], u[pos], p[pos]
+    cdf = p
+    for k in range(1, MAX_INVERSION_STEPS + 1):
+        if pos.size == 0:
+            break
+        p = p * lam / k
+        cdf = cdf + p
+        counts[pos] = float(k)
+        keep = np.flatnonzero(u > cdf)
         pos, lam, u, p, cdf = pos[keep], lam[keep], u[keep], p[keep], cdf[keep]
     return counts
 
@@ -276,6 +300,31 @@ def _counts(expected: torch.Tensor, idx: torch.Tensor, seed: int, frame: int) ->
     return counts
 
 
+def _counts_numpy(lam: np.ndarray, idx: np.ndarray, seed: int, frame: int) -> np.ndarray:
+    """``_counts`` on CPU: float64 means and int64 pixel indices as 1-D numpy arrays."""
+    if not np.isfinite(lam).all():
+        raise ValueError("expected photon counts must be finite (found NaN or inf)")
+    if idx.size and int(idx.min()) < 0:
+        raise ValueError("pixel_index must be >= 0")
+    small = (lam > 0.0) & (lam < SMALL_MEAN_LIMIT)
+    if small.all():
+        return _inversion_numpy(lam, idx, seed, frame)
+    counts = np.zeros_like(lam)
+    sel = np.flatnonzero(small)
+    if sel.size:
+        counts[sel] = _inversion_numpy(lam[sel], idx[sel], seed, frame)
+    branches = (
+        ((lam >= SMALL_MEAN_LIMIT) & (lam <= GAUSSIAN_MEAN_LIMIT), _ptrs),
+        (lam > GAUSSIAN_MEAN_LIMIT, _gaussian),
+    )
+    for mask, method in branches:
+        sel = np.flatnonzero(mask)
+        if sel.size:
+            drawn = method(torch.from_numpy(lam[sel]), torch.from_numpy(idx[sel]), seed, frame)
+            counts[sel] = drawn.numpy()
+    return counts
+
+
 def poisson_counts(
     expected: torch.Tensor, seed: int, frame: int, pixel_index: torch.Tensor
 ) -> torch.Tensor:
@@ -290,12 +339,14 @@ def poisson_counts(
     _check_index(pixel_index, expected)
     lam = expected.detach().reshape(-1)
     idx = pixel_index.to(device=lam.device, dtype=torch.int64).reshape(-1)
-    counts = torch.empty(lam.shape, dtype=torch.float64, device=lam.device)
-    step = _CPU_BAND if lam.device.type == "cpu" else max(lam.numel(), 1)
-    for start in range(0, lam.numel(), step):
-        part = slice(start, start + step)
-        counts[part] = _counts(lam[part], idx[part], seed, frame)
-    return counts.reshape(expected.shape)
+    if lam.device.type != "cpu":
+        return _counts(lam, idx, seed, frame).reshape(expected.shape)
+    counts = np.empty(lam.shape, dtype=np.float64)
+    for start in range(0, lam.numel(), _CPU_BAND):
+        part = slice(start, start + _CPU_BAND)
+        means = lam[part].to(torch.float64).numpy()
+        counts[part] = _counts_numpy(means, idx[part].numpy(), seed, frame)
+    return torch.from_numpy(counts).reshape(expected.shape)
 
 
 def noise_image(
@@ -325,25 +376,69 @@ def noise_image(
         )
     seed = _check_int(seed, "seed", MAX_SEED)
     frame = _check_int(frame, "frame", MAX_FRAME)
-    device = float_window.device
-    inside = None if roi_mask is None else roi_mask.to(device=device, dtype=torch.bool)
-    adu = torch.empty((rows, cols), dtype=torch.uint16, device=device)
-    photons, overloads = 0.0, 0
-    step = max(1, _CPU_BAND // max(cols, 1)) if device.type == "cpu" else max(rows, 1)
-    fast = torch.arange(fast0, fast0 + cols, device=device, dtype=torch.int64)
-    for r0 in range(0, rows, step):
-        r1 = min(rows, r0 + step)
-        slow = torch.arange(slow0 + r0, slow0 + r1, device=device, dtype=torch.int64)
-        index = (slow[:, None] * fast_pixels + fast[None, :]).reshape(-1)
-        counts = _counts(float_window[r0:r1].detach().reshape(-1), index, seed, frame)
-        band = counts + adc_offset
-        if inside is not None:
-            keep = inside[r0:r1].reshape(-1)
-            counts = torch.where(keep, counts, 0.0)
-            band = torch.where(keep, band, 0.0)
-        overloads += int((band > 65535.0).sum())
-        photons += float(counts.sum())
-        adu[r0:r1] = (
-            torch.trunc(torch.clamp(band, 0.0, 65535.0)).to(torch.uint16).reshape(r1 - r0, cols)
+    inside = None if roi_mask is None else roi_mask.to(float_window.device, torch.bool)
+    if float_window.device.type == "cpu":
+        return _noise_numpy(
+            float_window.detach(), seed, frame, slow0, fast0, fast_pixels, adc_offset, inside
         )
-    return adu, photons, overloads
+    slow = torch.arange(slow0, slow0 + rows, device=float_window.device, dtype=torch.int64)
+    fast = torch.arange(fast0, fast0 + cols, device=float_window.device, dtype=torch.int64)
+    index = slow[:, None] * fast_pixels + fast[None, :]
+    counts = _counts(float_window.detach().reshape(-1), index.reshape(-1), seed, frame)
+    adu = counts.reshape(rows, cols) + adc_offset
+    if inside is not None:
+        counts = torch.where(inside.reshape(-1), counts, 0.0)
+        adu = torch.where(inside, adu, 0.0)
+    overloads = int((adu > 65535.0).sum())
+    adu = torch.trunc(torch.clamp(adu, 0.0, 65535.0)).to(torch.uint16)
+    return adu, float(counts.sum()), overloads
+
+
+def _noise_numpy(
+    float_window: torch.Tensor,
+    seed: int,
+    frame: int,
+    slow0: int,
+    fast0: int,
+    fast_pixels: int,
+    adc_offset: float,
+    inside: torch.Tensor | None,
+) -> tuple[torch.Tensor, float, int]:
+    """``noise_image`` on CPU, in row bands of about ``_CPU_BAND`` pixels on torch's threads.
+
+    Each band runs in one thread (numpy and small torch ops release the GIL); the photons
+    are summed in band order, so the result does not depend on the number of threads.
+    """
+    rows, cols = float_window.shape
+    adu = np.empty((rows, cols), dtype=np.uint16)
+    keep_all = None if inside is None else inside.numpy()
+    step = max(1, _CPU_BAND // max(cols, 1))
+    fast = np.arange(fast0, fast0 + cols, dtype=np.int64)
+
+    def band(r0: int) -> tuple[float, int]:
+        r1 = min(rows, r0 + step)
+        slow = np.arange(slow0 + r0, slow0 + r1, dtype=np.int64)
+        index = (slow[:, None] * fast_pixels + fast[None, :]).reshape(-1)
+        means = float_window[r0:r1].to(torch.float64).numpy().reshape(-1)
+        counts = _counts_numpy(means, index, seed, frame)
+        values = counts + adc_offset
+        if keep_all is not None:
+            keep = keep_all[r0:r1].reshape(-1)
+            counts = np.where(keep, counts, 0.0)
+            values = np.where(keep, values, 0.0)
+        overloads = int(np.count_nonzero(values > 65535.0))
+        np.clip(values, 0.0, 65535.0, out=values)
+        np.copyto(adu[r0:r1].reshape(-1), values, casting="unsafe")
+        return float(counts.sum()), overloads
+
+    starts = range(0, rows, step)
+    threads = min(len(starts), torch.get_num_threads(), os.cpu_count() or 1)
+    if threads > 1:
+        with ThreadPoolExecutor(threads, thread_name_prefix="braggtile-noise") as pool:
+            parts = list(pool.map(band, starts))
+    else:
+        parts = [band(r0) for r0 in starts]
+    photons = 0.0
+    for drawn, _ in parts:
+        photons += drawn
+    return torch.from_numpy(adu), photons, sum(over for _, over in parts)
