@@ -83,10 +83,11 @@ def write_outputs(
         adu, scale = int_image(
             image, outputs.intfile_scale, outputs.adc_offset, roi_mask, max_i=stats.max_I
         )
-    if outputs.intfile:
-        say(f"intfile_scale = {c_g(scale)}")
-        write_smv(outputs.intfile, adu, header)
-        say(f"writing {outputs.intfile} as 2-byte integers")
+        if outputs.intfile:
+            say(f"intfile_scale = {c_g(scale)}")
+            write_smv(outputs.intfile, adu, header)
+            say(f"writing {outputs.intfile} as 2-byte integers")
+        del adu  # one output image in memory at a time
     if outputs.pgmfile:
         pgm = write_pgm(outputs.pgmfile, image, outputs.pgm_scale, stats.rmsd, scale, roi_mask)
         say(f"pgm_scale = {c_g(pgm)}")
