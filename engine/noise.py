@@ -46,7 +46,8 @@ _PHILOX_M0, _PHILOX_M1 = 0xD2511F53, 0xCD9E8D57
 _PHILOX_W0, _PHILOX_W1 = 0x9E3779B9, 0xBB67AE85
 _TWO_POW_M52 = 2.0**-52
 _CPU_CHUNK = 1 << 15  # Philox on CPU runs several times faster on cache-sized pieces
-_CPU_BAND = 1 << 15  # pixels per piece of Poisson work on CPU: torch runs it in one thread
+_CPU_BAND = 1 << 15  # pixels per piece of Poisson work on CPU: temporaries stay in cache
+_TORCH_INLINE = 2048  # torch's exp/log run on intra-op threads above this many elements
 _MASK64 = (1 << 64) - 1
 _SHIFT32 = np.uint64(32)
 
@@ -200,10 +201,23 @@ def _inversion(lam: torch.Tensor, idx: torch.Tensor, seed: int, frame: int) -> t
     return counts
 
 
+def _exp_neg(lam: np.ndarray) -> np.ndarray:
+    """exp(-lam) by torch's exp (the values of every device path), in pieces torch runs inline.
+
+    Intra-op threads cost far more than they save on pieces this small when cores are busy.
+    """
+    out = np.negative(lam)
+    values = torch.from_numpy(out)
+    for start in range(0, out.size, _TORCH_INLINE):
+        part = values[start : start + _TORCH_INLINE]
+        torch.exp(part, out=part)
+    return out
+
+
 def _inversion_numpy(lam: np.ndarray, idx: np.ndarray, seed: int, frame: int) -> np.ndarray:
     """``_inversion`` on CPU arrays: the same operations (exp by torch), fewer dispatches."""
     u, _ = _uniforms_numpy(idx, seed, frame, 0, pair=False)
-    p = torch.exp(torch.from_numpy(-lam)).numpy()
+    p = _exp_neg(lam)
     counts = np.zeros_like(lam)
     pos = np.flatnonzero(u > p)
     lam, u, p = lam[pos], u[pos], p[pos]
@@ -320,9 +334,10 @@ def _counts_numpy(lam: np.ndarray, idx: np.ndarray, seed: int, frame: int) -> np
     )
     for mask, method in branches:
         sel = np.flatnonzero(mask)
-        if sel.size:
-            drawn = method(torch.from_numpy(lam[sel]), torch.from_numpy(idx[sel]), seed, frame)
-            counts[sel] = drawn.numpy()
+        for start in range(0, sel.size, _TORCH_INLINE):
+            part = sel[start : start + _TORCH_INLINE]
+            drawn = method(torch.from_numpy(lam[part]), torch.from_numpy(idx[part]), seed, frame)
+            counts[part] = drawn.numpy()
     return counts
 
 
@@ -411,6 +426,9 @@ def _noise_numpy(
     doubled the CPU time); photons are summed in band order.
     """
     rows, cols = float_window.shape
+    if float_window.dtype not in (torch.float32, torch.float64):
+        float_window = float_window.to(torch.float64)
+    expected = float_window.numpy()
     adu = np.empty((rows, cols), dtype=np.uint16)
     keep_all = None if inside is None else inside.numpy()
     step = max(1, _CPU_BAND // max(cols, 1))
@@ -420,7 +438,7 @@ def _noise_numpy(
         r1 = min(rows, r0 + step)
         slow = np.arange(slow0 + r0, slow0 + r1, dtype=np.int64)
         index = (slow[:, None] * fast_pixels + fast[None, :]).reshape(-1)
-        means = float_window[r0:r1].to(torch.float64).numpy().reshape(-1)
+        means = expected[r0:r1].astype(np.float64).reshape(-1)
         counts = _counts_numpy(means, index, seed, frame)
         values = counts + adc_offset
         if keep_all is not None:
