@@ -116,6 +116,11 @@ def _write_bytes(path: str | Path, chunks: list, what: str) -> None:
         raise type(e)(e.errno, f"cannot write {what} ({e.strerror})", str(path)) from e
 
 
+def _raw(image: np.ndarray, dtype) -> np.ndarray:
+    """The bytes of ``image`` as ``dtype``, slow-major, as a flat uint8 view (no copy if it can)."""
+    return np.ascontiguousarray(image, dtype=dtype).reshape(-1).view(np.uint8)
+
+
 def _check_image(image: np.ndarray, name: str) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 2:
@@ -133,8 +138,7 @@ def write_smv(path: str | Path, image_u16: np.ndarray, header: SMVHeader) -> Non
             f"image shape {image.shape} does not match header "
             f"(slow_pixels, fast_pixels) = ({header.slow_pixels}, {header.fast_pixels})"
         )
-    data = np.ascontiguousarray(image, dtype="<u2")
-    _write_bytes(path, [smv_header_bytes(header), memoryview(data).cast("B")], "SMV image")
+    _write_bytes(path, [smv_header_bytes(header), _raw(image, "<u2")], "SMV image")
 
 
 def read_smv(path: str | Path) -> tuple[dict[str, str], np.ndarray]:
@@ -250,12 +254,11 @@ def write_pgm(
             dest *= keep
     slow, fast = image.shape
     head = f"P5\n{fast} {slow}\n# pixels scaled by {c_g(scale)}\n255\n".encode("ascii")
-    _write_bytes(path, [head, memoryview(grey).cast("B")], "PGM image")
+    _write_bytes(path, [head, _raw(grey, np.uint8)], "PGM image")
     return scale
 
 
 def write_float_image(path: str | Path, float_image: np.ndarray) -> None:
     """Write C's ``-floatfile``: raw little-endian float32, slow-major, no header."""
     image = _check_image(float_image, "float_image")
-    data = np.ascontiguousarray(image, dtype="<f4")
-    _write_bytes(path, [memoryview(data).cast("B")], "float image")
+    _write_bytes(path, [_raw(image, "<f4")], "float image")
