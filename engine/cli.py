@@ -13,7 +13,7 @@ from engine import resolve_device
 from engine.errors import InputError, run_command
 from engine.flags import help_text
 from engine.frame import FrameSetup
-from engine.kernel import render_window
+from engine.kernel import block_shape, render_window
 from engine.memory import check_frame_memory
 from engine.physics import subpixel_coordinates
 from engine.precision import torch_dtype
@@ -97,11 +97,20 @@ def roi_mask(setup: FrameSetup) -> np.ndarray:
     return setup.roi.mask(setup.detector.slow_pixels, setup.detector.fast_pixels)
 
 
+#: Pixels of a rendered band: bounds the kernel's temporaries, so the process stays lean.
+BAND_PIXELS = 1 << 20
+
+
 def render_frame(setup: FrameSetup, progress: bool) -> np.ndarray:
-    """Render the whole frame in row bands, with a progress bar on stderr."""
+    """Render the whole frame in row bands, with a progress bar on stderr.
+
+    A band is a whole number of compiled blocks' rows (no padded rows between bands).
+    """
     g = setup.detector
     image = np.zeros((g.slow_pixels, g.fast_pixels), dtype=np.float32)
-    band = max(1, min(g.slow_pixels, (1 << 22) // max(1, g.fast_pixels)))
+    rows = block_shape(setup)[0]
+    band = max(rows, BAND_PIXELS // max(1, g.fast_pixels) // rows * rows)
+    band = min(g.slow_pixels, band)
     bands = range(0, g.slow_pixels, band)
     bar = None
     if progress:
@@ -117,6 +126,29 @@ def render_frame(setup: FrameSetup, progress: bool) -> np.ndarray:
     if bar is not None:
         bar.close()
     return image
+
+
+#: Pixels per statistics partial: small enough that torch reduces each in one thread, in cache.
+STATISTICS_PIXELS = 1 << 15
+
+
+def frame_statistics(image: np.ndarray, mask: np.ndarray) -> FrameStatistics:
+    """Statistics of the ROI pixels of a whole frame, merged from partials of row bands.
+
+    The bands depend only on the frame width, so the float64 sums are the same on every run.
+    """
+    slow, fast = image.shape
+    rows = max(1, STATISTICS_PIXELS // max(1, fast))
+    total = TileStatistics()
+    for s0 in range(0, slow, rows):
+        s1 = min(slow, s0 + rows)
+        band = mask[s0:s1]
+        total = total.merge(
+            TileStatistics.from_tile(
+                image[s0:s1], Window(s0, s1, 0, fast), None if band.all() else band
+            )
+        )
+    return total.summary()
 
 
 OUTPUT_FLAGS = (
@@ -167,7 +199,7 @@ def _run(run_: NanoBraggRun) -> int:
     image = render_frame(setup, run_.outputs.progress)
     seconds = time.perf_counter() - t0
     mask = roi_mask(setup)
-    stats = TileStatistics.from_tile(image, Window.full(*image.shape), mask).summary()
+    stats = frame_statistics(image, mask)
     x, y = max_position(setup, stats)
     print(f"max_I = {c_g(stats.max_I)}  at {c_g(x)} {c_g(y)}")
     print(f"mean= {c_g(stats.mean)} rms= {c_g(stats.rms)} rmsd= {c_g(stats.rmsd)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -69,6 +70,39 @@ def write_outputs(
         if log is not None:
             log(line)
 
+    with ThreadPoolExecutor(1, thread_name_prefix="braggtile-noise") as pool:
+        noise = None
+        if outputs.noisefile:  # drawn while the other files are made (it needs no statistics)
+            seed = outputs.seed if outputs.seed is not None else int(time.time())
+            noise = pool.submit(
+                noise_image,
+                torch.from_numpy(image),
+                seed,
+                frame,
+                0,
+                0,
+                image.shape[1],
+                outputs.adc_offset,
+                torch.from_numpy(roi_mask),
+            )
+        _write_images(setup, image, stats, outputs, roi_mask, say)
+        if noise is not None:
+            counts, photons, overloads = noise.result()
+            say(f"{photons:.0f} photons on noise image ({overloads} overloads)")
+            write_smv(outputs.noisefile, counts.numpy(), smv_header(setup))
+            say(f"writing {outputs.noisefile} as 2-byte integers")
+    return lines
+
+
+def _write_images(
+    setup: FrameSetup,
+    image: np.ndarray,
+    stats: FrameStatistics,
+    outputs: Outputs,
+    roi_mask: np.ndarray,
+    say: Callable[[str], None],
+) -> None:
+    """The Fdump, float, int and PGM files of ``write_outputs``, in C's order."""
     if setup.experiment.crystal.hkl_file is not None and outputs.dumpfile:
         try:
             write_fdump(setup.sf_table, outputs.dumpfile)
@@ -78,32 +112,16 @@ def write_outputs(
     if outputs.floatfile:
         write_float_image(outputs.floatfile, image)
         say(f"writing {outputs.floatfile} as {image.size} 4-byte floats")
-    header = smv_header(setup)
     if outputs.intfile or outputs.pgmfile:  # the PGM's fallback scale is the int file's
         adu, scale = int_image(
             image, outputs.intfile_scale, outputs.adc_offset, roi_mask, max_i=stats.max_I
         )
-    if outputs.intfile:
-        say(f"intfile_scale = {c_g(scale)}")
-        write_smv(outputs.intfile, adu, header)
-        say(f"writing {outputs.intfile} as 2-byte integers")
-    if outputs.pgmfile:
-        pgm = write_pgm(outputs.pgmfile, image, outputs.pgm_scale, stats.rmsd, scale, roi_mask)
-        say(f"pgm_scale = {c_g(pgm)}")
-        say(f"writing {outputs.pgmfile} as 1-byte integers")
-    if outputs.noisefile:
-        seed = outputs.seed if outputs.seed is not None else int(time.time())
-        counts, photons, overloads = noise_image(
-            torch.from_numpy(image),
-            seed,
-            frame,
-            0,
-            0,
-            image.shape[1],
-            outputs.adc_offset,
-            torch.from_numpy(roi_mask),
-        )
-        say(f"{photons:.0f} photons on noise image ({overloads} overloads)")
-        write_smv(outputs.noisefile, counts.numpy().astype(np.uint16), header)
-        say(f"writing {outputs.noisefile} as 2-byte integers")
-    return lines
+        if outputs.intfile:
+            say(f"intfile_scale = {c_g(scale)}")
+            write_smv(outputs.intfile, adu, smv_header(setup))
+            say(f"writing {outputs.intfile} as 2-byte integers")
+        del adu  # one output image in memory at a time
+        if outputs.pgmfile:
+            pgm = write_pgm(outputs.pgmfile, image, outputs.pgm_scale, stats.rmsd, scale, roi_mask)
+            say(f"pgm_scale = {c_g(pgm)}")
+            say(f"writing {outputs.pgmfile} as 1-byte integers")

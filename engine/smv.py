@@ -17,6 +17,7 @@ SMV_HEADER_BYTES = 512
 ADC_OFFSET = 40.0
 INTFILE_AUTOSCALE_TARGET = 55000.0  # C scales max_I to this many ADU when -scale is not given
 PGM_AUTOSCALE_TARGET = 250.0  # C maps 5 rmsd above zero to this grey level
+CHUNK_PIXELS = 1 << 16  # pixels converted at a time: float64 temporaries stay in cache
 
 __all__ = [
     "SMVHeader",
@@ -105,14 +106,19 @@ def smv_header_bytes(h: SMVHeader) -> bytes:
     return text.ljust(SMV_HEADER_BYTES, b" ")
 
 
-def _write_bytes(path: str | Path, chunks: list[bytes], what: str) -> None:
-    """Write ``chunks`` to ``path``, re-raising OS errors with the file's role in the message."""
+def _write_bytes(path: str | Path, chunks: list, what: str) -> None:
+    """Write ``chunks`` (bytes-like) to ``path``, re-raising OS errors with the file's role."""
     try:
         with open(path, "wb") as f:
             for chunk in chunks:
                 f.write(chunk)
     except OSError as e:
         raise type(e)(e.errno, f"cannot write {what} ({e.strerror})", str(path)) from e
+
+
+def _raw(image: np.ndarray, dtype) -> np.ndarray:
+    """The bytes of ``image`` as ``dtype``, slow-major, as a flat uint8 view (no copy if it can)."""
+    return np.ascontiguousarray(image, dtype=dtype).reshape(-1).view(np.uint8)
 
 
 def _check_image(image: np.ndarray, name: str) -> np.ndarray:
@@ -132,8 +138,7 @@ def write_smv(path: str | Path, image_u16: np.ndarray, header: SMVHeader) -> Non
             f"image shape {image.shape} does not match header "
             f"(slow_pixels, fast_pixels) = ({header.slow_pixels}, {header.fast_pixels})"
         )
-    data = np.ascontiguousarray(image, dtype="<u2").tobytes()
-    _write_bytes(path, [smv_header_bytes(header), data], "SMV image")
+    _write_bytes(path, [smv_header_bytes(header), _raw(image, "<u2")], "SMV image")
 
 
 def read_smv(path: str | Path) -> tuple[dict[str, str], np.ndarray]:
@@ -188,12 +193,30 @@ def int_image(
             inside = image if roi_mask is None else image[np.asarray(roi_mask, dtype=bool)]
             max_i = max(0.0, float(inside.max())) if inside.size else 0.0
         scale = INTFILE_AUTOSCALE_TARGET / max_i if max_i > 0.0 else 1.0
-    adu = image.astype(np.float64) * scale + adc_offset
-    np.clip(adu, 0.0, 65535.0, out=adu)
-    out = np.floor((adu + 0.5).astype(np.float32)).astype(np.uint16)
-    if roi_mask is not None:
-        out[~np.asarray(roi_mask, dtype=bool)] = 0
+    out = np.empty(image.shape, dtype=np.uint16)
+    buf = np.empty(CHUNK_PIXELS, dtype=np.float64)
+    buf32 = np.empty(CHUNK_PIXELS, dtype=np.float32)
+    for values, dest, keep in _chunks(image, out, roi_mask):
+        adu, adu32 = buf[: values.size], buf32[: values.size]
+        np.multiply(values, scale, out=adu, dtype=np.float64)
+        adu += adc_offset
+        np.clip(adu, 0.0, 65535.0, out=adu)
+        adu += 0.5
+        adu32[:] = adu  # C's floorf: round to float32, then floor (= truncation, all >= 0.5)
+        np.copyto(dest, adu32, casting="unsafe")
+        if keep is not None:
+            dest *= keep
     return out, float(scale)
+
+
+def _chunks(image: np.ndarray, out: np.ndarray, roi_mask: np.ndarray | None):
+    """Flat pieces of ``image``, of ``out`` (same shape) and of the ROI mask (None: all in)."""
+    values, dest = image.reshape(-1), out.reshape(-1)
+    mask = None if roi_mask is None else np.asarray(roi_mask, dtype=bool).reshape(-1)
+    for start in range(0, values.size, CHUNK_PIXELS):
+        part = slice(start, start + CHUNK_PIXELS)
+        keep = None if mask is None or mask[part].all() else mask[part]
+        yield values[part], dest[part], keep
 
 
 def pgm_scale_for(pgm_scale: float | None, rmsd: float, intfile_scale: float) -> float:
@@ -220,16 +243,22 @@ def write_pgm(
     """
     image = _check_image(float_image, "float_image")
     scale = pgm_scale_for(pgm_scale, rmsd, intfile_scale)
-    grey = np.clip(image.astype(np.float64) * scale, 0.0, 255.0).astype(np.uint8)
-    if roi_mask is not None:
-        grey[~np.asarray(roi_mask, dtype=bool)] = 0
+    grey = np.empty(image.shape, dtype=np.uint8)
+    buf = np.empty(CHUNK_PIXELS, dtype=np.float64)
+    for values, dest, keep in _chunks(image, grey, roi_mask):
+        level = buf[: values.size]
+        np.multiply(values, scale, out=level, dtype=np.float64)
+        np.clip(level, 0.0, 255.0, out=level)
+        np.copyto(dest, level, casting="unsafe")
+        if keep is not None:
+            dest *= keep
     slow, fast = image.shape
     head = f"P5\n{fast} {slow}\n# pixels scaled by {c_g(scale)}\n255\n".encode("ascii")
-    _write_bytes(path, [head, np.ascontiguousarray(grey).tobytes()], "PGM image")
+    _write_bytes(path, [head, _raw(grey, np.uint8)], "PGM image")
     return scale
 
 
 def write_float_image(path: str | Path, float_image: np.ndarray) -> None:
     """Write C's ``-floatfile``: raw little-endian float32, slow-major, no header."""
     image = _check_image(float_image, "float_image")
-    _write_bytes(path, [np.ascontiguousarray(image, dtype="<f4").tobytes()], "float image")
+    _write_bytes(path, [_raw(image, "<f4")], "float image")

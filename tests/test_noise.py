@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from engine.cli import render_frame
-from engine.noise import noise_image, philox4x32_10, poisson_counts
+from engine.noise import noise_image, philox4x32_10, poisson_counts, uniform_pair
 from engine.resolve import parse_nanobragg
 from engine.setup import prepare_frame
 from engine.smv import read_smv
@@ -64,6 +64,22 @@ def c_noise() -> np.ndarray:
 def test_philox_known_answers(counter: tuple, key: tuple, expected: tuple) -> None:
     words = [torch.tensor([c], dtype=torch.int64) for c in counter]
     assert tuple(int(w) for w in philox4x32_10(*words, *key)) == expected
+
+
+def test_cpu_uniforms_are_the_documented_function_of_the_philox_words() -> None:
+    """The CPU path (numpy words, in pieces) gives u, v = 52 bits of words (0, 1) and (2, 3)."""
+    high = torch.tensor([2**31, 2**32 - 1, 2**32, 3 * 2**32 + 17, 2**62 + 5])
+    index = torch.cat([high, torch.arange(0, 5_000_000, 97)])  # more than one piece
+    seed, frame, draw = 2**40 + 123, 7, 3
+    u, v = uniform_pair(index.reshape(-1, 1), seed, frame, draw)
+    w = philox4x32_10(index & 0xFFFFFFFF, index >> 32, frame, draw, seed & 0xFFFFFFFF, seed >> 32)
+
+    def unit(hi: torch.Tensor, lo: torch.Tensor) -> torch.Tensor:
+        return ((((hi >> 6) << 26) | (lo >> 6)).to(torch.float64) + 0.5) * 2.0**-52
+
+    assert u.shape == v.shape == (index.numel(), 1)
+    assert torch.equal(u.reshape(-1), unit(w[0], w[1]))
+    assert torch.equal(v.reshape(-1), unit(w[2], w[3]))
 
 
 def test_same_seed_same_noise_from_ragged_windows(
