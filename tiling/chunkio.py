@@ -82,7 +82,8 @@ class ChunkIO:
             padded = np.full(self.array.chunks, self.array.fill_value, dtype=dtype)
             padded[tuple(slice(0, s.stop - s.start) for s in region)] = full
             full = padded
-        payload = self.codecs[0](np.ascontiguousarray(full.astype(dtype.newbyteorder("<"))))
+        little = full.astype(dtype.newbyteorder("<"), copy=False)  # no copy on x86/ARM
+        payload = self.codecs[0](np.ascontiguousarray(little))
         path = self._path(coords)
         tmp = f"{path}.{os.getpid()}-{threading.get_ident()}.partial"
         try:
