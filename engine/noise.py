@@ -395,9 +395,8 @@ def noise_image(
     frame = _check_int(frame, "frame", MAX_FRAME)
     inside = None if roi_mask is None else roi_mask.to(float_window.device, torch.bool)
     if float_window.device.type == "cpu":
-        return _noise_numpy(
-            float_window.detach(), seed, frame, slow0, fast0, fast_pixels, adc_offset, inside
-        )
+        origin = (slow0, fast0, fast_pixels)
+        return _noise_numpy(float_window.detach(), seed, frame, origin, adc_offset, inside)
     slow = torch.arange(slow0, slow0 + rows, device=float_window.device, dtype=torch.int64)
     fast = torch.arange(fast0, fast0 + cols, device=float_window.device, dtype=torch.int64)
     index = slow[:, None] * fast_pixels + fast[None, :]
@@ -415,13 +414,12 @@ def _noise_numpy(
     float_window: torch.Tensor,
     seed: int,
     frame: int,
-    slow0: int,
-    fast0: int,
-    fast_pixels: int,
+    origin: tuple[int, int, int],
     adc_offset: float,
     inside: torch.Tensor | None,
 ) -> tuple[torch.Tensor, float, int]:
-    """``noise_image`` on CPU, in row bands of about ``_CPU_BAND`` pixels.
+    """``noise_image`` on CPU, in row bands of about ``_CPU_BAND`` pixels; ``origin`` is
+    (slow0, fast0, fast_pixels).
 
     Bands run on up to torch's number of threads (numpy releases the GIL; torch ops stay
     small enough to run inline); photons are summed in band order, so nothing depends on
@@ -434,6 +432,7 @@ def _noise_numpy(
     adu = np.empty((rows, cols), dtype=np.uint16)
     keep_all = None if inside is None else inside.numpy()
     step = max(1, _CPU_BAND // max(cols, 1))
+    slow0, fast0, fast_pixels = origin
     fast = np.arange(fast0, fast0 + cols, dtype=np.int64)
 
     def band(r0: int) -> tuple[float, int]:
