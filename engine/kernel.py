@@ -2,11 +2,12 @@
 
 :func:`render_block` evaluates every sample (sensor layer x sub-pixel x source x
 orientation) of a block of pixels and reduces them in one graph, from the formulas of
-:mod:`engine.physics`. :func:`render_window` runs it either compiled by ``torch.compile``
-(inductor: C++/OpenMP with SIMD on CPU, Triton on CUDA; a single loop nest per block, no
-per-sample tensor ever reaches memory) or eagerly, block by block; the curved detector (not
-separable) always runs eagerly. Which one is ``braggtile.compile.mode`` (dask config):
-``auto`` compiles frames of at least ``braggtile.compile.threshold`` samples.
+:mod:`engine.physics`. :func:`render_window` runs it either compiled by inductor (C++/OpenMP
+with SIMD on CPU, from AOTInductor packages; Triton on CUDA, through ``torch.compile``; a
+single loop nest per block, no per-sample tensor ever reaches memory) or eagerly, block by
+block; the curved detector (not separable) always runs eagerly. Which one is
+``braggtile.compile.mode`` (dask config): ``auto`` compiles frames of at least
+``braggtile.compile.threshold`` samples.
 
 Every quantity of a pixel is a function of that pixel's indices and the frame set-up only,
 so a window equals the same slice of a full-frame render. The compiled graph depends only on
@@ -14,8 +15,9 @@ the frame's :class:`~engine.frame.Structure` and block shape; frame constants en
 tensors, so one graph serves all blocks and frames with that structure. Compiled blocks have
 a few fixed shapes (ragged blocks are padded, the padding discarded); eager blocks hold at
 most ``braggtile.kernel.eager-block-samples`` samples, so memory is bounded by the block,
-never by the window. Compiled artifacts are cached on disk by inductor
-(``TORCHINDUCTOR_CACHE_DIR``), so a restarted worker skips code generation.
+never by the window. Compiled artifacts are cached on disk (``TORCHINDUCTOR_CACHE_DIR``): a
+new process loads a CPU package in milliseconds, and torch.compile's graphs hit inductor's
+cache, so a restarted worker skips code generation.
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ the dask config ``braggtile.worker.warm``), before it takes tasks.
 ``eager`` renders a 64x64 frame with the eager kernel (imports, torch's thread pools, the
 set-up code). ``compile`` also compiles the kernel (``braggtile.compile.mode`` on) for a
 default-tile (512x512) window of a plain experiment in float32, so a first job of that
-structure finds the compiled graph in the worker (and later starts find it in the on-disk
-inductor cache).
+structure finds the compiled kernel loaded in the worker (built once, then loaded from the
+on-disk cache by later starts). Kernels of other structures load from that cache at their
+first tile, in milliseconds on a CPU.
 """
 
 from __future__ import annotations
