@@ -158,7 +158,7 @@ def test_huge_detector_is_refused_before_allocating(capsys):
 def test_memory_limit_is_configurable(monkeypatch, tmp_path, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("BRAGGTILE_MEMORY_LIMIT", "1K")
-    assert main(TINY) == 2
+    assert main(TINY + ["-detpixels", "16"]) == 2  # 256 pixels need more than 1 KiB
     one_error_line(capsys, "BRAGGTILE_MEMORY_LIMIT=1K")
     monkeypatch.setenv("BRAGGTILE_MEMORY_LIMIT", "lots")
     assert main(TINY) == 2
