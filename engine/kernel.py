@@ -22,6 +22,7 @@ cache, so a restarted worker skips code generation.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -59,6 +60,7 @@ _lock = threading.Lock()
 _graphs: dict = {}  # (structure, compiled) -> block function
 _failed: set = set()  # (structure, dtype, device type) that failed to compile here
 _aot_builds = [0]  # AOTInductor packages built or loaded by this process
+_packages_built = [0]  # AOTInductor packages this process built (not loaded)
 
 
 def render_block(
@@ -361,19 +363,43 @@ class _AotBlock:
     def _load_or_build(self, key: tuple, inputs: tuple) -> object:
         path = self.package_path(key)
         if not os.path.exists(path):
-            _configure_inductor()
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            program = torch.export.export(_BlockModule(self.st, self.table), inputs, strict=False)
-            tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp.pt2"
-            torch._inductor.aoti_compile_and_package(
-                program, package_path=tmp, inductor_configs=dict(_INDUCTOR_OPTIONS)
-            )
-            os.replace(tmp, path)  # atomic: a concurrent worker sees all of it or nothing
+            with _build_lock(path):  # workers sharing the cache build a package once
+                if not os.path.exists(path):
+                    self._build(path, inputs)
         # torch's C++ loader, as torch._inductor.aoti_load_package uses it (whose import costs
         # 0.85 s); the block's inputs and output are flat tensors, so no pytree specs apply
         runner = torch._C._aoti.AOTIModelPackageLoader(path, "model", False, AOT_RUNNERS, -1)
         _aot_builds[0] += 1
         return runner
+
+    def _build(self, path: str, inputs: tuple) -> None:
+        """Export the block for these inputs and write its package at ``path``, atomically."""
+        _configure_inductor()
+        program = torch.export.export(_BlockModule(self.st, self.table), inputs, strict=False)
+        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp.pt2"
+        torch._inductor.aoti_compile_and_package(
+            program, package_path=tmp, inductor_configs=dict(_INDUCTOR_OPTIONS)
+        )
+        os.replace(tmp, path)  # atomic: a reader sees all of it or nothing
+        _packages_built[0] += 1
+
+
+@contextlib.contextmanager
+def _build_lock(path: str):
+    """An exclusive lock on ``path``.lock (POSIX ``flock``, released if its holder dies), so
+    processes sharing a cache wait for one build instead of repeating it; none elsewhere."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: concurrent builds, each written atomically
+        yield
+        return
+    with open(f"{path}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def supported(setup: FrameSetup) -> bool:

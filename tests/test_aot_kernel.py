@@ -68,7 +68,7 @@ with dask.config.set({"braggtile.compile.mode": "on"}):
     image = kernel.render_window(setup, Window.full(64, 64))
 block = kernel._graphs[(setup.structure, True)]
 print(type(block).__name__, block.broken, len(block.runners), "torch._dynamo" in sys.modules,
-      float(image.double().sum()).hex())
+      float(image.double().sum()).hex(), kernel._packages_built[0])
 """
 
 
@@ -98,3 +98,32 @@ def test_packages_are_the_default_and_load_without_dynamo(tmp_path):
     assert loaded[:4] == ["_AotBlock", "False", "1", "False"]  # no dynamo in the second
     assert built[4] == loaded[4]  # the same pixels
     assert len(list((tmp_path / "braggtile-aoti").glob("*.pt2"))) == 1
+
+
+def test_processes_sharing_a_cache_build_a_package_once(tmp_path):
+    """Two processes that need the same new package at once: one builds it, the other waits
+    for it (a lock beside the package) and loads it; both render the same pixels."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    args = ARGS.replace("-N 6", "-N 8")  # a structure of this test only
+    env = {**os.environ, "PYTHONPATH": str(root), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path)}
+    for name in list(env):
+        if name.startswith("DASK_BRAGGTILE__COMPILE"):
+            env.pop(name)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", LOAD_SCRIPT, args], cwd=root, env=env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs[-1][1]
+    lines = [out.split() for out, _ in outs]
+    assert sorted(int(line[5]) for line in lines) == [0, 1]  # one build, one load
+    assert lines[0][4] == lines[1][4]
+    folder = tmp_path / "braggtile-aoti"
+    assert len(list(folder.glob("*.pt2"))) == 1 and not list(folder.glob("*.tmp.pt2"))
