@@ -5,6 +5,9 @@ both give the pixels of torch.compile bit for bit."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import dask.config
 import numpy as np
@@ -72,24 +75,24 @@ print(type(block).__name__, block.broken, len(block.runners), "torch._dynamo" in
 """
 
 
-def test_packages_are_the_default_and_load_without_dynamo(tmp_path):
-    """With the default settings, a first process builds the package; a second one renders the
-    same pixels from it without importing dynamo (no tracing, no inductor cache look-up)."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
+def _load_command(cache, n_cells: int) -> tuple[list[str], dict, Path]:
+    """The command rendering a structure of one test (``-N n_cells``) with the default
+    settings and kernel cache ``cache``: (argv, environment, working folder)."""
     root = Path(__file__).resolve().parents[1]
-    args = ARGS.replace("-N 6", "-N 7")  # a structure of this test only
-    env = {**os.environ, "PYTHONPATH": str(root), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path)}
+    args = ARGS.replace("-N 6", f"-N {n_cells}")
+    env = {**os.environ, "PYTHONPATH": str(root), "TORCHINDUCTOR_CACHE_DIR": str(cache)}
     for name in list(env):
         if name.startswith("DASK_BRAGGTILE__COMPILE"):
             env.pop(name)
+    return [sys.executable, "-c", LOAD_SCRIPT, args], env, root
+
+
+def test_packages_are_the_default_and_load_without_dynamo(tmp_path):
+    """With the default settings, a first process builds the package; a second one renders the
+    same pixels from it without importing dynamo (no tracing, no inductor cache look-up)."""
+    argv, env, root = _load_command(tmp_path, 7)
     runs = [
-        subprocess.run(
-            [sys.executable, "-c", LOAD_SCRIPT, args], cwd=root, env=env, capture_output=True,
-            text=True, timeout=600,
-        )  # fmt: skip
+        subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=600)
         for _ in range(2)
     ]
     assert all(r.returncode == 0 for r in runs), runs[-1].stderr
@@ -103,21 +106,11 @@ def test_packages_are_the_default_and_load_without_dynamo(tmp_path):
 def test_processes_sharing_a_cache_build_a_package_once(tmp_path):
     """Two processes that need the same new package at once: one builds it, the other waits
     for it (a lock beside the package) and loads it; both render the same pixels."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    args = ARGS.replace("-N 6", "-N 8")  # a structure of this test only
-    env = {**os.environ, "PYTHONPATH": str(root), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path)}
-    for name in list(env):
-        if name.startswith("DASK_BRAGGTILE__COMPILE"):
-            env.pop(name)
+    argv, env, root = _load_command(tmp_path, 8)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", LOAD_SCRIPT, args], cwd=root, env=env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            argv, cwd=root, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         for _ in range(2)
     ]
     outs = [p.communicate(timeout=600) for p in procs]
