@@ -11,7 +11,7 @@ from typing import Any
 import uvicorn
 
 from service.settings import Limits, Settings
-from tiling.cli import add_batch_arguments
+from tiling.cli import add_cluster_arguments
 
 DESCRIPTION = (
     "Serve render jobs over HTTP: submit nanoBragg jobs, follow them as Server-Sent Events, "
@@ -26,14 +26,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data", type=Path, default=Path("braggtile-data"), help="job folders and default DB"
     )
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, help="embedded LocalCluster worker processes")
-    where.add_argument(
-        "--scheduler", metavar="ADDRESS", help="existing Dask scheduler (or DASK_SCHEDULER_ADDRESS)"
-    )
-    add_batch_arguments(p, where)
+    add_cluster_arguments(p)
     p.add_argument("--database", metavar="URL", help="SQLAlchemy URL (default: SQLite in --data)")
-    p.add_argument("--torch-threads", type=int, help="torch threads per worker")
     p.add_argument(
         "--warm",
         choices=["compile", "eager", "off"],

@@ -77,18 +77,20 @@ def run(args: argparse.Namespace, experiment, dtype_name: str, spec_tile: int) -
         with connect(args.scheduler, args.workers, in_process=args.in_process) as client:
             workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
             cluster_start = time.perf_counter() - t0
-            jobs, cpu = [], {}
+            jobs, cpu = [], []  # cpu[i]: this process's CPU seconds during jobs[i]
             for i in range(1 + args.repeat):
                 path = str(folder / f"job{i}.zarr")
                 cpu0 = time.process_time()
                 jobs.append(render_job(client, path, job, overwrite=True))
-                cpu[id(jobs[-1])] = time.process_time() - cpu0
+                cpu.append(time.process_time() - cpu0)
                 shutil.rmtree(path, ignore_errors=True)  # bounded space (and page cache)
                 print(f"bench: job {i + 1}/{1 + args.repeat}: {jobs[-1].wall_s:.4f} s", flush=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    first, warm_jobs = jobs[0], jobs[1:] or jobs[:1]
-    median = sorted(warm_jobs, key=lambda d: d.wall_s)[(len(warm_jobs) - 1) // 2]
+    first = jobs[0]
+    warm_index = list(range(1, len(jobs))) or [0]
+    median_index = sorted(warm_index, key=lambda i: jobs[i].wall_s)[(len(warm_index) - 1) // 2]
+    median, warm_jobs = jobs[median_index], [jobs[i] for i in warm_index]
     warm = statistics.median(d.wall_s for d in warm_jobs)
     kernel = _kernel_rate(experiment, dtype_name, job.frames) if args.compare_kernel else None
     if kernel is not None:
@@ -113,7 +115,7 @@ def run(args: argparse.Namespace, experiment, dtype_name: str, spec_tile: int) -
         "scheduler": args.scheduler,
         "dtype": dtype_name,
         "stages": {k: round(v, 6) for k, v in stages.items()},
-        "client_cpu_seconds": round(cpu[id(median)], 6),
+        "client_cpu_seconds": round(cpu[median_index], 6),
         **(kernel or {}),
         "peak_rss_mib": round(peak_rss_mib(), 1),
     }

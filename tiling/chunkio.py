@@ -55,9 +55,7 @@ class ChunkIO:
     def __init__(self, root: str | None, name: str, array: zarr.Array):
         self.array = array
         self.folder = os.path.join(root, name) if root is not None else None
-        self.codecs = _codecs(array) if root is not None else None
-        if len(array.shape) != len(array.chunks) or self.array.order != "C":
-            self.codecs = None
+        self.codecs = _codecs(array) if root is not None and array.order == "C" else None
 
     def region(self, coords: tuple[int, ...]) -> tuple[slice, ...]:
         """The array region of chunk ``coords`` (edge chunks cut at the array's shape)."""

@@ -71,22 +71,12 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument(
         "--dtype", choices=PRECISIONS, help="precision (default: -dtype, else float32)"
     )
-    where = p.add_mutually_exclusive_group()
-    where.add_argument(
-        "--workers", type=int, help="embedded LocalCluster worker processes (ignores the env)"
-    )
-    where.add_argument(
-        "--scheduler", metavar="ADDRESS", help="existing Dask scheduler (or DASK_SCHEDULER_ADDRESS)"
-    )
+    where = add_cluster_arguments(p)
     where.add_argument(
         "--in-process",
         action="store_true",
         help="render in this process (one thread-based worker using every core): no cluster"
         " start-up, same store and events; for one-machine jobs",
-    )
-    add_batch_arguments(p, where)
-    p.add_argument(
-        "--torch-threads", type=int, help="torch threads per worker (default: cores/workers)"
     )
     p.add_argument(
         "--device",
@@ -103,6 +93,24 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_render)
     return p
+
+
+def add_cluster_arguments(p: argparse.ArgumentParser) -> Any:
+    """Where the workers are, for ``render`` and ``serve``: ``--workers`` | ``--scheduler`` |
+    ``--cluster`` (a mutually exclusive group, returned for more choices), the batch job range
+    and ``--torch-threads``."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers", type=int, help="embedded LocalCluster worker processes (ignores the env)"
+    )
+    where.add_argument(
+        "--scheduler", metavar="ADDRESS", help="existing Dask scheduler (or DASK_SCHEDULER_ADDRESS)"
+    )
+    add_batch_arguments(p, where)
+    p.add_argument(
+        "--torch-threads", type=int, help="torch threads per worker (default: cores/workers)"
+    )
+    return where
 
 
 def add_batch_arguments(p: argparse.ArgumentParser, where: Any) -> None:

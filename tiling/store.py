@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from engine import config
 from engine.errors import UserInputError
 from engine.statistics import FrameStatistics, TileStatistics
 from engine.window import Window
@@ -77,8 +78,6 @@ LEVEL_CODECS = {
 def level_compressors() -> list[Any]:
     """Chunk compressors of the image levels, from ``braggtile.tiling.level-codec``."""
     from zarr.codecs import BloscCodec
-
-    from engine import config
 
     name = str(config.get("tiling.level-codec"))
     if name not in LEVEL_CODECS:
