@@ -10,6 +10,7 @@ finished job reopened from its link; and cancelling a running job.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -77,22 +78,29 @@ def server(tmp_path_factory):
         yield url
 
 
-@pytest.fixture
-def viewer(server):
-    """A 1280x800 page of the viewer, and the list of every URL it requested."""
+@contextlib.contextmanager
+def chromium_page():
+    """A fresh 1280x800 page in headless Chromium; fails the test on any JavaScript error."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
-            requested: list[str] = []
             errors: list[str] = []
-            page.on("request", lambda request: requested.append(request.url))
             page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(server + "/")
-            yield page, requested
+            yield page
             assert not errors, f"JavaScript errors on the page: {errors}"
         finally:
             browser.close()
+
+
+@pytest.fixture
+def viewer(server):
+    """A page of the viewer, and the list of every URL it requested."""
+    with chromium_page() as page:
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(server + "/")
+        yield page, requested
 
 
 # Installed before the page's scripts: every value the view's status attribute takes.

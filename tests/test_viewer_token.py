@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from test_service import serving
-from test_viewer import CHROMIUM, CHROMIUM_ARGS, pytestmark, sync_playwright, wait_until_shown
+from test_viewer import chromium_page, pytestmark, sync_playwright, wait_until_shown
 
 TOKEN = "viewer-t0ken"
 ARGS = "-cell 100 100 100 90 90 90 -N 5 -default_F 100 -detpixels 64 -oversample 1"
@@ -28,33 +28,25 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def test_viewer_asks_for_the_token_then_works(server: str) -> None:
     assert sync_playwright is not None
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            prompts: list[str] = []
-            errors: list[str] = []
-            requests: list[tuple[str, str | None]] = []
+    prompts: list[str] = []
+    requests: list[tuple[str, str | None]] = []
 
-            def answer(dialog) -> None:
-                prompts.append(dialog.message)
-                dialog.accept(TOKEN)
+    def answer(dialog) -> None:
+        prompts.append(dialog.message)
+        dialog.accept(TOKEN)
 
-            page.on("dialog", answer)
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.on("request", lambda r: requests.append((r.url, r.headers.get("authorization"))))
-            page.goto(server + "/")
-            page.fill("#nanobragg", ARGS)
-            page.fill("#tile", "32")
-            page.click("#submit")
-            state = wait_until_shown(page, 300)
-            assert state["status"] == "successful", state
-            assert len(prompts) == 1 and "token" in prompts[0], prompts
-            links = page.eval_on_selector_all("#job-links a", "els => els.map(e => e.href)")
-            assert links and all(f"access_token={TOKEN}" in href for href in links), links
-            assert not errors, errors
-        finally:
-            browser.close()
+    with chromium_page() as page:
+        page.on("dialog", answer)
+        page.on("request", lambda r: requests.append((r.url, r.headers.get("authorization"))))
+        page.goto(server + "/")
+        page.fill("#nanobragg", ARGS)
+        page.fill("#tile", "32")
+        page.click("#submit")
+        state = wait_until_shown(page, 300)
+        assert state["status"] == "successful", state
+        assert len(prompts) == 1 and "token" in prompts[0], prompts
+        links = page.eval_on_selector_all("#job-links a", "els => els.map(e => e.href)")
+        assert links and all(f"access_token={TOKEN}" in href for href in links), links
     events = [url for url, _ in requests if url.split("?")[0].endswith("/events")]
     assert events and all(f"access_token={TOKEN}" in url for url in events), events
     tiles = [auth for url, auth in requests if "/tiles/" in url]
