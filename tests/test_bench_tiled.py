@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 SMALL = "-cell 100 100 100 90 90 90 -default_F 100 -lambda 1.0 -N 5 -distance 100 -detpixels 300"
 STAGES = ("setup", "render", "statistics", "write", "pyramid", "scheduling")
 
@@ -19,7 +21,9 @@ def _bench(*args: str) -> tuple[list[str], dict]:
 
 
 def test_tiled_bench_reports_cluster_jobs_rate_and_stages():
-    lines, result = _bench("--workers", "2", "--tile", "128", "--frames", "2", "--repeat", "2")
+    lines, result = _bench(
+        "--workers", "2", "--tile", "128", "--frames", "2", "--repeat", "2", "--compare-kernel"
+    )  # fmt: skip
     assert sum(line.startswith("bench: job") for line in lines[:-1]) == 3
     assert result["tiled"] is True and result["workers"] == 2
     assert result["frames"] == 2 and result["tile"] == 128
@@ -37,6 +41,15 @@ def test_tiled_bench_reports_cluster_jobs_rate_and_stages():
         assert 0 < stages[name] < budget, name
     assert 0 <= stages["scheduling"] < budget
     assert sum(stages.values()) <= budget * 1.0001
+    assert result["client_cpu_seconds"] > 0
+    # --compare-kernel: the in-process kernel on the same frame, and the pipeline's share of it
+    assert result["kernel_warm_seconds"] > 0
+    assert result["kernel_mpix_per_s"] == pytest.approx(
+        300 * 300 / result["kernel_warm_seconds"] / 1e6, rel=1e-3
+    )
+    assert result["tiled_share"] == pytest.approx(
+        result["mpix_per_s"] / result["kernel_mpix_per_s"], rel=1e-3
+    )
 
 
 def test_tiled_bench_help_and_bad_input():
@@ -60,3 +73,11 @@ def test_tiled_bench_help_and_bad_input():
         text=True,
     )
     assert proc.returncode == 2 and "--frames" in proc.stderr
+    for tile in ("0", "-5"):  # a tiled job needs tiles of at least one pixel
+        cmd = [sys.executable, "-m", "service.cli", "bench", "--tiled", "--tile", tile,
+               "--nanobragg", SMALL]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines() == [
+            "braggtile bench: error: --tile: Input should be greater than or equal to 1"
+        ]

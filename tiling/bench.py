@@ -60,6 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, experiment, dtype_name: str, spec_tile: int) -> dict:
     """Start the cluster, render the job 1 + ``args.repeat`` times; the JSON result."""
+    from tiling.cli import with_options
     from tiling.cluster import connect
     from tiling.graph import render_job
     from tiling.job import DEFAULT_TILE, JobSpec
@@ -69,8 +70,8 @@ def run(args: argparse.Namespace, experiment, dtype_name: str, spec_tile: int) -
         raise InputError("--frames", "must be >= 1")
     if args.workers is not None and args.workers < 1:
         raise InputError("--workers", "must be >= 1")
-    tile = args.tile or spec_tile or DEFAULT_TILE
-    job = JobSpec(experiment, frames=frames, tile=tile, dtype=dtype_name)
+    tile = args.tile if args.tile is not None else spec_tile or DEFAULT_TILE
+    job = with_options(JobSpec(experiment), frames=frames, tile=tile, dtype=dtype_name)
     folder = Path(tempfile.mkdtemp(prefix="braggtile-bench-"))
     try:
         t0 = time.perf_counter()

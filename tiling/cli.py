@@ -149,14 +149,20 @@ def load_job(args: argparse.Namespace) -> tuple[JobSpec, FrameWriter | None]:
         "dtype": args.dtype,
         "pyramid_min": args.pyramid_min,
     }
-    data = job.to_dict() | {k: v for k, v in overrides.items() if v is not None}
+    job = with_options(job, **overrides)
+    writer = NanoBraggFiles(writer_outputs, job.frames) if writer_outputs else None
+    return job, writer
+
+
+def with_options(job: JobSpec, **options: Any) -> JobSpec:
+    """``job`` with the given command-line options (None: keep the job's), validated: a bad
+    value is an InputError naming its option (``tile`` -> ``--tile``)."""
+    data = job.to_dict() | {k: v for k, v in options.items() if v is not None}
     try:
-        job = JobSpec.model_validate(data)
+        return JobSpec.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         raise InputError("--" + str(first["loc"][0]).replace("_", "-"), first["msg"]) from None
-    writer = NanoBraggFiles(writer_outputs, job.frames) if writer_outputs else None
-    return job, writer
 
 
 def nanobragg_argv(args: argparse.Namespace) -> list[str] | None:
