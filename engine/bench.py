@@ -56,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="render in T x T windows, as a tiling worker (default: the spec's"
-        " tile, else the whole frame in one window; 0: whole frame)",
+        " tile, else the whole frame in one window; 0: whole frame); with --tiled, the"
+        " job's tile (>= 1; default: the spec's, else 512)",
     )
     p.add_argument(
         "--compile",
