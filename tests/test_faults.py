@@ -35,7 +35,9 @@ from test_service import ROOT, TIMEOUT, free_port, read_events, serving, submit
 from tiling.store import RECORD_FIELDS, RECORDS
 
 ARGS = "-cell 100 100 100 90 90 90 -N 5 -default_F 100 -detpixels 192 -oversample 1"
-STEPS = "-phisteps 32 -osc 0.2 -mosaic 0.5 -mosaic_dom 4"
+# long enough (about 4 s on one worker thread here) that every fault lands mid-job: with 32
+# phi steps the job took 0.8 s and could finish while the service drained
+STEPS = "-phisteps 96 -osc 0.2 -mosaic 0.5 -mosaic_dom 4"
 JOB = {"nanobragg": f"{ARGS} {STEPS}", "tile": 16, "frames": 2}
 SIDE = 192
 TOTAL = 2 * 12 * 12
