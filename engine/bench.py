@@ -47,9 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--spec", metavar="JOB.json", help="a job spec (or experiment) JSON file")
     p.add_argument("--repeat", type=int, default=3, help="frames to render (default 3)")
-    p.add_argument(
-        "--dtype", choices=PRECISIONS, default=None, help="float32 (default) or float64"
-    )
+    p.add_argument("--dtype", choices=PRECISIONS, default=None, help="float32 (default) or float64")
     p.add_argument("--device", default=None, help="cpu (default), cuda or auto")
     p.add_argument(
         "--tile",

@@ -71,9 +71,7 @@ def resolve(
         beam["sources"] = read_sources(
             _path(refs.sourcefile, cwd), beam.get("beam_vector"), parsed.convention, lambda_A
         )
-    experiment = build_experiment(
-        beam, det, cry, parsed.goniometer, parsed.scan, parsed.sampling
-    )
+    experiment = build_experiment(beam, det, cry, parsed.goniometer, parsed.scan, parsed.sampling)
     return NanoBraggRun(
         experiment,
         parsed.outputs,

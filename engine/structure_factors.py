@@ -23,6 +23,7 @@ from engine.errors import InputError
 if TYPE_CHECKING:
     import torch
 
+
 @dataclass(frozen=True, eq=False)
 class StructureFactorTable:
     """Structure factor amplitudes on an integer hkl grid, with nanoBragg's padding slot.

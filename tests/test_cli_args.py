@@ -68,10 +68,23 @@ def test_negative_numbers_are_values_not_flags():
     assert parsed.scan["phi0_deg"] == -2.5
 
 
-@pytest.mark.parametrize("bad", [["-N", "1.5"], ["-lambda", "one"], ["-distance", "nan"],
-                                 ["-pixel", "inf"], ["-N", "0"], ["-polar", "2"],
-                                 ["-hkl", "-default_F"], ["-dtype", "float16"], ["-bogus"],
-                                 ["stray"], ["-detpixels", "0"], ["-oversample", "-1"]])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["-N", "1.5"],
+        ["-lambda", "one"],
+        ["-distance", "nan"],
+        ["-pixel", "inf"],
+        ["-N", "0"],
+        ["-polar", "2"],
+        ["-hkl", "-default_F"],
+        ["-dtype", "float16"],
+        ["-bogus"],
+        ["stray"],
+        ["-detpixels", "0"],
+        ["-oversample", "-1"],
+    ],
+)
 def test_bad_values_name_the_flag(bad):
     with pytest.raises(InputError) as err:
         parse_args(BASE + bad)

@@ -148,6 +148,7 @@ def test_render_spec_file_in_the_new_format(hkl_folder, scheduler, capsys):
     (hkl_folder / "job.json").write_text(job.model_dump_json(indent=1))
     assert render(["--spec", "job.json", "-o", "s.zarr"], scheduler, capsys) == 0
     np.testing.assert_array_equal(level0(hkl_folder / "s.zarr"), level0(hkl_folder / "n.zarr"))
-    status = render(["--spec", "job.json", "-o", "x.zarr", "--", *shlex.split(HKL)], scheduler,
-                    capsys)
+    status = render(
+        ["--spec", "job.json", "-o", "x.zarr", "--", *shlex.split(HKL)], scheduler, capsys
+    )
     assert status == 2

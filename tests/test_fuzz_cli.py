@@ -21,8 +21,21 @@ ODD_NUMBERS = ["0", "-1", "-7.5", "1e-9", "1e9", "1e300", "nan", "inf", "-inf", 
 ODD_INTEGERS = ["0", "-1", "1.5", "one", "2147483648", "100000", "100001"]
 INPUT_FILES = ["P1.hkl", "A.mat", "src.txt", "missing.file", "/etc/passwd", "no/such/dir/f"]
 OUTPUT_FILES = ["out.bin", "img.smv", "no/such/dir/out.bin", ".", ""]
-WORDS = ["random", "rand", "inf", "beam", "sample", "float32", "float64", "cpu", "cuda", "auto",
-         "x", "-1", "1"]
+WORDS = [
+    "random",
+    "rand",
+    "inf",
+    "beam",
+    "sample",
+    "float32",
+    "float64",
+    "cpu",
+    "cuda",
+    "auto",
+    "x",
+    "-1",
+    "1",
+]
 INPUT_FLAGS = {"-hkl", "-mat", "-sourcefile"}
 OUTPUT_FLAGS = {"-floatfile", "-intfile", "-pgmfile", "-noisefile", "-dump"}
 BASE = ["-cell", "60", "70", "80", "90", "90", "90", "-default_F", "10", "-N", "3"]

@@ -44,8 +44,10 @@ def test_job_schema_has_no_minus_one_sentinels():
     assert len(defaults) > 40  # the walk does reach the nested models' fields
     sentinels = [p for p, v in defaults if v == -1 or (isinstance(v, list) and -1 in v)]
     assert sentinels == []
-    assert all(v is None or not isinstance(v, int | float) or v >= 0 or "phi" in str(p)
-               for p, v in defaults)
+    assert all(
+        v is None or not isinstance(v, int | float) or v >= 0 or "phi" in str(p)
+        for p, v in defaults
+    )
 
 
 def test_every_field_of_the_schema_is_described():
@@ -126,8 +128,9 @@ def test_old_spelling_is_read():
     assert upgraded.beam == exp.beam and upgraded.detector == exp.detector
     assert upgraded.crystal.size_mm == pytest.approx(exp.crystal.size_mm, rel=1e-15)
     assert upgrade_experiment(exp.model_dump(mode="json")) == exp.model_dump(mode="json")
-    job = JobSpec.model_validate({"experiment": old, "frames": 2, "tile": 16,
-                                  "dtype": "float32", "pyramid_min": 8})
+    job = JobSpec.model_validate(
+        {"experiment": old, "frames": 2, "tile": 16, "dtype": "float32", "pyramid_min": 8}
+    )
     assert job.frames == job.experiment.scan.frames == 2
     assert job.experiment.scan.model_copy(update={"frames": 1}) == exp.scan
 
@@ -137,8 +140,17 @@ def test_spec_file_in_the_old_spelling_renders_the_same_job(tmp_path):
 
     exp = experiment()
     path = tmp_path / "old.json"
-    path.write_text(json.dumps({"experiment": old_spelling(exp), "frames": 2, "tile": 16,
-                                "dtype": "float64", "pyramid_min": 8}))
+    path.write_text(
+        json.dumps(
+            {
+                "experiment": old_spelling(exp),
+                "frames": 2,
+                "tile": 16,
+                "dtype": "float64",
+                "pyramid_min": 8,
+            }
+        )
+    )
     job = load_spec(str(path))
     assert job.frames == 2 and job.experiment.scan.phi0_deg == exp.scan.phi0_deg
     bare = tmp_path / "bare.json"
@@ -163,8 +175,9 @@ def test_store_written_in_the_old_spelling_resumes(tmp_path):
     """A store whose attributes use the old model spelling still opens for the same job."""
     from tiling.store import ATTRS_KEY, StoreMismatchError, TileStore
 
-    job = JobSpec(parse_nanobragg(ARGS.replace("-xtal_size 0.002", "-N 3").split()).experiment,
-                  tile=32)
+    job = JobSpec(
+        parse_nanobragg(ARGS.replace("-xtal_size 0.002", "-N 3").split()).experiment, tile=32
+    )
     path = str(tmp_path / "old.zarr")
     store, resumed = TileStore.open_or_create(path, job)
     assert not resumed

@@ -68,9 +68,7 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT.zarr", help="zarr store path")
     p.add_argument("--tile", type=int, help=f"tile (= chunk) size, pixels (default {DEFAULT_TILE})")
     p.add_argument("--frames", type=int, help="consecutive oscillation frames (default 1)")
-    p.add_argument(
-        "--dtype", choices=PRECISIONS, help="precision (default: -dtype, else float32)"
-    )
+    p.add_argument("--dtype", choices=PRECISIONS, help="precision (default: -dtype, else float32)")
     where = add_cluster_arguments(p)
     where.add_argument(
         "--in-process",

@@ -111,4 +111,3 @@ class JobSpec(BaseModel):
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
         """A job from its dict (current spelling, or the old one: see :mod:`engine.legacy`)."""
         return cls.model_validate(data)
-

@@ -73,9 +73,7 @@ class TilingPlugin(WorkerPlugin):
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         per_host = self.workers_per_host.get(getattr(worker, "ip", ""), 1)
         configured = config.get("worker.torch-threads")  # this worker's own setting
-        self.threads = (
-            self.torch_threads or configured or max(1, (cores or 1) // max(1, per_host))
-        )
+        self.threads = self.torch_threads or configured or max(1, (cores or 1) // max(1, per_host))
         if worker is not None and "GPU" in worker.state.total_resources:
             self.gpu_index = _gpu_index(worker.name)
         self.allocator_tuned = tune_allocator()
