@@ -12,7 +12,8 @@ from typing import Annotated, Any
 
 from fastapi import Path, Query, Request
 
-from service.imaging import Colormap, Contrast, Scale
+from service.colormaps import SCALES, TABLES, Colormap, Scale
+from service.imaging import Contrast
 from service.jobs import JobManager
 from service.pixels import JobPixels
 from tiling.job import JobSpec
@@ -61,10 +62,14 @@ class FrameParams:
 class RenderParams:
     """PNG rendering: values in [vmin, vmax] photons mapped by ``scale`` onto ``colormap``."""
 
-    scale: Annotated[Scale, Query(description="linear, sqrt or log (3 decades)")] = "linear"
+    scale: Annotated[
+        Scale, Query(description=f"one of {', '.join(SCALES)} (see /v1/colormaps)")
+    ] = "linear"
     vmin: Annotated[float | None, Query(description="photons shown as the lowest colour")] = None
     vmax: Annotated[float | None, Query(description="photons shown as the highest colour")] = None
-    colormap: Annotated[Colormap, Query(description="gray, viridis, inferno or magma")] = "gray"
+    colormap: Annotated[
+        Colormap, Query(description=f"one of {', '.join(TABLES)} (see /v1/colormaps)")
+    ] = "gray"
 
     @property
     def contrast(self) -> Contrast:

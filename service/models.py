@@ -111,3 +111,20 @@ class ErrorBody(BaseModel):
     detail: str
     field: str | None = None
     limit: Any = None
+
+
+class ScaleDefinition(BaseModel):
+    """A scale: its formula in t (the value's place in [vmin, vmax]) and its parameters."""
+
+    formula: str
+    parameters: dict[str, float]
+
+
+class Colormaps(BaseModel):
+    """``GET /v1/colormaps``: every colormap's RGB table and every scale (service.colormaps)."""
+
+    size: int = Field(description="entries of each table")
+    index: str = Field(description="the table entry of a scaled value")
+    t: str = Field(description="a value's place in [vmin, vmax]")
+    colormaps: dict[str, list[list[int]]] = Field(description="name -> size [r, g, b] (0-255)")
+    scales: dict[str, ScaleDefinition]

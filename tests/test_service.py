@@ -24,6 +24,8 @@ import pytest
 import zarr
 from PIL import Image
 
+from service.colormaps import document
+
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = (
     "-cell 100 100 100 90 90 90 -misset 10 20 30 -N 5 -default_F 100 -lambda 1 -distance 100 "
@@ -245,6 +247,30 @@ def test_png_tiles_levels_and_preview(http: httpx.Client, finished) -> None:
     picture = Image.open(io.BytesIO(r.content))
     assert picture.size == (350, 150) and picture.mode == "RGB"
     assert len(picture.getcolors(1 << 20)) > 10  # not blank
+
+
+def test_png_colormaps_are_the_served_ones(http: httpx.Client, finished) -> None:
+    job, _ = finished
+    served = http.get("/v1/colormaps").json()
+    assert served == json.loads(json.dumps(document()))
+    base = f"/v1/jobs/{job['id']}/frames/0/tiles/0/0"
+    values = np.load(io.BytesIO(http.get(base).content)).astype(np.float64)
+    query = {"format": "png", "vmin": 0, "vmax": float(values.max()), "scale": "log"}
+    for name, table in served["colormaps"].items():
+        r = http.get(base, params={**query, "colormap": name})
+        assert r.status_code == 200, r.text
+        pixels = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"))
+        t = np.clip(values / values.max(), 0, 1)
+        s = np.log(1 + 1000 * t) / np.log(1001)
+        want = np.array(table)[np.floor(255 * s + 0.5).astype(int)]
+        np.testing.assert_array_equal(pixels, want, err_msg=name)
+    for field, value in (("colormap", "jet"), ("scale", "asinh")):
+        r = http.get(base, params={**query, field: value})
+        assert r.status_code == 422, r.text
+        body = r.json()
+        assert body["field"] == field and field in body["detail"], body
+        allowed = served["colormaps"] if field == "colormap" else served["scales"]
+        assert all(name in body["limit"] for name in allowed), body
 
 
 def test_reconnect_replays_exactly_the_missed_events(http: httpx.Client, finished) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from engine.errors import InputError
 from service.errors import BadInput, NotFound, TooLarge
 from service.imaging import Contrast, lut, to_png
 from service.inputs import check_name, parse_arguments, write_inputs
+from service.routers.ops import colormaps
 from service.routers.zarr import store_file
 from service.settings import Limits
 
@@ -55,7 +58,7 @@ def test_contrast_scales() -> None:
     )
     np.testing.assert_allclose(Contrast("sqrt", 0, 100).normalise(data)[0, 2], 0.5)
     np.testing.assert_allclose(
-        Contrast("log", 0, 100).normalise(data)[0, 2], np.log10(1 + 999 * 0.25) / 3
+        Contrast("log", 0, 100).normalise(data)[0, 2], np.log(1 + 1000 * 0.25) / np.log(1001)
     )
     assert Contrast().limits(data) == (0.0, 200.0)  # default: 0 to the largest value
     assert Contrast(vmin=5.0, vmax=5.0).limits(data) == (5.0, 6.0)  # never an empty range
@@ -73,6 +76,29 @@ def test_png_orientation_and_colormaps() -> None:
     assert colour.getpixel((0, 0)) == (0x44, 0x01, 0x54)
     table = lut("magma")
     assert table.shape == (256, 3) and tuple(table[0]) == (0, 0, 4)
+    reverse = Image.open(io.BytesIO(to_png(data, Contrast(colormap="gray_r"))))
+    assert reverse.getpixel((4, 0)) == (0, 0, 0) and reverse.getpixel((0, 0)) == (255, 255, 255)
+
+
+def expected_rgb(value: float, vmin: float, vmax: float, scale: str, doc: dict) -> list[int]:
+    """The colour the colormaps document defines for ``value``, worked out in plain Python."""
+    t = min(1.0, max(0.0, (value - vmin) / (vmax - vmin)))
+    a = doc["scales"]["log"]["parameters"]["a"]
+    s = {"linear": t, "sqrt": math.sqrt(t), "log": math.log(1 + a * t) / math.log(1 + a)}[scale]
+    return doc["colormaps"][doc["colormap"]][math.floor((doc["size"] - 1) * s + 0.5)]
+
+
+@pytest.mark.parametrize("scale", ["linear", "sqrt", "log"])
+def test_png_pixels_are_the_served_table_entries(scale: str) -> None:
+    served = json.loads(json.dumps(colormaps()))  # the JSON GET /v1/colormaps sends
+    rng = np.random.default_rng(3)
+    data = np.concatenate([rng.uniform(-20, 2200, 300), rng.exponential(40, 300)]).reshape(20, 30)
+    for name in served["colormaps"]:
+        png = to_png(data, Contrast(scale, 1.5, 2000.0, name))
+        pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+        doc = {**served, "colormap": name}
+        want = [[expected_rgb(v, 1.5, 2000.0, scale, doc) for v in row] for row in data]
+        np.testing.assert_array_equal(pixels, np.array(want), err_msg=f"{name}/{scale}")
 
 
 def test_store_keys_stay_inside_the_store(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Operations: health, Prometheus metrics, viewer presets and the viewer page."""
+"""Operations: health, Prometheus metrics, viewer presets, colormaps and the viewer page."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse
 
 from service.auth import require
-from service.models import Health, Preset
+from service.colormaps import document
+from service.models import Colormaps, Health, Preset
 from service.presets import PRESETS
 from tiling.store import software_version
 
 router = APIRouter(tags=["operations"])
 STATIC = Path(__file__).resolve().parents[1] / "static"
+COLORMAPS = document()
 
 
 @router.get("/healthz", response_model=Health)
@@ -40,6 +42,12 @@ def metrics(request: Request) -> Response:
 def presets() -> list[Preset]:
     """Small example jobs for the viewer."""
     return PRESETS
+
+
+@router.get("/v1/colormaps", response_model=Colormaps, dependencies=[Depends(require)])
+def colormaps() -> dict:
+    """The colormaps' RGB tables and the scales: how PNGs and the viewer colour pixels."""
+    return COLORMAPS
 
 
 @router.get("/", include_in_schema=False, response_model=None)

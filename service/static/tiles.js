@@ -2,7 +2,6 @@
 // cursor and recolouring), coloured lazily into small canvases that the view draws.
 
 import { api, jobPath } from "./api.js";
-import { colourise } from "./colour.js";
 import { parseNpy } from "./npy.js";
 
 const CONCURRENCY = 6;
@@ -10,8 +9,12 @@ const MAX_BYTES = 384 * 1024 * 1024;
 const RETRY_MS = 2000;
 
 export class TileStore {
-  /** `onLoad(entry)` runs after each tile arrives (and with null when a retry is due). */
-  constructor(onLoad) {
+  /**
+   * Tiles coloured with `palette` (a colour.js Palette); `onLoad(entry)` runs after each tile
+   * arrives (and with null when a retry is due).
+   */
+  constructor(palette, onLoad) {
+    this.palette = palette;
     this.onLoad = onLoad;
     this.reset(null);
   }
@@ -121,7 +124,7 @@ export class TileStore {
     }
     const ctx = entry.canvas.getContext("2d");
     const image = ctx.createImageData(w, h);
-    colourise(entry.data, image, style);
+    this.palette.colourise(entry.data, image, style);
     ctx.putImageData(image, 0, 0);
     entry.style = tag;
     return entry.canvas;

@@ -2,7 +2,7 @@
 // inspect it (contrast, zoom and pan over the pyramid, frame slider, pixel readout).
 
 import { api, authUrl, jobPath, openEvents } from "./api.js";
-import { COLORMAPS, cssGradient } from "./colour.js";
+import { Palette } from "./colour.js";
 import { $, el, fmt } from "./dom.js";
 import { beamCentre, resolutionAt, ring, ringResolutions } from "./geometry.js";
 import { JobList } from "./joblist.js";
@@ -34,7 +34,9 @@ const availability = {
   },
 };
 
-const store = new TileStore(() => {
+// The colormaps and scales of the service (the same tables colour its PNGs).
+const palette = await loadPalette();
+const store = new TileStore(palette, () => {
   view.requestDraw();
   scheduleStyle();
   if (pointer) showReadout(pointer.x, pointer.y);
@@ -185,9 +187,8 @@ function updateLinks() {
 }
 
 function pngQuery() {
-  const s = view.style;
-  const colormap = s.colormap === "gray_r" ? "gray" : s.colormap;
-  return new URLSearchParams({ scale: s.scale, vmin: s.vmin, vmax: s.vmax, colormap }).toString();
+  const { scale, vmin, vmax, colormap } = view.style;
+  return new URLSearchParams({ scale, vmin, vmax, colormap }).toString();
 }
 
 // ---- frames ---------------------------------------------------------------------------------
@@ -233,10 +234,19 @@ function stepFrame(step) {
 
 // ---- contrast -------------------------------------------------------------------------------
 
-for (const [value, label] of Object.entries(COLORMAPS)) {
-  $("colormap").append(el("option", { value }, label));
+async function loadPalette() {
+  try {
+    return new Palette(await api("/v1/colormaps"));
+  } catch (err) {
+    $("job-title").textContent = `colormaps: ${err.message}; reload the page`;
+    throw err;
+  }
 }
+
+for (const name of palette.names) $("colormap").append(el("option", { value: name }, name));
 $("colormap").value = "inferno";
+for (const name of palette.scaleNames) $("scale").append(el("option", { value: name }, name));
+$("scale").value = "log";
 
 /**
  * Automatic colour range of the shown frame: [0, frame max] (statistics or tile maxima), or
@@ -287,7 +297,7 @@ function updateStyle() {
   $("vmax").classList.toggle("invalid", bad);
   if (bad) return;
   const style = { vmin, vmax, scale: $("scale").value, colormap: $("colormap").value };
-  $("colorbar").style.background = cssGradient(style.colormap);
+  $("colorbar").style.background = palette.cssGradient(style.colormap);
   $("colorbar").title = `${fmt(vmin)} … ${fmt(vmax)} (${style.scale})`;
   const s = view.style;
   if (s.vmin !== vmin || s.vmax !== vmax || s.scale !== style.scale || s.colormap !== style.colormap) {
