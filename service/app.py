@@ -27,7 +27,7 @@ from service.events import Hub
 from service.jobs import JobManager
 from service.metrics import Metrics
 from service.models import ErrorBody
-from service.routers import jobs, ops, pixels, zarr
+from service.routers import jobs, ops, pixels, processes, zarr
 from service.settings import Settings
 from tiling.cluster import connect
 from tiling.store import software_version
@@ -147,5 +147,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             module.router, dependencies=[Depends(require)], responses={401: {"model": ErrorBody}}
         )
     app.include_router(ops.router)  # /healthz, /metrics, the viewer page: open; presets: not
+    app.include_router(processes.router)  # OGC API - Processes; each route sets its auth
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     return app
