@@ -63,6 +63,8 @@ def test_open_endpoints_need_no_token(anonymous: httpx.Client) -> None:
     page = anonymous.get("/")
     assert page.status_code == 200 and "<html" in page.text.lower()
     assert anonymous.get("/static/api.js").status_code == 200
+    assert anonymous.get("/ogcapi/").json()["links"]  # OGC API landing page
+    assert anonymous.get("/ogcapi/conformance").json()["conformsTo"]
 
 
 @pytest.mark.parametrize(
@@ -87,6 +89,13 @@ def test_every_v1_endpoint_refuses_without_the_token(
         ("GET", f"/v1/jobs/{jid}/zarr/zarr.json"),
         ("HEAD", f"/v1/jobs/{jid}/zarr/zarr.json"),
         ("GET", "/v1/presets"),
+        ("GET", "/v1/colormaps"),
+        ("GET", "/ogcapi/processes"),
+        ("GET", "/ogcapi/processes/render"),
+        ("POST", "/ogcapi/processes/render/execution"),
+        ("GET", "/ogcapi/jobs"),
+        ("GET", f"/ogcapi/jobs/{jid}"),
+        ("GET", f"/ogcapi/jobs/{jid}/results"),
     ]
     for method, path in calls:
         r = anonymous.request(method, path, headers=headers)
