@@ -3,7 +3,8 @@
 generated into a temporary folder, stopped by PID at the end.
 
 - ``braggtile render --cluster slurm``: Ctrl-C mid-render exits 130 with the resume hint,
-  SIGTERM exits 143 with it; after either, no batch job is left in the queue. Running the same
+  SIGTERM exits 143 with it; after either, no batch job is left in the queue, neither the
+  running one nor the one waiting for the node (it holds one job at a time). Running the same
   command again resumes and completes, on 1 worker, bit-identical to an in-process render.
 - ``braggtile serve --cluster slurm``: a job renders bit-identical to the in-process render;
   SIGTERM to the service leaves no batch job behind.
@@ -41,7 +42,8 @@ ARGS = "-cell 100 100 100 90 90 90 -N 5 -default_F 100 -detpixels 192 -oversampl
 ARGS += "-phisteps 96 -osc 0.2 -mosaic 0.5 -mosaic_dom 4"
 JOB = {"nanobragg": ARGS, "tile": 16, "frames": 2}
 RENDER = ["--tile", "16", "--frames", "2", f"--nanobragg={ARGS}"]
-BATCH = ("--cluster", "slurm", "--max-jobs", "1")
+#: Two batch jobs: one runs, the other waits in the queue (the node has one CPU).
+TWO_JOBS = ("--cluster", "slurm", "--min-jobs", "2", "--max-jobs", "2")
 #: Seconds a batch job may take to leave the queue once cancelled (KillWait is 5 s).
 GONE_S = 30
 
@@ -66,7 +68,8 @@ def require_slurm() -> dict[str, str]:
 
 
 def slurm_conf(folder: Path, socket: Path) -> str:
-    """A one-node cluster on loopback: node ``localhost`` with 2 CPUs, partition ``debug``."""
+    """A one-node cluster on loopback: node ``localhost`` with 1 CPU (one 1-core batch job at a
+    time), partition ``debug``."""
     user = getpass.getuser()
     return f"""\
 ClusterName=braggtile
@@ -93,7 +96,7 @@ SelectTypeParameters=CR_Core
 SlurmdParameters=config_overrides
 ReturnToService=2
 KillWait=5
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=2 RealMemory=4096 State=UNKNOWN
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=1 RealMemory=4096 State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 """
 
@@ -184,10 +187,13 @@ def batch_env(slurm: dict[str, str], folder: Path) -> dict[str, str]:
 
 
 def queue(env: dict[str, str]) -> list[str]:
-    """The batch jobs in the queue (``squeue -h``: pending, running or completing)."""
-    done = subprocess.run([binary("squeue"), "-h"], env=env, capture_output=True, text=True)
+    """The states of the batch jobs in the queue (``squeue -h``: PD pending, R running, CG
+    completing), sorted."""
+    done = subprocess.run(
+        [binary("squeue"), "-h", "-o", "%t"], env=env, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
-    return done.stdout.splitlines()
+    return sorted(done.stdout.split())
 
 
 def assert_queue_empties(env: dict[str, str]) -> None:
@@ -226,10 +232,10 @@ def render(folder: Path, env: dict[str, str], *extra: str) -> subprocess.Popen:
 
 
 def interrupt(proc: subprocess.Popen, env: dict[str, str], sig: int) -> tuple[int, int, str]:
-    """Send ``sig`` once the render's tiles come back (its batch job is then running); returns
-    the tiles the run started from, its exit status and its stderr."""
+    """Send ``sig`` once the render's tiles come back (its first batch job is then running, the
+    second waiting); returns the tiles the run started from, its exit status and its stderr."""
     first, text = read_progress(proc)
-    assert len(queue(env)) == 1, "the render's batch job runs"
+    assert queue(env) == ["PD", "R"], "one batch job runs, the other waits for the node"
     os.kill(proc.pid, sig)
     _, rest = proc.communicate(timeout=120)
     return first, proc.returncode, (text + rest).decode()
@@ -256,19 +262,19 @@ def test_render_on_slurm_stops_cleanly_and_resumes(
     slurm: dict[str, str], in_process: np.ndarray, tmp_path: Path
 ) -> None:
     env = batch_env(slurm, tmp_path)
-    first, status, err = interrupt(render(tmp_path, env, *BATCH), env, signal.SIGINT)
+    first, status, err = interrupt(render(tmp_path, env, *TWO_JOBS), env, signal.SIGINT)
     assert first == 0
     assert status == 130, err
     assert "interrupted; run the same command again to resume" in err
     assert_queue_empties(env)
 
-    first, status, err = interrupt(render(tmp_path, env, *BATCH), env, signal.SIGTERM)
+    first, status, err = interrupt(render(tmp_path, env, *TWO_JOBS), env, signal.SIGTERM)
     assert 0 < first < 288, "the second run resumes the first's tiles"
     assert status == 143, err
     assert "terminated; run the same command again to resume" in err
     assert_queue_empties(env)
 
-    proc = render(tmp_path, env, *BATCH, "--no-progress")
+    proc = render(tmp_path, env, "--cluster", "slurm", "--max-jobs", "1", "--no-progress")
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     summary = re.search(rb"(\d+) tiles rendered, (\d+) resumed, .* on (\d+) worker\(s\)", out)
@@ -294,7 +300,7 @@ def test_serve_on_slurm_renders_and_cancels_its_batch_job_on_sigterm(
             for frame in range(2):
                 ours = http.get(f"/v1/jobs/{job['id']}/frames/{frame}/export").content
                 assert ours == in_process[frame].astype("<f4").tobytes()
-        assert len(queue(os.environ)) == 1, "--min-jobs 1: the batch job stays while serving"
+        assert queue(os.environ) == ["R"], "--min-jobs 1: the batch job stays while serving"
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(120) in (0, -signal.SIGTERM)
     assert_queue_empties(os.environ)
