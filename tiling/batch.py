@@ -11,6 +11,8 @@ is a worked example. The cluster scales itself with ``adapt`` between ``minimum_
 from __future__ import annotations
 
 import importlib
+import signal
+import threading
 from typing import Any
 
 from engine.errors import UserInputError
@@ -46,10 +48,16 @@ def batch_cluster(kind: str, minimum_jobs: int = 0, maximum_jobs: int = 4, **kwa
 
 def batch_module(kind: str) -> Any:
     """The dask-jobqueue module of ``kind``. Import it first from the main thread: importing
-    dask-jobqueue installs signal handlers, which only the main thread may do."""
+    dask-jobqueue replaces the SIGINT handler (its runner exits silently on Ctrl-C), which only
+    the main thread may do; the handler in place before the import is put back."""
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main else None
     try:
         return importlib.import_module(BATCH_CLUSTERS[kind][0])
     except ImportError as err:
         raise BatchClusterError(
             "--cluster needs dask-jobqueue: pip install 'braggtile[hpc]'"
         ) from err
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)

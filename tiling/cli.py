@@ -9,7 +9,11 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pydantic import ValidationError
@@ -22,13 +26,16 @@ from engine.memory import peak_rss_mib
 from engine.passthrough import split_nanobragg
 from engine.precision import PRECISIONS
 from tiling.cluster import connect, scheduler_address
-from tiling.events import Event, FrameDone, JobStarted, TileDone
+from tiling.events import Event, EventHook, FrameDone, JobDone, JobStarted, TileDone
 from tiling.graph import render_job
 from tiling.job import DEFAULT_TILE, JobSpec
 from tiling.lock import StoreLock
 from tiling.outputs import NanoBraggFiles, requested_outputs
 from tiling.pyramid import DEFAULT_MIN_SIZE
 from tiling.worker import FrameWriter
+
+#: Exit status after SIGTERM, as a shell reports a process the signal ended (128 + 15).
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 PROG = "braggtile render"
 DESCRIPTION = (
@@ -211,6 +218,31 @@ def run_render(args: argparse.Namespace) -> int:
     return run_command(PROG, lambda: _render(args))
 
 
+class Terminated(BaseException):
+    """SIGTERM reached ``braggtile render`` (a BaseException, as KeyboardInterrupt is: no
+    ``except Exception`` stops it on its way out)."""
+
+
+@contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """While the block runs, the first SIGTERM raises :class:`Terminated` in the main thread,
+    so that the cluster closes on the way out as after Ctrl-C (a batch cluster cancels its
+    batch jobs) and the store stays resumable; a second SIGTERM ends the process at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _render(args: argparse.Namespace) -> int:
     job, writer = load_job(args)
     path = args.output if "://" in args.output else os.path.abspath(args.output)
@@ -232,37 +264,20 @@ def _render(args: argparse.Namespace) -> int:
         elif isinstance(event, FrameDone) and event.log:
             tqdm.write(event.log.rstrip("\n"))
 
-    gpu = {"auto": None, "cpu": False, "cuda": True}[args.device]
     in_process = args.in_process or runs_in_process(args, job)
     try:
-        with StoreLock(path):  # refuse a store in use before starting a cluster
-            pass
-        with connect(
-            args.scheduler,
-            args.workers,
-            args.torch_threads,
-            gpu=gpu,
-            cluster=args.cluster,
-            jobs=(args.min_jobs, args.max_jobs),
-            in_process=in_process,
-        ) as client:
-            workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
-            where = "in this process" if in_process else f"on {workers} worker(s)"
-            done = render_job(
-                client,
-                path,
-                job,
-                overwrite=args.overwrite,
-                device=args.device,
-                on_event=on_event,
-                frame_writer=writer,
-            )
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; run the same command again to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        with sigterm_unwinds():
+            with StoreLock(path):  # refuse a store in use before starting a cluster
+                pass
+            done, workers = _render_on_cluster(args, path, job, writer, in_process, on_event)
+    except (KeyboardInterrupt, Terminated) as stop:
+        what = "terminated" if isinstance(stop, Terminated) else "interrupted"
+        print(f"{PROG}: {what}; run the same command again to resume", file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
     finally:
         if bar is not None:
             bar.close()
+    where = "in this process" if in_process else f"on {workers} worker(s)"
     det = job.experiment.detector
     print(
         f"{args.output}: {job.frames} frame(s) of {det.slow_pixels}x{det.fast_pixels} pixels, "
@@ -271,6 +286,39 @@ def _render(args: argparse.Namespace) -> int:
         f"(client peak RSS {peak_rss_mib():.0f} MiB)"
     )
     return 0
+
+
+def _render_on_cluster(
+    args: argparse.Namespace,
+    path: str,
+    job: JobSpec,
+    writer: FrameWriter | None,
+    in_process: bool,
+    on_event: EventHook,
+) -> tuple[JobDone, int]:
+    """Render ``job`` into ``path`` on the cluster the arguments name; returns the result and
+    the cluster's workers when the render ended (a batch cluster starts its workers only once
+    the tiles are submitted, so they are counted after the render, before it retires them)."""
+    with connect(
+        args.scheduler,
+        args.workers,
+        args.torch_threads,
+        gpu={"auto": None, "cpu": False, "cuda": True}[args.device],
+        cluster=args.cluster,
+        jobs=(args.min_jobs, args.max_jobs),
+        in_process=in_process,
+    ) as client:
+        done = render_job(
+            client,
+            path,
+            job,
+            overwrite=args.overwrite,
+            device=args.device,
+            on_event=on_event,
+            frame_writer=writer,
+        )
+        workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+    return done, workers
 
 
 def main(argv: list[str] | None = None) -> int:
