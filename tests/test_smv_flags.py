@@ -19,6 +19,8 @@ from engine.geometry import detector_geometry
 from engine.resolve import parse_nanobragg
 from engine.sources import beam_sources
 
+from smv_files import smv_bytes
+
 ROOT = Path(__file__).resolve().parents[1]
 CRYSTAL = ["-cell", "50", "60", "70", "90", "90", "90", "-misset", "10", "5", "3", "-N", "4"]
 CRYSTAL += ["-default_F", "100"]
@@ -38,15 +40,6 @@ HEADER = {
 #: The same geometry as flags (-img takes BEAM_CENTER_Y as -Ybeam).
 SAME_AS_FLAGS = "-detpixels_f 300 -detpixels_s 200 -pixel 0.15 -distance 90 -lambda 1.3 "
 SAME_AS_FLAGS += "-Xbeam 14.2 -Ybeam 21.7 -phi 3 -osc 0.4"
-
-
-def smv_bytes(header: dict, pixels: np.ndarray, header_bytes: int = 512) -> bytes:
-    """An SMV file as C writes one: '{', KEY=VALUE; lines, '}', padding, uint16 pixels."""
-    lines = ["{", f"HEADER_BYTES={header_bytes};", "DIM=2;", "BYTE_ORDER=little_endian;"]
-    lines += ["TYPE=unsigned_short;"] + [f"{k}={v};" for k, v in header.items()] + ["}"]
-    text = "\n".join(lines).encode()
-    assert len(text) <= header_bytes
-    return text.ljust(header_bytes, b" ") + pixels.astype("<u2").tobytes()
 
 
 def gap_mask() -> np.ndarray:
