@@ -112,7 +112,7 @@ def apply_smv_headers(parsed: ParsedArgs, cwd_path: Callable[[str], str]) -> Par
     for flag, name in (("-mask", refs.mask_file), ("-img", refs.img_file)):
         if name is None:
             continue
-        frame = read_smv_frame(cwd_path(name), flag)
+        frame = read_smv_frame(cwd_path(name), flag, pixels=flag == "-mask")
         values = _header_values(frame, flag, pixel_m)
         if "refs.pixel_mm" in values:  # C's pixel size when it reads the next header
             pixel_m = values["refs.pixel_mm"] / 1000.0

@@ -62,9 +62,10 @@ def _dimension(frame_header: str, flag: str, path: str) -> tuple[int, int]:
     return int(fast), int(slow)
 
 
-def read_smv_frame(path: str, flag: str) -> SMVFrame:
+def read_smv_frame(path: str, flag: str, pixels: bool = True) -> SMVFrame:
     """Read an SMV file as C's ``GetFrame`` does; :class:`InputError` naming ``flag`` (one
-    line) when it cannot be read, is not an SMV frame or is shorter than its header says."""
+    line) when it cannot be read, is not an SMV frame or (``pixels``: its pixels are wanted)
+    is shorter than its header says. Without ``pixels`` the frame has no pixel array."""
     try:
         raw = Path(path).read_bytes()
     except OSError as err:
@@ -79,6 +80,8 @@ def read_smv_frame(path: str, flag: str) -> SMVFrame:
         raise InputError(flag, f"{path}: SMV header has no valid HEADER_BYTES")
     header = _header_text(raw, int(size))
     fast, slow = _dimension(header, flag, path)
+    if not pixels:
+        return SMVFrame(path, header, fast, slow, np.zeros((0, 0), dtype=np.uint16))
     offset = int(size) // 2 * 2  # C: header_size / sizeof(unsigned short) words
     need = offset + 2 * fast * slow
     if len(raw) < need:

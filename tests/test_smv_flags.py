@@ -97,6 +97,11 @@ def test_flags_win_over_the_header_wherever_they_stand(files):
     assert exp.detector.pixel_size_mm == 0.15
 
 
+def test_img_needs_only_the_header(files):
+    (files / "head.img").write_bytes(smv_bytes(HEADER, np.zeros((0, 0))))
+    assert experiment("-img head.img") == experiment(SAME_AS_FLAGS)
+
+
 def test_header_keywords_are_found_as_c_finds_them(files):
     """C takes the value after the last occurrence: DISTANCE finds CLOSE_DISTANCE, ORGX finds
     XDS_ORGX; TWOTHETA lands in C's per-pixel scratch variable, not the detector."""
@@ -222,7 +227,9 @@ def test_source_dist_places_sourcefile_sources_without_a_position(files):
     [
         (None, "-mask missing.img", "-mask", "cannot read"),
         (b"P5 not an smv file".ljust(600), "-mask bad.img", "-mask", "SMV"),
-        (b"{\nHEADER_BYTES=512;\nSIZE1=300;\nSIZE2=200;\n}".ljust(512), "-img bad.img", "-img",
+        (b"{ not an smv header".ljust(600), "-img bad.img", "-img", "SMV"),
+        (b"{\nHEADER_BYTES=512;", "-img bad.img", "-img", "shorter than an SMV header"),
+        (b"{\nHEADER_BYTES=512;\nSIZE1=300;\nSIZE2=200;\n}".ljust(512), "-mask bad.img", "-mask",
          "bytes"),
         (b"{\nHEADER_BYTES=512;\n}".ljust(512), "-mask bad.img", "-mask", "SIZE1"),
         ("gaps", "-mask gaps.img -detpixels 100", "-mask", "300x200"),
