@@ -80,6 +80,8 @@ def print_geometry(setup: FrameSetup, out=None) -> None:
         (roi.xmin, roi.xmax, roi.ymin, roi.ymax) if roi else (0, g.fast_pixels, 0, g.slow_pixels)
     )
     p(f"  roi: {fmin} < x < {fmax} && {smin} < y < {smax}")
+    if setup.experiment.sampling.mask_file is not None:
+        p(f"  skipping zero-flagged pixels in {setup.experiment.sampling.mask_file}")
 
 
 def max_position(setup: FrameSetup, stats: FrameStatistics) -> tuple[float, float]:
@@ -132,8 +134,11 @@ def render_frame(setup: FrameSetup, progress: bool) -> np.ndarray:
 STATISTICS_PIXELS = 1 << 15
 
 
-def frame_statistics(image: np.ndarray, mask: np.ndarray) -> FrameStatistics:
-    """Statistics of the ROI pixels of a whole frame, merged from partials of row bands.
+def frame_statistics(
+    image: np.ndarray, mask: np.ndarray, skipped: np.ndarray | None = None
+) -> FrameStatistics:
+    """Statistics of the ROI pixels of a whole frame, merged from partials of row bands;
+    ``skipped``: the ROI pixels ``-mask`` skips (see :meth:`TileStatistics.from_tile`).
 
     The bands depend only on the frame width, so the float64 sums are the same on every run.
     """
@@ -145,7 +150,10 @@ def frame_statistics(image: np.ndarray, mask: np.ndarray) -> FrameStatistics:
         band = mask[s0:s1]
         total = total.merge(
             TileStatistics.from_tile(
-                image[s0:s1], Window(s0, s1, 0, fast), None if band.all() else band
+                image[s0:s1],
+                Window(s0, s1, 0, fast),
+                None if band.all() else band,
+                None if skipped is None else skipped[s0:s1],
             )
         )
     return total.summary()
@@ -199,7 +207,7 @@ def _run(run_: NanoBraggRun) -> int:
     image = render_frame(setup, run_.outputs.progress)
     seconds = time.perf_counter() - t0
     mask = roi_mask(setup)
-    stats = frame_statistics(image, mask)
+    stats = frame_statistics(image, mask, setup.skipped(Window.full(*image.shape)))
     x, y = max_position(setup, stats)
     print(f"max_I = {c_g(stats.max_I)}  at {c_g(x)} {c_g(y)}")
     print(f"mean= {c_g(stats.mean)} rms= {c_g(stats.rms)} rmsd= {c_g(stats.rmsd)}")

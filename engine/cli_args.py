@@ -44,6 +44,11 @@ class Refs:
 
     mat_file: str | None = None
     sourcefile: str | None = None
+    mask_file: str | None = None  # -mask: SMV header geometry, pixels 0 not rendered
+    img_file: str | None = None  # -img: SMV header geometry only
+    stol_file: str | None = None  # -stol/-4stol/-Q: read and checked; C never uses it
+    stol_flag: str = "-stol"
+    stolout_file: str | None = None  # -stolout: C never writes it
     misset_random: bool = False
     misset_seed: int | None = None
     lambda_A: float = 1.0
@@ -280,6 +285,10 @@ def _device(state, name, flag, values):
     state.run["device"] = v
 
 
+def _stol(state, name, flag, values):
+    state.refs.stol_file, state.refs.stol_flag = values[0], name
+
+
 def _ignore(state, name, flag, values):
     pass
 
@@ -304,5 +313,6 @@ HANDLERS = {
     "roi": _roi,
     "printout_pixel": _printout_pixel,
     "device": _device,
+    "stol": _stol,
     "ignore": _ignore,
 }

@@ -307,7 +307,22 @@ FLAGS: tuple[Flag, ...] = (
         "source list: X Y Z weight lambda per line",
         values="FILE",
     ),
+    F(
+        ("-source_dist", "-source_distance"),
+        "f",
+        "beam.source_distance_mm",
+        "sample to source, mm (divergence; default 10 m)",
+        check=positive,
+    ),
     # detector
+    F(
+        "-mask",
+        "s",
+        "refs.mask_file",
+        "SMV file: its header sets the detector; its 0 pixels stay 0",
+        values="FILE",
+    ),
+    F("-img", "s", "refs.img_file", "SMV file whose header sets the detector", values="FILE"),
     F(
         "-distance",
         "f",
@@ -464,6 +479,15 @@ FLAGS: tuple[Flag, ...] = (
     ),
     F("-dmin", "f", "sampling.dmin_A", "resolution cut, Angstrom", check=non_negative),
     F("-water", "f", "sampling.water_um", "water background thickness, um", check=non_negative),
+    F(
+        ("-stol", "-4stol", "-Q"),
+        "s",
+        None,
+        "amorphous F table (stol, 4stol or Q; F); read, unused as in C",
+        handler="stol",
+        values="FILE",
+    ),
+    F("-stolout", "s", "refs.stolout_file", "accepted; C never writes it", values="FILE"),
     # outputs
     F(("-floatfile", "-floatimage"), "s", "outputs.floatfile", "raw float32 image", values="FILE"),
     F(("-intfile", "-intimage"), "s", "outputs.intfile", "SMV image", values="FILE"),
@@ -512,7 +536,7 @@ FLAGS: tuple[Flag, ...] = (
 )
 
 #: C nanoBragg flags braggtile refuses (they select features it does not implement).
-UNSUPPORTED = ("-img", "-mask", "-stol", "-4stol", "-Q", "-stolout")
+UNSUPPORTED: tuple[str, ...] = ()
 
 BY_NAME: dict[str, Flag] = {name: flag for flag in FLAGS for name in flag.names}
 
@@ -541,7 +565,8 @@ def help_text() -> str:
             lines += [left, " " * 45 + flag.help]
         else:
             lines.append(left.ljust(44) + " " + flag.help)
-    lines.append("  unsupported: " + " ".join(UNSUPPORTED))
+    if UNSUPPORTED:
+        lines.append("  unsupported: " + " ".join(UNSUPPORTED))
     return "\n".join(lines)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
+import numpy as np
+
 from engine.model import CrystalShape
 
 if TYPE_CHECKING:
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
     from engine.lattice import Lattice
     from engine.model import Experiment
     from engine.structure_factors import StructureFactorTable
-    from engine.window import Roi
+    from engine.window import Roi, Window
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,24 @@ class FrameSetup:
     sf_table: StructureFactorTable
     structure: Structure
     tensors: FrameTensors
+    pixel_mask: np.ndarray | None = None  # -mask: bool (slow, fast), False = not rendered
+
+    def skipped(self, window: Window) -> np.ndarray | None:
+        """Pixels of ``window`` (bool, its shape) that ``-mask`` skips inside the ROI, as C
+        leaves them: at 0, and out of the sum, mean and rms; None without a mask."""
+        if self.pixel_mask is None:
+            return None
+        skip = ~self.pixel_mask[window.slow0 : window.slow1, window.fast0 : window.fast1]
+        inside = window.intersect(self.roi)
+        if inside != window:
+            in_roi = np.zeros(window.shape, dtype=bool)
+            if inside is not None:
+                in_roi[
+                    inside.slow0 - window.slow0 : inside.slow1 - window.slow0,
+                    inside.fast0 - window.fast0 : inside.fast1 - window.fast0,
+                ] = True
+            skip &= in_roi
+        return skip
 
     @property
     def subpixel_size(self) -> float:

@@ -474,7 +474,8 @@ def _try_compiled(setup: FrameSetup, slow, fast, out: torch.Tensor) -> bool:
 
 
 def render_window(setup: FrameSetup, window: Window) -> torch.Tensor:
-    """Render ``window`` of the frame: tensor (rows, cols) of photons/pixel; 0 outside the ROI."""
+    """Render ``window`` of the frame: tensor (rows, cols) of photons/pixel; 0 outside the ROI
+    and where the ``-mask`` file is 0."""
     geo = setup.detector
     window = Window(*window).validate(geo.slow_pixels, geo.fast_pixels)
     inside = window.intersect(setup.roi)
@@ -489,4 +490,7 @@ def render_window(setup: FrameSetup, window: Window) -> torch.Tensor:
     slow, fast = (inside.slow0, inside.slow1), (inside.fast0, inside.fast1)
     if not (use_compiled(setup) and _try_compiled(setup, slow, fast, region)):
         render_region(setup, slow, fast, region, compiled=False)
+    skipped = setup.skipped(window)
+    if skipped is not None and skipped.any():  # -mask: C skips these pixels, leaving 0
+        out[torch.from_numpy(skipped).to(out.device)] = 0
     return out

@@ -99,6 +99,7 @@ class Beam(_Model):
     vdivstep_mrad: NonNegFloat | None = _f(None, "vertical divergence step, mrad")
     vdivsteps: Steps | None = _f(None, "vertical divergence steps; None: automatic")
     round_div: bool = _f(True, "trim the divergence grid to an ellipse")
+    source_distance_mm: PositiveFloat = _f(10000.0, "sample to source, mm (C: 10 m)")
     sources: tuple[Source, ...] | None = _f(None, "explicit sources (from -sourcefile)")
 
     @property
@@ -215,6 +216,7 @@ class Sampling(_Model):
     oversample_polar: bool = _f(False, "polarization per sub-pixel")
     oversample_omega: bool = _f(False, "solid angle per sub-pixel")
     roi: ROI | None = _f(None, "rendered pixels; None: the whole detector")
+    mask_file: str | None = _f(None, "SMV file: pixels 0 in it are not rendered (stay 0)")
     dmin_A: NonNegFloat = _f(0.0, "resolution cut, Angstrom (0: none)")
     water_um: NonNegFloat = _f(0.0, "water background thickness, micrometres")
 

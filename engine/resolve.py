@@ -1,7 +1,8 @@
 """The one step after parsing that touches the outside world: files, the clock, validation.
 
 :func:`resolve` turns :class:`~engine.cli_args.ParsedArgs` into a :class:`NanoBraggRun`: it
-reconciles fluence/flux, reads the ``-mat`` and ``-sourcefile`` files, checks that ``-hkl``
+applies the ``-mask``/``-img`` SMV headers, reads and checks the ``-stol`` table (unused, as
+in C), reconciles fluence/flux, reads the ``-mat`` and ``-sourcefile`` files, checks that ``-hkl``
 exists, finds C's ``Fdump.bin`` in the working folder when no structure factors are given,
 seeds ``-misset random`` from the clock when no ``-misset_seed`` is given (as C does), and
 validates the experiment, naming the field of any error.
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 
 from engine.cli_args import Outputs, ParsedArgs, Refs, parse_args
 from engine.errors import InputError
+from engine.header_flags import apply_smv_headers
 from engine.model import (
     Beam,
     Convention,
@@ -49,6 +51,9 @@ def resolve(
     parsed: ParsedArgs, cwd: str | None = None, clock: Callable[[], float] = time.time
 ) -> NanoBraggRun:
     """Read the files ``parsed`` names (relative to ``cwd``), seed from ``clock``, validate."""
+    parsed = apply_smv_headers(parsed, lambda name: _path(name, cwd))
+    if parsed.refs.stol_file is not None:
+        read_stol(_path(parsed.refs.stol_file, cwd), parsed.refs.stol_flag)
     beam, det, cry = dict(parsed.beam), dict(parsed.detector), dict(parsed.crystal)
     refs = parsed.refs
     _resolve_fluence(beam, refs)
@@ -69,8 +74,9 @@ def resolve(
         cry["misset_deg"] = tuple(math.degrees(x) for x in random_misset(-seed))
     if refs.sourcefile is not None:
         beam["sources"] = read_sources(
-            _path(refs.sourcefile, cwd), beam.get("beam_vector"), parsed.convention, lambda_A
-        )
+            _path(refs.sourcefile, cwd), beam.get("beam_vector"), parsed.convention, lambda_A,
+            beam.get("source_distance_mm", Beam.model_fields["source_distance_mm"].default),
+        )  # fmt: skip
     experiment = build_experiment(beam, det, cry, parsed.goniometer, parsed.scan, parsed.sampling)
     return NanoBraggRun(
         experiment,
@@ -162,10 +168,31 @@ def read_matrix(path: str) -> tuple[tuple[float, float, float], ...]:
     return (tuple(vals[0:3]), tuple(vals[3:6]), tuple(vals[6:9]))
 
 
+def read_stol(path: str, flag: str) -> int:
+    """Read a -stol/-4stol/-Q table as C does (two columns; C never uses it): the number of
+    its lines; :class:`InputError` naming ``flag`` when it cannot be read or is empty."""
+    from engine.sources import _fgets_lines, _parse_columns
+
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as err:
+        raise InputError(flag, f"cannot read {path}: {err.strerror or err}") from None
+    rows = _parse_columns(_fgets_lines(data), 2)
+    if not rows:
+        raise InputError(flag, f"no data in {path} (C: 'no data in input file')")
+    return len(rows)
+
+
 def read_sources(
-    path: str, beam_vector, convention: Convention, lambda_A: float
+    path: str,
+    beam_vector,
+    convention: Convention,
+    lambda_A: float,
+    source_distance_mm: float = 10000.0,
 ) -> tuple[Source, ...]:
-    """Read -sourcefile into explicit sources (C's defaults for missing columns)."""
+    """Read -sourcefile into explicit sources (C's defaults for missing columns; a missing
+    position is ``source_distance_mm`` up-beam)."""
     import numpy as np
 
     from engine.geometry import _AXES
@@ -173,7 +200,9 @@ def read_sources(
 
     beam_vec = beam_vector or _AXES[convention][0]
     try:
-        src = read_source_file(path, np.asarray(beam_vec, dtype=float), lambda_A / 1e10)
+        src = read_source_file(
+            path, np.asarray(beam_vec, dtype=float), lambda_A / 1e10, source_distance_mm / 1000.0
+        )
     except InputError as err:
         raise InputError("-sourcefile", err.detail) from None
     except (OSError, ValueError) as err:

@@ -188,7 +188,25 @@ def prepare_frame(
         sf_table=sf,
         structure=st,
         tensors=tensors,
+        pixel_mask=_pixel_mask(exp, geo),
     )
+
+
+def _pixel_mask(exp: Experiment, geo: DetectorGeometry) -> np.ndarray | None:
+    """The -mask pixels (bool (slow, fast), False = not rendered), or None."""
+    path = exp.sampling.mask_file
+    if path is None:
+        return None
+    from engine.smv_input import read_pixel_mask
+
+    mask = read_pixel_mask(path)
+    if mask.shape != (geo.slow_pixels, geo.fast_pixels):
+        raise InputError(
+            "-mask",
+            f"{path} is {mask.shape[1]}x{mask.shape[0]} pixels but the detector is "
+            f"{geo.fast_pixels}x{geo.slow_pixels}",
+        )
+    return mask
 
 
 def _structure(

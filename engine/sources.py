@@ -163,14 +163,15 @@ def divergence_dispersion_sources(
     dispstep: float = -1.0,
     dispsteps: int = -1,
     round_div: bool = True,
+    source_distance_m: float = SOURCE_DISTANCE_M,
 ) -> Sources:
     """C's generated source list: a divergence grid times a wavelength sweep.
 
     Divergence ranges/steps in radians, ``dispersion``/``dispstep`` as fractions, ``lambda0_m``
     in metres; negative values mean "not given" (C's defaults are the keyword defaults).  Each
-    grid point is the source at 10 m up-beam, rotated about ``polar_vector`` by vdiv and then
-    about unit(beam x polar) by hdiv; ``round_div`` trims the grid to an ellipse.  Sources are
-    ordered hdiv-major, then vdiv, then wavelength.
+    grid point is the source ``source_distance_m`` (C: 10 m) up-beam, rotated about
+    ``polar_vector`` by vdiv and then about unit(beam x polar) by hdiv; ``round_div`` trims the
+    grid to an ellipse.  Sources are ordered hdiv-major, then vdiv, then wavelength.
     """
     h = resolve_steps(hdivrange, hdivstep, hdivsteps, "-hdivrange/-hdivstep/-hdivsteps")
     v = resolve_steps(vdivrange, vdivstep, vdivsteps, "-vdivrange/-vdivstep/-vdivsteps")
@@ -194,7 +195,7 @@ def divergence_dispersion_sources(
     weight = 1.0 / n if n else 0.0
     positions: list[np.ndarray] = []
     for hdiv, vdiv in angles:
-        start = -SOURCE_DISTANCE_M * beam
+        start = -source_distance_m * beam
         pos = rotate_axis(rotate_axis(start, polar, vdiv), vert, hdiv)
         positions.extend(pos for _ in lambdas)
     return _finish(positions, lambdas * len(angles), [weight] * n, len(angles), angles)
@@ -274,15 +275,21 @@ def _parse_columns(lines: list[str], ncols: int) -> list[list[float]]:
     return rows
 
 
-def read_source_file(path: str | Path, beam_vector: Vector, lambda0_m: float) -> Sources:
+def read_source_file(
+    path: str | Path,
+    beam_vector: Vector,
+    lambda0_m: float,
+    source_distance_m: float = SOURCE_DISTANCE_M,
+) -> Sources:
     """C's ``-sourcefile``: columns X Y Z (metres) I lambda (metres), any of " \\t,;:!" between.
 
-    Blank lines are skipped; missing (or ``nan``) values default to the source 10 m up-beam
-    (``-10 * beam_vector``), I = 1 and ``lambda0_m``.  Parsing follows C exactly, quirks
-    included: a non-numeric token reads as 0, and on a line whose end has no ``\\n`` (last line
-    of a file without a final newline, or CRLF endings) C reads the missing columns as 0, not
-    as missing.  Raises :class:`~engine.errors.InputError` (a ValueError) naming the file when
-    it cannot be read or holds no data.
+    Blank lines are skipped; missing (or ``nan``) values default to the source
+    ``source_distance_m`` up-beam (``-source_distance_m * beam_vector``), I = 1 and
+    ``lambda0_m``.  Parsing follows C exactly, quirks included: a non-numeric token reads as
+    0, and on a line whose end has no ``\\n`` (last line of a file without a final newline, or
+    CRLF endings) C reads the missing columns as 0, not as missing.  Raises
+    :class:`~engine.errors.InputError` (a ValueError) naming the file when it cannot be read
+    or holds no data.
     """
     try:
         data = Path(path).read_bytes()
@@ -293,9 +300,9 @@ def read_source_file(path: str | Path, beam_vector: Vector, lambda0_m: float) ->
         raise InputError("sourcefile", f"no source lines in {path}")
     beam = np.asarray(beam_vector, dtype=np.float64)
     defaults = (
-        -SOURCE_DISTANCE_M * beam[0],
-        -SOURCE_DISTANCE_M * beam[1],
-        -SOURCE_DISTANCE_M * beam[2],
+        -source_distance_m * beam[0],
+        -source_distance_m * beam[1],
+        -source_distance_m * beam[2],
         1.0,
         float(lambda0_m),
     )
@@ -333,4 +340,5 @@ def beam_sources(beam, beam_vector: Vector, polar_vector: Vector) -> Sources:
         _c_value(beam.dispstep),
         int(_c_value(beam.dispsteps)),
         round_div=beam.round_div,
+        source_distance_m=beam.source_distance_mm / 1000.0,  # C: atof(mm)/1000.0
     )

@@ -18,6 +18,7 @@ pixel indices (slow = row = y, fast = column = x) of the whole frame.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -81,6 +82,7 @@ class TileStatistics:
     max: float = 0.0
     max_slow: int = NO_PIXEL
     max_fast: int = NO_PIXEL
+    skipped: int = 0  # ROI pixels -mask skipped: only in C's rmsd, as 0 - mean
 
     @classmethod
     def from_tile(
@@ -88,19 +90,26 @@ class TileStatistics:
         values: torch.Tensor | np.ndarray,
         window: Window,
         roi_mask: torch.Tensor | np.ndarray | None = None,
+        skipped: np.ndarray | None = None,
     ) -> TileStatistics:
         """Partial statistics of the pixels of ``values`` (shape ``window.shape``, photons).
 
         ``window`` places the tile in the frame (for the position of the maximum);
-        ``roi_mask`` (bool, same shape, True = rendered) restricts the statistics to the ROI.
+        ``roi_mask`` (bool, same shape, True = rendered) restricts the statistics to the ROI;
+        ``skipped`` (bool, same shape, True = skipped by ``-mask``, inside the ROI) leaves
+        pixels out of all but C's rmsd, which counts them as 0.
         Sums run in float64 with numpy's pairwise summation on one thread, so a tile gives the
         same bits on any worker, whatever its thread count (about 0.8 ms for 1024 x 1024).
         """
         x = _as_numpy(values)
         if tuple(x.shape) != window.shape:
             raise ValueError(f"tile of shape {tuple(x.shape)} does not match window {window}")
-        if roi_mask is not None:
-            mask = _as_numpy(roi_mask).astype(bool, copy=False)
+        mask = None if roi_mask is None else _as_numpy(roi_mask).astype(bool, copy=False)
+        n_skipped = 0
+        if skipped is not None and skipped.any():
+            n_skipped = int(np.count_nonzero(skipped))
+            mask = ~skipped if mask is None else mask & ~skipped
+        if mask is not None:
             if mask.shape != x.shape:
                 raise ValueError(f"roi_mask of shape {tuple(mask.shape)} does not match {window}")
             inside = x[mask]
@@ -110,7 +119,7 @@ class TileStatistics:
             peak_map = x
         count = int(inside.size)
         if count == 0:
-            return cls()
+            return cls(skipped=n_skipped)
         total = float(np.add.reduce(inside, dtype=np.float64))
         mean = total / count
         centred = np.subtract(inside, mean, dtype=np.float64)
@@ -124,14 +133,15 @@ class TileStatistics:
             slow, fast = window.slow0 + flat // width, window.fast0 + flat % width
         else:
             peak, slow, fast = 0.0, NO_PIXEL, NO_PIXEL
-        return cls(count, mean, m2, sumsq, peak, slow, fast)
+        return cls(count, mean, m2, sumsq, peak, slow, fast, n_skipped)
 
     def merge(self, other: TileStatistics) -> TileStatistics:
         """Statistics of the union of two disjoint pixel sets (order-independent)."""
+        skipped = self.skipped + other.skipped
         if other.count == 0:
-            return self
+            return dataclasses.replace(self, skipped=skipped)
         if self.count == 0:
-            return other
+            return dataclasses.replace(other, skipped=skipped)
         n = self.count + other.count
         delta = other.mean - self.mean
         mean = self.mean + delta * (other.count / n)
@@ -145,6 +155,7 @@ class TileStatistics:
             max=best.max,
             max_slow=best.max_slow,
             max_fast=best.max_fast,
+            skipped=skipped,
         )
 
     def _beats(self, other: TileStatistics) -> bool:
@@ -159,15 +170,20 @@ class TileStatistics:
         return (self.max_slow, self.max_fast) <= (other.max_slow, other.max_fast)
 
     def summary(self) -> FrameStatistics:
-        """Frame statistics exactly as C computes them from these sums."""
+        """Frame statistics exactly as C computes them from these sums.
+
+        C's rmsd runs over every ROI pixel, the ones ``-mask`` skipped (at 0) included."""
         n_rms = self.count if self.count > 1 else 2
+        n_rmsd = self.count + self.skipped
+        n_rmsd = n_rmsd if n_rmsd > 1 else 2
+        m2 = self.m2 + self.skipped * self.mean * self.mean  # skipped: (0 - mean)^2 each
         return FrameStatistics(
             max_I=self.max,
             max_slow=self.max_slow,
             max_fast=self.max_fast,
             mean=self.mean,  # sum/n; 0 for no pixels, as C's sum/1
             rms=math.sqrt(self.sumsq / (n_rms - 1)),
-            rmsd=math.sqrt(self.m2 / (n_rms - 1)),
+            rmsd=math.sqrt(m2 / (n_rmsd - 1)),
             pixels=self.count,
         )
 
@@ -184,6 +200,7 @@ class TileStatistics:
             max=float(data["max"]),
             max_slow=int(data["max_slow"]),
             max_fast=int(data["max_fast"]),
+            skipped=int(data.get("skipped", 0)),
         )
 
 

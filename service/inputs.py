@@ -1,12 +1,15 @@
 """A job's input files and nanoBragg arguments, resolved inside the job's own folder.
 
-Inline ``inputs`` ({"P1.hkl": "<text>", ...}) are written into the job folder; file names in
-the arguments (and in a typed job's experiment) may name only those files: a bare name, no
-path separator, no ``..``, not absolute. Nothing outside the job folder is ever read.
+Inline ``inputs`` ({"P1.hkl": "<text>", "mask.img": "base64:<data>", ...}) are written into
+the job folder; file names in the arguments (and in a typed job's experiment) may name only
+those files: a bare name, no path separator, no ``..``, not absolute. Nothing outside the job
+folder is ever read.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import shlex
 from pathlib import Path
 
@@ -17,8 +20,12 @@ from service.settings import Limits
 
 #: nanoBragg flags whose value is a file name (inputs and outputs alike), from the flag table.
 FILE_FLAGS = frozenset(name for flag in FLAGS if flag.values == "FILE" for name in flag.names)
-#: Input files of a crystal in the typed job model.
-CRYSTAL_FILES = ("hkl_file", "fdump_file")
+#: Flags naming a file the job reads (the others name outputs, written in the job folder).
+INPUT_FLAGS = ("-hkl", "-mat", "-sourcefile", "-mask", "-img", "-stol", "-4stol", "-Q")
+#: Input files (section, field) in the typed job model.
+EXPERIMENT_FILES = (("crystal", "hkl_file"), ("crystal", "fdump_file"), ("sampling", "mask_file"))
+#: Prefix of an input given as base64 (binary files, e.g. an SMV -mask).
+BASE64 = "base64:"
 
 
 def check_name(name: str, field: str) -> str:
@@ -39,9 +46,22 @@ def check_name(name: str, field: str) -> str:
     return name
 
 
+def _content(name: str, text: str) -> bytes:
+    """An input's bytes: its text (UTF-8), or its data when given as ``base64:<data>``."""
+    if not text.startswith(BASE64):
+        return text.encode()
+    try:
+        return base64.b64decode(text[len(BASE64) :], validate=True)
+    except (binascii.Error, ValueError):
+        raise BadInput(
+            f"inputs.{name}: not valid base64 after {BASE64!r}", field=f"inputs.{name}"
+        ) from None
+
+
 def write_inputs(folder: Path, inputs: dict[str, str], limits: Limits) -> None:
-    """Write the inline input files into ``folder`` (created)."""
-    size = sum(len(text.encode()) for text in inputs.values())
+    """Write the inline input files into ``folder`` (created); ``base64:`` ones decoded."""
+    contents = {name: _content(name, text) for name, text in inputs.items()}
+    size = sum(len(data) for data in contents.values())
     if size > limits.max_input_bytes:
         raise TooLarge(
             f"inputs: {size} bytes, more than the limit of {limits.max_input_bytes}",
@@ -49,9 +69,9 @@ def write_inputs(folder: Path, inputs: dict[str, str], limits: Limits) -> None:
             limit=limits.max_input_bytes,
         )
     folder.mkdir(parents=True, exist_ok=True)
-    for name, text in inputs.items():
+    for name, data in contents.items():
         check_name(name, f"inputs.{name}")
-        (folder / name).write_text(text)
+        (folder / name).write_bytes(data)
 
 
 def _local(folder: Path, name: str, field: str, inputs: dict[str, str]) -> str:
@@ -76,7 +96,7 @@ def parse_arguments(args: str, folder: Path, inputs: dict[str, str]) -> tuple[Ex
     for i, tok in enumerate(argv[:-1]):
         if tok in FILE_FLAGS:
             name = argv[i + 1]
-            if tok in ("-hkl", "-mat", "-sourcefile"):
+            if tok in INPUT_FLAGS:
                 local[i + 1] = _local(folder, name, tok, inputs)
             else:  # outputs, and -dump (read as Fdump when there is no -hkl): job folder only
                 local[i + 1] = str(folder / check_name(name, tok))
@@ -87,22 +107,35 @@ def parse_arguments(args: str, folder: Path, inputs: dict[str, str]) -> tuple[Ex
 
 
 def resolve_experiment(experiment: Experiment, folder: Path, inputs: dict[str, str]) -> Experiment:
-    """A typed job's experiment with its crystal's input files resolved in ``folder``."""
-    crystal = experiment.crystal
-    update = {}
-    for name in CRYSTAL_FILES:
-        value = getattr(crystal, name)
+    """A typed job's experiment with its input files resolved in ``folder``."""
+    update: dict[str, dict[str, str]] = {}
+    for section, name in EXPERIMENT_FILES:
+        value = getattr(getattr(experiment, section), name)
         if value is not None:
-            update[name] = _local(folder, str(value), f"job.experiment.crystal.{name}", inputs)
+            field = f"job.experiment.{section}.{name}"
+            update.setdefault(section, {})[name] = _local(folder, str(value), field, inputs)
     if not update:
         return experiment
-    return experiment.model_copy(update={"crystal": crystal.model_copy(update=update)})
+    return experiment.model_copy(
+        update={s: getattr(experiment, s).model_copy(update=u) for s, u in update.items()}
+    )
 
 
 def check_files(experiment: Experiment) -> None:
-    """Read the experiment's structure-factor file once, so bad content is a 422 at submit."""
+    """Read the experiment's structure-factor and mask files once, so bad content is a 422
+    at submit."""
+    from engine.smv_input import read_pixel_mask
     from engine.structure_factors import read_fdump, read_hkl
 
+    mask_file, det = experiment.sampling.mask_file, experiment.detector
+    if mask_file is not None:
+        shape = read_pixel_mask(mask_file).shape
+        if shape != (det.slow_pixels, det.fast_pixels):
+            raise BadInput(
+                f"-mask: {Path(mask_file).name} is {shape[1]}x{shape[0]} pixels but the "
+                f"detector is {det.fast_pixels}x{det.slow_pixels}",
+                field="-mask",
+            )
     crystal = experiment.crystal
     if crystal.hkl_file is not None:
         read_hkl(crystal.hkl_file, crystal.default_F)

@@ -48,6 +48,13 @@ def copy_inputs(folder: Path) -> Path:
     return folder
 
 
+def reference_cases() -> list[str]:
+    """Every case of ``cases.json`` in its order; none when the reference folder is absent."""
+    if not (REFERENCE / "cases.json").is_file():
+        return []
+    return list(json.loads((REFERENCE / "cases.json").read_text()))
+
+
 def case_args(name: str) -> list[str]:
     cases = json.loads((require_reference() / "cases.json").read_text())
     return shlex.split(cases[name])

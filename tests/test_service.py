@@ -5,6 +5,7 @@ One server (2 Dask workers, eager warm-up) serves every test of the module; jobs
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -24,7 +25,11 @@ import pytest
 import zarr
 from PIL import Image
 
+<<<<<<< HEAD
 from service.colormaps import document
+=======
+from smv_files import smv_bytes
+>>>>>>> wt-flags
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = (
@@ -345,6 +350,33 @@ def test_inputs_are_resolved_in_the_job_folder(http: httpx.Client) -> None:
     args = "-cell 100 100 100 90 90 90 -N 5 -hkl P1.hkl -lambda 1 -distance 100 -detpixels 64"
     job = submit(http, {"nanobragg": args, "tile": 32, "inputs": {"P1.hkl": HKL}})
     assert read_events(http, job["id"])[-1]["event"] == "successful"
+
+
+def test_a_mask_travels_in_the_inputs_and_leaves_its_pixels_0(
+    server: str, http: httpx.Client
+) -> None:
+    """A binary -mask file given as base64: its header sets the detector (64x48 pixels), its
+    zero pixels stay 0 in every tile, and the frame's statistics leave them out."""
+    mask = np.ones((48, 64), dtype=np.uint16)
+    mask[20:25, :] = 0
+    mask[:, 40] = 0
+    header = {"SIZE1": 64, "SIZE2": 48, "PIXEL_SIZE": 0.2, "DISTANCE": 60, "WAVELENGTH": 1.0}
+    data = "base64:" + base64.b64encode(smv_bytes(header, mask)).decode()
+    args = "-cell 100 100 100 90 90 90 -N 5 -default_F 100 -mask gaps.img"
+    job = submit(http, {"nanobragg": args, "tile": 32, "inputs": {"gaps.img": data}})
+    assert job["shape"] == [48, 64]
+    events = read_events(http, job["id"])
+    assert events[-1]["event"] == "successful"
+    frame = next(e["data"] for e in events if e["event"] == "frame")
+    assert frame["statistics"]["pixels"] == int((mask != 0).sum())
+    level0 = np.asarray(zarr.open_group(f"{server}/v1/jobs/{job['id']}/zarr", mode="r")["0"][0])
+    assert (level0[mask == 0] == 0).all() and (level0[mask != 0] > 0).all()
+    bad = {"nanobragg": args, "inputs": {"gaps.img": "base64:not base64!"}}
+    r = http.post("/v1/jobs", json=bad)
+    assert r.status_code == 422 and r.json()["field"] == "inputs.gaps.img", r.text
+    r = http.post("/v1/jobs", json={"nanobragg": args.replace("-mask", "-detpixels 32 -mask"),
+                                    "inputs": {"gaps.img": data}})  # fmt: skip
+    assert r.status_code == 422 and r.json()["field"] == "-mask", r.text
 
 
 BAD_REQUESTS: list[tuple[dict[str, Any] | str, int, str | None]] = [

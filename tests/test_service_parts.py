@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import math
@@ -12,9 +13,10 @@ import pytest
 from PIL import Image
 
 from engine.errors import InputError
+from engine.model import Experiment
 from service.errors import BadInput, NotFound, TooLarge
 from service.imaging import Contrast, lut, to_png
-from service.inputs import check_name, parse_arguments, write_inputs
+from service.inputs import check_name, parse_arguments, resolve_experiment, write_inputs
 from service.routers.ops import colormaps
 from service.routers.zarr import store_file
 from service.settings import Limits
@@ -43,6 +45,21 @@ def test_arguments_read_only_the_job_inputs(tmp_path: Path, monkeypatch) -> None
     with pytest.raises(InputError) as err:
         parse_arguments(CELL, folder, inputs)
     assert err.value.field == "-hkl"
+
+
+def test_a_typed_job_names_its_mask_among_the_inputs(tmp_path: Path) -> None:
+    exp = Experiment.model_validate(
+        {"crystal": {"cell": [50, 50, 50, 90, 90, 90], "default_F": 1},
+         "sampling": {"mask_file": "m.img"}}
+    )  # fmt: skip
+    inputs = {"m.img": "base64:" + base64.b64encode(b"\x00\xff{").decode()}
+    write_inputs(tmp_path, inputs, Limits())
+    assert (tmp_path / "m.img").read_bytes() == b"\x00\xff{"  # binary, byte for byte
+    resolved = resolve_experiment(exp, tmp_path, inputs)
+    assert resolved.sampling.mask_file == str(tmp_path / "m.img")
+    with pytest.raises(BadInput) as err:
+        resolve_experiment(exp, tmp_path, {})
+    assert err.value.field == "job.experiment.sampling.mask_file"
 
 
 def test_inline_inputs_over_the_limit_are_refused(tmp_path: Path) -> None:

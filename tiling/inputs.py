@@ -1,11 +1,13 @@
-"""Input files travel with the job: workers need no shared filesystem for HKL or Fdump files.
+"""Input files travel with the job: workers need no shared filesystem for HKL, Fdump or mask
+files.
 
 On the client, :func:`pack_inputs` reads the files the experiment names (``crystal.hkl_file``,
-``crystal.fdump_file``), names them by their file name in the job and records each file's
-sha256 in ``JobSpec.inputs`` (so the job's fingerprint covers their contents: a changed HKL file
-is another job). The bytes go into the store, as uint8 arrays in its ``inputs`` group, written
-once with the store. On a worker, :func:`local_experiment` copies them out of the store into a
-local cache folder (keyed by digest) and points the experiment at those copies.
+``crystal.fdump_file``, ``sampling.mask_file``), names them by their file name in the job and
+records each file's sha256 in ``JobSpec.inputs`` (so the job's fingerprint covers their
+contents: a changed HKL file is another job). The bytes go into the store, as uint8 arrays in
+its ``inputs`` group, written once with the store. On a worker, :func:`local_experiment`
+copies them out of the store into a local cache folder (keyed by digest) and points the
+experiment at those copies.
 """
 
 from __future__ import annotations
@@ -26,8 +28,12 @@ if TYPE_CHECKING:
 
     from tiling.job import JobSpec
 
-#: Crystal fields naming input files, and the nanoBragg flag that sets each.
-INPUT_FIELDS = {"hkl_file": "-hkl", "fdump_file": "-dump"}
+#: Experiment fields (section, field) naming input files, and the nanoBragg flag that sets each.
+INPUT_FIELDS = {
+    ("crystal", "hkl_file"): "-hkl",
+    ("crystal", "fdump_file"): "-dump",
+    ("sampling", "mask_file"): "-mask",
+}
 GROUP = "inputs"
 CHUNK = 1 << 22  # bytes per chunk of an input file's array
 
@@ -35,9 +41,9 @@ CHUNK = 1 << 22  # bytes per chunk of an input file's array
 def pack_inputs(job: JobSpec) -> tuple[JobSpec, dict[str, bytes]]:
     """``job`` with its input files named by file name and their digests in ``job.inputs``,
     and the files' bytes by name (only those read now: a packed job is returned as it is)."""
-    crystal, digests, files, update = job.experiment.crystal, dict(job.inputs), {}, {}
-    for field, flag in INPUT_FIELDS.items():
-        value = getattr(crystal, field)
+    digests, files, update = dict(job.inputs), {}, {}
+    for (section, field), flag in INPUT_FIELDS.items():
+        value = getattr(getattr(job.experiment, section), field)
         if value is None or value in digests:
             continue
         try:
@@ -49,11 +55,24 @@ def pack_inputs(job: JobSpec) -> tuple[JobSpec, dict[str, bytes]]:
             raise InputError(flag, f"two different input files are named {name}")
         files[name] = data
         digests[name] = hashlib.sha256(data).hexdigest()
-        update[field] = name
+        update[(section, field)] = name
     if not update:
         return job, {}
-    experiment = job.experiment.model_copy(update={"crystal": crystal.model_copy(update=update)})
+    experiment = _with_files(job.experiment, update)
     return job.model_copy(update={"experiment": experiment, "inputs": digests}), files
+
+
+def _with_files(experiment: Experiment, update: dict[tuple[str, str], str]) -> Experiment:
+    """``experiment`` with the (section, field) file names of ``update``."""
+    sections: dict[str, dict[str, str]] = {}
+    for (section, field), value in update.items():
+        sections.setdefault(section, {})[field] = value
+    return experiment.model_copy(
+        update={
+            section: getattr(experiment, section).model_copy(update=fields)
+            for section, fields in sections.items()
+        }
+    )
 
 
 def write_inputs(group: zarr.Group, job: JobSpec, files: dict[str, bytes]) -> None:
@@ -74,14 +93,14 @@ def write_inputs(group: zarr.Group, job: JobSpec, files: dict[str, bytes]) -> No
 
 def local_experiment(experiment: Experiment, job: JobSpec, group: zarr.Group) -> Experiment:
     """``experiment`` with its input files as local copies taken from the store (cached)."""
-    crystal, update = experiment.crystal, {}
-    for field in INPUT_FIELDS:
-        name = getattr(crystal, field)
+    update = {}
+    for section, field in INPUT_FIELDS:
+        name = getattr(getattr(experiment, section), field)
         if name is not None and name in job.inputs:
-            update[field] = str(_local_copy(group, name, job.inputs[name]))
+            update[(section, field)] = str(_local_copy(group, name, job.inputs[name]))
     if not update:
         return experiment
-    return experiment.model_copy(update={"crystal": crystal.model_copy(update=update)})
+    return _with_files(experiment, update)
 
 
 def _local_copy(group: zarr.Group, name: str, digest: str) -> Path:

@@ -45,6 +45,7 @@ RECORD_FIELDS = (
     "max_fast",
     "rendered_at",  # unix time, s
     "render_s",  # wall time of set-up lookup + render + write, s
+    "skipped",  # ROI pixels the -mask file skips
 )
 ATTRS_KEY = "braggtile"
 
@@ -133,7 +134,7 @@ class TileRecord:
         s = self.statistics
         return np.array(
             [s.count, s.mean, s.m2, s.sumsq, s.max, s.max_slow, s.max_fast]
-            + [self.rendered_at, self.render_s],
+            + [self.rendered_at, self.render_s, s.skipped],
             dtype=np.float64,
         )
 
@@ -147,6 +148,7 @@ class TileRecord:
             max=float(v[4]),
             max_slow=int(v[5]),
             max_fast=int(v[6]),
+            skipped=int(v[9]),
         )
         return cls(stats, float(v[7]), float(v[8]))
 

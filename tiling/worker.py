@@ -232,7 +232,7 @@ def _render_tile(
             inside.slow0 - window.slow0 : inside.slow1 - window.slow0,
             inside.fast0 - window.fast0 : inside.fast1 - window.fast0,
         ] = True
-    stats = TileStatistics.from_tile(pixels, window, mask)
+    stats = TileStatistics.from_tile(pixels, window, mask, setup.skipped(window))
     t_stats = time.perf_counter()
     store.chunks("0").write((frame, row, col), pixels[None])
     record = TileRecord(stats, rendered_at=time.time(), render_s=time.perf_counter() - start)
