@@ -144,11 +144,15 @@ class StoreReader:
         self._arrays: dict[str, zarr.Array] = {}
         self._chunks: dict[str, ChunkIO] = {}
         self._job: JobSpec | None = None
+        self._attributes: StoreAttributes | None = None
 
     @property
     def attributes(self) -> StoreAttributes:
-        """The "braggtile" group attributes (StoreMismatchError if the group has none)."""
-        return _attributes(self.group, self.path)
+        """The "braggtile" group attributes (StoreMismatchError if the group has none), as
+        they were when the store was opened or this object last wrote them."""
+        if self._attributes is None:
+            self._attributes = _attributes(self.group, self.path)
+        return self._attributes
 
     @property
     def job(self) -> JobSpec:
@@ -322,6 +326,12 @@ class TileStore(StoreReader):
         return cls(path, group, job)
 
     @classmethod
+    def open(cls, path: str) -> TileStore:
+        """Open an existing store for writing, whatever job it holds."""
+        group = zarr.open_group(store_location(path), mode="r+")
+        return cls(path, group, JobSpec.from_dict(_attributes(group, path).job_dict()))
+
+    @classmethod
     def open_for_worker(cls, path: str, fingerprint: str) -> TileStore:
         """Open an existing store to write chunks; checks it still holds job ``fingerprint``."""
         group = zarr.open_group(store_location(path), mode="r+")
@@ -353,6 +363,7 @@ class TileStore(StoreReader):
 
     def _set_attributes(self, attributes: StoreAttributes) -> None:
         self.group.update_attributes({ATTRS_KEY: attributes.to_json()})
+        self._attributes = attributes
 
     # --- chunks and records (workers) -----------------------------------------------------
 
