@@ -185,10 +185,6 @@ class StoreReader:
         """Pyramid ``level`` (0 = full resolution): (frames, slow, fast) photons/pixel."""
         return self._array(level_path(level))
 
-    def chunks(self, level: int) -> ChunkIO:
-        """Whole-chunk access to pyramid ``level`` (direct on local stores), cached."""
-        return self._io(level_path(level))
-
     def levels(self) -> int:
         """How many pyramid levels the store has."""
         return len(self.ome["multiscales"][0]["datasets"])
@@ -199,11 +195,11 @@ class StoreReader:
 
     def read_chunk(self, level: int, frame: int, row: int, col: int) -> np.ndarray:
         """Chunk (row, col) of ``level`` of ``frame``, cut to the level's shape."""
-        return self.chunks(level).read((frame, row, col))[0]
+        return self._io(level_path(level)).read((frame, row, col))[0]
 
     def read_window(self, level: int, frame: int, window: Window) -> np.ndarray:
         """Pixels ``window`` of ``frame`` of ``level``, read chunk by chunk."""
-        io = self.chunks(level)
+        io = self._io(level_path(level))
         _, tile, _ = io.array.chunks
         shape = io.array.shape[1:]
         out = np.empty(window.shape, dtype=io.array.dtype)
@@ -366,6 +362,10 @@ class TileStore(StoreReader):
         self._attributes = attributes
 
     # --- chunks and records (workers) -----------------------------------------------------
+
+    def chunks(self, level: int) -> ChunkIO:
+        """Whole-chunk reads and writes of pyramid ``level`` (direct on local stores)."""
+        return self._io(level_path(level))
 
     def write_chunk(self, level: int, frame: int, row: int, col: int, data: np.ndarray) -> None:
         """Write chunk (row, col) of ``level`` of ``frame`` whole (``data``: its pixels)."""
