@@ -132,6 +132,7 @@ def test_a_store_of_an_earlier_release_opens_and_resumes(tmp_path: Path) -> None
     path = str(tmp_path / "old.zarr")
     TileStore.open_or_create(path, JOB)
     group = zarr.open_group(path, mode="r+")
+    geometry = dict(group.attrs["braggtile"]["geometry"])
     old_stats = {"max_I": 9.0, "max_slow": 3, "max_fast": 4, "mean": 0.5, "rms": 1.0,
                  "rmsd": 0.75, "pixels": 2000}  # fmt: skip
     group.update_attributes(
@@ -142,7 +143,7 @@ def test_a_store_of_an_earlier_release_opens_and_resumes(tmp_path: Path) -> None
                 "job": {"frames": 2, "tile": 16, "dtype": "float32", "pyramid_min": 10},
                 "inputs": {},
                 "experiment": JOB.experiment.model_dump(mode="json"),
-                "geometry": {"slow_pixels": 40},
+                "geometry": {**geometry, "detector_name": "kept too"},
                 "frames": {"1": {"statistics": old_stats, "complete": True}},
                 "annotation": "kept",
             }
@@ -161,6 +162,7 @@ def test_a_store_of_an_earlier_release_opens_and_resumes(tmp_path: Path) -> None
     store.set_frame(0, reader.frame_statistics(1), complete=True)
     attrs = zarr.open_group(path, mode="r").attrs["braggtile"]
     assert attrs["annotation"] == "kept" and attrs["version"] == "0.1.0"
+    assert attrs["geometry"]["detector_name"] == "kept too"
     assert attrs["frames"]["1"]["statistics"] == old_stats
     assert attrs["frames"]["0"] == {"statistics": old_stats, "complete": True}
 

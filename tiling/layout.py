@@ -155,6 +155,48 @@ class JobOptions(BaseModel):
     pyramid_min: int = Field(ge=1, description="pixels")
 
 
+class Centre(BaseModel):
+    """A point on the detector: fast and slow coordinates."""
+
+    model_config = ConfigDict(frozen=True)
+
+    fast: float
+    slow: float
+
+
+Vector = tuple[float, float, float]
+
+
+class Geometry(BaseModel):
+    """Derived detector and scan geometry of the job (frame 0), as C nanoBragg reports it."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    slow_pixels: int
+    fast_pixels: int
+    pixel_size_mm: float
+    distance_mm: float = Field(description="along the beam to the detector plane")
+    close_distance_mm: float = Field(description="perpendicular to the detector plane")
+    beam_centre_mm: Centre = Field(description="from the first pixel's corner, mm")
+    beam_centre_pixels: Centre = Field(description="pixel coordinates, pixel i spans [i, i+1)")
+    orgx: float = Field(description="XDS ORGX, pixels")
+    orgy: float = Field(description="XDS ORGY, pixels")
+    pix0_vector_m: Vector = Field(description="sample to the first pixel's corner, m")
+    fdet_vector: Vector
+    sdet_vector: Vector
+    odet_vector: Vector
+    beam_vector: Vector
+    polar_vector: Vector
+    spindle_axis: Vector
+    twotheta_deg: float
+    convention: str
+    phi0_deg: float
+    osc_deg: float = Field(description="oscillation of one frame")
+    phistep_deg: float
+    phisteps: int = Field(description="phi steps within one frame")
+    frame_phi0_deg: list[float] = Field(description="start angle of every frame")
+
+
 class StoreAttributes(BaseModel):
     """The "braggtile" group attributes. Keys this version does not know are kept."""
 
@@ -165,9 +207,7 @@ class StoreAttributes(BaseModel):
     job: JobOptions
     inputs: dict[str, str] = Field(default_factory=dict, description="file name -> sha256")
     experiment: dict[str, Any] = Field(description="the experiment, as its JSON")
-    geometry: dict[str, Any] = Field(
-        default_factory=dict, description="derived geometry (mm, degrees, pixels, unit vectors)"
-    )
+    geometry: Geometry
     frames: dict[int, FrameEntry] = Field(default_factory=dict, description="frame -> entry")
 
     def job_dict(self) -> dict[str, Any]:
@@ -179,41 +219,44 @@ class StoreAttributes(BaseModel):
         return self.model_dump(mode="json")
 
 
-def geometry_attributes(job: JobSpec) -> dict[str, Any]:
-    """Derived detector and scan geometry (mm, degrees, pixels, unit vectors), JSON-ready."""
+def job_geometry(job: JobSpec) -> Geometry:
+    """The derived detector and scan geometry of ``job``."""
     from engine.geometry import detector_geometry
     from engine.scan import resolve_phi
 
     geo = detector_geometry(job.experiment)
     phi0, osc, phistep, phisteps = resolve_phi(job.experiment.scan)
-    return {
-        "slow_pixels": geo.slow_pixels,
-        "fast_pixels": geo.fast_pixels,
-        "pixel_size_mm": geo.pixel_size * 1e3,
-        "distance_mm": geo.distance * 1e3,
-        "close_distance_mm": geo.close_distance * 1e3,
-        "beam_centre_mm": {"fast": geo.fbeam * 1e3, "slow": geo.sbeam * 1e3},
-        "beam_centre_pixels": {
-            "fast": geo.beam_centre_pixels[1],
-            "slow": geo.beam_centre_pixels[0],
-        },
-        "orgx": geo.orgx,
-        "orgy": geo.orgy,
-        "pix0_vector_m": [float(x) for x in geo.pix0],
-        "fdet_vector": [float(x) for x in geo.fdet],
-        "sdet_vector": [float(x) for x in geo.sdet],
-        "odet_vector": [float(x) for x in geo.odet],
-        "beam_vector": [float(x) for x in geo.beam],
-        "polar_vector": [float(x) for x in geo.polar],
-        "spindle_axis": [float(x) for x in geo.spindle],
-        "twotheta_deg": math.degrees(geo.twotheta),
-        "convention": geo.convention.value,
-        "phi0_deg": phi0,
-        "osc_deg": osc,
-        "phistep_deg": phistep,
-        "phisteps": phisteps,
-        "frame_phi0_deg": [phi0 + k * osc for k in range(job.frames)],
-    }
+    beam_slow, beam_fast = geo.beam_centre_pixels
+    return Geometry(
+        slow_pixels=geo.slow_pixels,
+        fast_pixels=geo.fast_pixels,
+        pixel_size_mm=geo.pixel_size * 1e3,
+        distance_mm=geo.distance * 1e3,
+        close_distance_mm=geo.close_distance * 1e3,
+        beam_centre_mm=Centre(fast=geo.fbeam * 1e3, slow=geo.sbeam * 1e3),
+        beam_centre_pixels=Centre(fast=beam_fast, slow=beam_slow),
+        orgx=geo.orgx,
+        orgy=geo.orgy,
+        pix0_vector_m=tuple(geo.pix0),
+        fdet_vector=tuple(geo.fdet),
+        sdet_vector=tuple(geo.sdet),
+        odet_vector=tuple(geo.odet),
+        beam_vector=tuple(geo.beam),
+        polar_vector=tuple(geo.polar),
+        spindle_axis=tuple(geo.spindle),
+        twotheta_deg=math.degrees(geo.twotheta),
+        convention=geo.convention.value,
+        phi0_deg=phi0,
+        osc_deg=osc,
+        phistep_deg=phistep,
+        phisteps=phisteps,
+        frame_phi0_deg=[phi0 + k * osc for k in range(job.frames)],
+    )
+
+
+def geometry_attributes(job: JobSpec) -> dict[str, Any]:
+    """:func:`job_geometry` JSON-ready (mm, degrees, pixels, unit vectors)."""
+    return job_geometry(job).model_dump(mode="json")
 
 
 def ome_attributes(levels: int) -> dict[str, Any]:

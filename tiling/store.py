@@ -39,6 +39,7 @@ from tiling.layout import (
     TileRecord,
     chunk_window,
     geometry_attributes,
+    job_geometry,
     level_path,
     ome_attributes,
     record_done,
@@ -314,7 +315,7 @@ class TileStore(StoreReader):
             job=JobOptions.model_validate(job.options()),
             inputs=job.inputs,
             experiment=job.experiment.model_dump(mode="json"),
-            geometry=geometry_attributes(job),
+            geometry=job_geometry(job),
         )
         group.update_attributes(
             {OME_KEY: ome_attributes(len(job.level_shapes)), ATTRS_KEY: attributes.to_json()}
