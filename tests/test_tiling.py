@@ -272,7 +272,7 @@ def test_store_opens_as_an_ome_zarr_pyramid(client, tmp_path: Path) -> None:
         "pyramid_min": 256,
     }
     assert meta.version
-    assert meta.geometry["slow_pixels"] == 280 and meta.geometry["pixel_size_mm"] > 0
+    assert meta.geometry.slow_pixels == 280 and meta.geometry.pixel_size_mm > 0
     assert set(meta.frames[0].statistics.to_dict()) == {
         "max_I",
         "max_slow",
