@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -34,8 +35,28 @@ if TYPE_CHECKING:
 NO_PIXEL = -1
 
 
+_S = TypeVar("_S", bound="_Serialised")
+#: How a field's value is read back, by its annotation.
+_CASTS = {"int": int, "float": float}
+
+
+class _Serialised:
+    """The one serialisation of the statistics types (store records and attributes, task
+    results, event payloads): a dict of the dataclass's fields, read back with their types."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[_S], data: Mapping[str, Any]) -> _S:
+        """Read the fields from ``data`` (other keys are ignored), each cast to its type; a
+        field missing from ``data`` (written before the field existed) takes its default."""
+        values = {f.name: _CASTS[str(f.type)](data[f.name]) for f in fields(cls) if f.name in data}
+        return cls(**values)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
-class FrameStatistics:
+class FrameStatistics(_Serialised):
     """What C prints for a frame: max_I at (max_slow, max_fast) in pixels, mean, rms, rmsd.
 
     ``max_slow``/``max_fast`` are -1 when no pixel is > 0 (C then prints max_I = 0 at 0 0);
@@ -50,24 +71,9 @@ class FrameStatistics:
     rmsd: float
     pixels: int
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FrameStatistics:
-        return cls(
-            max_I=float(data["max_I"]),
-            max_slow=int(data["max_slow"]),
-            max_fast=int(data["max_fast"]),
-            mean=float(data["mean"]),
-            rms=float(data["rms"]),
-            rmsd=float(data["rmsd"]),
-            pixels=int(data["pixels"]),
-        )
-
 
 @dataclass(frozen=True)
-class TileStatistics:
+class TileStatistics(_Serialised):
     """Mergeable float64 partial statistics of a set of pixels (one tile, or a merged union).
 
     ``mean`` and ``m2`` (sum of squared deviations from ``mean``) follow Welford/Chan;
@@ -185,22 +191,6 @@ class TileStatistics:
             rms=math.sqrt(self.sumsq / (n_rms - 1)),
             rmsd=math.sqrt(m2 / (n_rmsd - 1)),
             pixels=self.count,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TileStatistics:
-        return cls(
-            count=int(data["count"]),
-            mean=float(data["mean"]),
-            m2=float(data["m2"]),
-            sumsq=float(data["sumsq"]),
-            max=float(data["max"]),
-            max_slow=int(data["max_slow"]),
-            max_fast=int(data["max_fast"]),
-            skipped=int(data.get("skipped", 0)),
         )
 
 

@@ -21,7 +21,6 @@ import sqlalchemy as sa
 from distributed import Client
 from sqlalchemy.engine import Engine
 
-from engine.statistics import FrameStatistics
 from service import db
 from service.errors import Conflict, NotFound, Unavailable
 from service.events import Hub, frame_payload, tile_payload
@@ -32,7 +31,7 @@ from service.submission import build_spec, summary
 from tiling.events import Event, FrameDone, JobStarted, TileDone
 from tiling.graph import JobCancelled, render_job
 from tiling.job import JobSpec
-from tiling.store import TileStore
+from tiling.store import StoreReader, TileStore
 
 log = logging.getLogger("braggtile.service")
 STORE_NAME = "store.zarr"
@@ -161,7 +160,10 @@ class JobManager:
             ).all()
         tiles = {(d["frame"], d["row"], d["col"]) for t, d in said if t == "tile"}
         frames = {d["frame"] for t, d in said if t == "frame"}
-        store, _ = TileStore.open_or_create(path, spec)
+        try:
+            store = StoreReader(path)
+        except FileNotFoundError:
+            return  # nothing was written: the render creates the store
         done = len(tiles)
         total = len(spec.grid.tiles()) * spec.frames
         for (frame, row, col), record in sorted(store.records().items()):
@@ -178,9 +180,10 @@ class JobManager:
                     total,
                 )
                 self.emit(job_id, "tile", tile_payload(event), tiles_done=done)
+        entries = store.frames()
         for frame in sorted(store.complete_frames() - frames):
-            stats = FrameStatistics.from_dict(store.frame_attributes()[str(frame)]["statistics"])
-            self.emit(job_id, "frame", frame_payload(FrameDone(frame, stats)))
+            event = FrameDone(frame, entries[frame].statistics)
+            self.emit(job_id, "frame", frame_payload(event))
 
     def _on_event(self, job_id: str, event: Event) -> None:
         if isinstance(event, JobStarted):

@@ -1,27 +1,23 @@
-"""Reading a job's store for the pixel endpoints: tiles, levels, frames and C's file formats.
+"""Reading a job's store for the pixel endpoints: tiles, levels, frames and exported files.
 
-The store is opened read-only per request; a tile counts as rendered only once its record is
-written (after its chunk), and a pyramid level of a frame only once the frame is complete.
+The store is opened read-only per request (:class:`tiling.store.StoreReader`); a tile counts
+as rendered only once its record is written (after its chunk), and a pyramid level of a frame
+only once the frame is complete. Files are made by the serializers of
+:mod:`service.serializers`.
 """
 
 from __future__ import annotations
 
-import io
-import math
-from types import SimpleNamespace
-from typing import Any
-
 import numpy as np
-import zarr
 
 from engine.geometry import detector_geometry
-from engine.outputs import smv_header
-from engine.smv import int_image, smv_header_bytes
+from engine.outputs import experiment_smv_header
 from engine.statistics import FrameStatistics
 from service.errors import NotFound, NotReady
+from service.serializers import FrameContext, Options, Serializer
 from tiling.job import JobSpec
-from tiling.pyramid import chunk_window
-from tiling.store import ATTRS_KEY, RECORD_FIELDS, RECORDS
+from tiling.layout import chunk_counts
+from tiling.store import StoreReader
 
 
 class JobPixels:
@@ -30,7 +26,7 @@ class JobPixels:
     def __init__(self, path: str, spec: JobSpec):
         self.spec = spec
         try:
-            self.group = zarr.open_group(path, mode="r")
+            self.reader = StoreReader(path)
         except FileNotFoundError:
             raise NotFound("the job's store does not exist (any more)") from None
 
@@ -42,11 +38,8 @@ class JobPixels:
                 limit=self.spec.frames - 1,
             )
 
-    def frame_attrs(self, frame: int) -> dict[str, Any]:
-        return self.group.attrs[ATTRS_KEY].get("frames", {}).get(str(frame), {})
-
     def frame_complete(self, frame: int) -> bool:
-        return bool(self.frame_attrs(frame).get("complete"))
+        return frame in self.reader.complete_frames()
 
     def level_shape(self, level: int) -> tuple[int, int]:
         shapes = self.spec.level_shapes
@@ -60,17 +53,12 @@ class JobPixels:
 
     def tile_done(self, frame: int, row: int, col: int) -> bool:
         """Whether level-0 tile (row, col) of ``frame`` has its record (False out of range)."""
-        records = self.group[RECORDS]
-        if not all(0 <= i < n for i, n in zip((frame, row, col), records.shape[:3], strict=False)):
-            return False
-        return not np.isnan(records[frame, row, col, RECORD_FIELDS.index("rendered_at")])
+        return self.reader.tile_done(frame, row, col)
 
     def tile(self, frame: int, row: int, col: int, level: int = 0) -> np.ndarray:
         """Chunk (row, col) of ``level`` of ``frame``; NotReady until it is written."""
         self.check_frame(frame)
-        shape = self.level_shape(level)
-        tile = self.spec.tile
-        rows, cols = math.ceil(shape[0] / tile), math.ceil(shape[1] / tile)
+        rows, cols = chunk_counts(self.level_shape(level), self.spec.tile)
         if not (0 <= row < rows and 0 <= col < cols):
             raise NotFound(
                 f"tile ({row}, {col}) out of range: level {level} has {rows}x{cols} tiles",
@@ -84,14 +72,13 @@ class JobPixels:
             raise NotReady(
                 f"level {level} of frame {frame} is made once all the frame's tiles are rendered"
             )
-        w = chunk_window(shape, tile, row, col)
-        return np.asarray(self.group[str(level)][frame, w.slow0 : w.slow1, w.fast0 : w.fast1])
+        return self.reader.read_chunk(level, frame, row, col)
 
     def frame(self, frame: int, level: int = 0) -> np.ndarray:
         """The whole of ``level`` of ``frame`` (0 where nothing is rendered yet)."""
         self.check_frame(frame)
         self.level_shape(level)
-        return np.asarray(self.group[str(level)][frame])
+        return self.reader.read_frame(level, frame)
 
     def default_level(self, longest: int = 1024) -> int:
         """The finest level whose longest side is at most ``longest`` pixels."""
@@ -102,39 +89,23 @@ class JobPixels:
 
     def statistics(self, frame: int) -> FrameStatistics:
         self.check_frame(frame)
-        if not self.frame_complete(frame):
+        stats = self.reader.frame_statistics(frame)
+        if stats is None or not self.frame_complete(frame):
             raise NotReady(f"frame {frame} is not complete yet")
-        return FrameStatistics.from_dict(self.frame_attrs(frame)["statistics"])
+        return stats
 
-    def roi_mask(self) -> np.ndarray:
-        roi = self.spec.grid.roi
-        det = self.spec.experiment.detector
-        mask = np.zeros((det.slow_pixels, det.fast_pixels), dtype=bool)
-        mask[roi.slow0 : roi.slow1, roi.fast0 : roi.fast1] = True
-        return mask
-
-    def float_file(self, frame: int) -> bytes:
-        """C's ``-floatfile``: raw little-endian float32, slow-major, no header."""
-        self.statistics(frame)
-        return np.ascontiguousarray(self.frame(frame), dtype="<f4").tobytes()
-
-    def smv_file(self, frame: int, adc: float = 40.0, scale: float | None = None) -> bytes:
-        """C's ``-intfile``: SMV with C's header; scale 55000/max_I unless given."""
+    def frame_context(self, frame: int) -> FrameContext:
+        """What whole-frame formats need: statistics (NotReady until complete), ROI mask, and
+        the SMV header of the frame's experiment."""
         stats = self.statistics(frame)
         experiment = self.spec.frame_experiment(frame)
-        # smv_header reads only the detector geometry and the experiment of a frame set-up
-        header = smv_header(
-            SimpleNamespace(detector=detector_geometry(experiment), experiment=experiment)
-        )
-        adu, _ = int_image(self.frame(frame), scale, adc, self.roi_mask(), max_i=stats.max_I)
-        out = io.BytesIO()
-        out.write(smv_header_bytes(header))
-        out.write(np.ascontiguousarray(adu, dtype="<u2").tobytes())
-        return out.getvalue()
+        header = experiment_smv_header(experiment, detector_geometry(experiment))
+        det = experiment.detector
+        mask = self.spec.grid.roi.mask(det.slow_pixels, det.fast_pixels)
+        return FrameContext(stats, mask, header)
 
-
-def npy_bytes(data: np.ndarray) -> bytes:
-    """``data`` as a .npy file, little-endian."""
-    out = io.BytesIO()
-    np.save(out, np.asarray(data, dtype=data.dtype.newbyteorder("<")))
-    return out.getvalue()
+    def export(self, frame: int, fmt: Serializer, options: Options) -> bytes:
+        """Frame ``frame`` (level 0) in format ``fmt``; whole-frame formats only once the
+        frame is complete."""
+        context = self.frame_context(frame) if fmt.whole_frame else None
+        return fmt.encode(self.frame(frame), context, options)

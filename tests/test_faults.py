@@ -28,11 +28,10 @@ from typing import Any
 
 import httpx
 import numpy as np
-import zarr
 from distributed import Client
 from test_service import ROOT, TIMEOUT, free_port, read_events, serving, submit
 
-from tiling.store import RECORD_FIELDS, RECORDS
+from tiling.store import StoreReader
 
 ARGS = "-cell 100 100 100 90 90 90 -N 5 -default_F 100 -detpixels 192 -oversample 1"
 # long enough (about 4 s on one worker thread here) that every fault lands mid-job: with 32
@@ -46,10 +45,7 @@ CLUSTER = ("--workers", "1", "--torch-threads", "1")
 
 def rendered_at(store: Path) -> dict[tuple[int, int, int], float]:
     """rendered_at of every finished tile of the store on disk."""
-    data = zarr.open_group(str(store), mode="r")[RECORDS][...]
-    times = data[..., RECORD_FIELDS.index("rendered_at")]
-    done = np.argwhere(~np.isnan(times))
-    return {(int(f), int(r), int(c)): float(times[f, r, c]) for f, r, c in done}
+    return {key: record.rendered_at for key, record in StoreReader(str(store)).records().items()}
 
 
 def wait_tiles(http: httpx.Client, job_id: str, at_least: int) -> dict[str, Any]:

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import zarr
 
 from engine.cli import render_frame
 from engine.resolve import parse_nanobragg
 from engine.setup import prepare_frame
 from tiling.pyramid import bin2x2
-from tiling.store import RECORD_FIELDS, RECORDS
+from tiling.store import StoreReader
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = "-N 5 -cell 100 100 100 90 90 90 -default_F 100 -lambda 1 -distance 100 -detpixels 300"
@@ -32,21 +31,19 @@ def test_in_process_render_writes_the_full_store(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    store = zarr.open_group(str(out), mode="r")
-    frames = store.attrs["braggtile"]["frames"]
-    assert all(frames[str(k)]["complete"] for k in range(2))
-    codecs = store["0"].metadata.to_dict()["codecs"]
+    store = StoreReader(str(out))
+    assert store.complete_frames() == {0, 1}
+    codecs = store.level(0).metadata.to_dict()["codecs"]
     assert [c["name"] for c in codecs] == ["bytes", "blosc"]  # lz4 (tiling.level-codec)
     assert codecs[1]["configuration"]["cname"] == "lz4"
-    rendered_at = store[RECORDS][..., RECORD_FIELDS.index("rendered_at")]
-    assert not np.isnan(rendered_at).any()
+    assert len(store.records()) == 2 * 3 * 3  # 300 x 300 pixels in 128-pixel tiles
     run = parse_nanobragg(shlex.split(ARGS))
     ref = render_frame(prepare_frame(run.experiment, torch.float32, "cpu"), progress=False)
     for k in range(2):
-        got = store["0"][k]
+        got = store.read_frame(0, k)
         assert np.abs(got - ref).max() <= 1e-6 * ref.max()
-        assert frames[str(k)]["statistics"]["max_I"] == float(got.max())
-        np.testing.assert_array_equal(store["1"][k], bin2x2(got).astype(np.float32))
+        assert store.frame_statistics(k).max_I == float(got.max())
+        np.testing.assert_array_equal(store.read_frame(1, k), bin2x2(got).astype(np.float32))
 
 
 def test_in_process_excludes_workers_and_scheduler(tmp_path: Path) -> None:
@@ -79,6 +76,6 @@ def test_small_jobs_with_no_cluster_named_render_in_process(tmp_path: Path) -> N
     workers = {**lowered, "DASK_BRAGGTILE__CLUSTER__CPU_WORKERS": "2"}
     assert "on 2 worker(s)" in _render(tmp_path, "big.zarr", env=workers)
     assert "on 1 worker(s)" in _render(tmp_path, "named.zarr", "--workers", "1")
-    small = zarr.open_group(str(tmp_path / "small.zarr"), mode="r")["0"][0]
-    named = zarr.open_group(str(tmp_path / "named.zarr"), mode="r")["0"][0]
+    small = StoreReader(str(tmp_path / "small.zarr")).read_frame(0, 0)
+    named = StoreReader(str(tmp_path / "named.zarr")).read_frame(0, 0)
     np.testing.assert_array_equal(small, named)

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import zarr
 
 from engine.resolve import parse_nanobragg
 from tiling.cluster import connect
 from tiling.graph import render_job
 from tiling.job import JobSpec
-from tiling.store import RECORDS, TileStore
+from tiling.store import StoreReader, TileStore
 
 ARGS = (
     "-N 5 -cell 100 100 100 90 90 90 -default_F 100 -lambda 1 -distance 100 -misset 10 20 30 "
@@ -23,8 +22,7 @@ JOB = JobSpec(experiment=parse_nanobragg(shlex.split(ARGS)).experiment, frames=2
 
 
 def frame_statistics(path: Path) -> dict:
-    attrs = zarr.open_group(str(path), mode="r").attrs["braggtile"]["frames"]
-    return {k: v["statistics"] for k, v in attrs.items()}
+    return {k: entry.statistics for k, entry in StoreReader(str(path)).frames().items()}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +38,7 @@ def test_statistics_do_not_depend_on_completion_order(clean: Path, tmp_path: Pat
     with connect(workers=2) as client:  # two workers finish tiles in another order than one
         render_job(client, str(path), JOB)
     assert frame_statistics(path) == frame_statistics(clean)
-    a, b = (zarr.open_group(str(p), mode="r")["0"][...] for p in (path, clean))
+    a, b = (StoreReader(str(p)).level(0)[...] for p in (path, clean))
     np.testing.assert_array_equal(a, b)
 
 
@@ -49,13 +47,11 @@ def test_a_resumed_render_has_the_statistics_of_a_clean_one(clean: Path, tmp_pat
     with connect(workers=2) as client:
         render_job(client, str(path), JOB)
         store, _ = TileStore.open_or_create(str(path), JOB)
-        records = store.array(RECORDS)
         for frame in range(JOB.frames):  # every other tile lost in a crash
             for row, col in np.ndindex(*JOB.grid.shape):
                 if (row + col + frame) % 2:
-                    records[frame, row, col, :] = np.nan
-        attrs = dict(store.group.attrs["braggtile"])
-        store.group.update_attributes({"braggtile": {**attrs, "frames": {}}})
+                    store.forget_tile(frame, row, col)
+        store.forget_frames()
         done = render_job(client, str(path), JOB)
     assert done.tiles_rendered == done.tiles_resumed == JOB.frames * 30 // 2
     assert frame_statistics(path) == frame_statistics(clean)

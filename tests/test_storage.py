@@ -7,7 +7,6 @@ import shlex
 from pathlib import Path
 
 import numpy as np
-import zarr
 from distributed import Client, LocalCluster
 
 from engine import render
@@ -15,7 +14,7 @@ from engine.resolve import parse_nanobragg
 from tiling.cluster import connect, register_plugin
 from tiling.graph import render_job
 from tiling.job import JobSpec
-from tiling.store import store_location
+from tiling.store import StoreReader
 
 ARGS = "-N 5 -cell 100 100 100 90 90 90 -default_F 100 -lambda 1 -distance 100 -misset 10 20 30"
 
@@ -25,7 +24,7 @@ def job(extra: str) -> JobSpec:
 
 
 def level0(url: str) -> np.ndarray:
-    return zarr.open_group(store_location(url, read_only=True), mode="r")["0"][0]
+    return StoreReader(url).read_frame(0, 0)
 
 
 def test_a_local_url_store_is_written_by_worker_processes(tmp_path: Path) -> None:

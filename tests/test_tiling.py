@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import zarr
 
 from engine.cli import render_frame
 from engine.model import Experiment
@@ -27,7 +26,7 @@ from tiling.grid import TileGrid, beam_centre_pixels, roi_window
 from tiling.job import JobSpec
 from tiling.outputs import NanoBraggFiles, requested_outputs
 from tiling.pyramid import bin2x2, children, level_chunks, level_shapes
-from tiling.store import RECORDS, StoreMismatchError, TileStore
+from tiling.store import StoreMismatchError, StoreReader, TileStore
 from tiling.worker import worker_info
 
 BASE = "-N 5 -cell 100 100 100 90 90 90 -default_F 100 -lambda 1 -distance 100"
@@ -52,12 +51,12 @@ def mean_2x2(image: np.ndarray) -> np.ndarray:
     return np.nanmean(padded.reshape(padded.shape[0] // 2, 2, padded.shape[1] // 2, 2), (1, 3))
 
 
-def assert_pyramid(group: zarr.Group, frame: int) -> None:
+def assert_pyramid(store: StoreReader, frame: int) -> None:
     """Every level of ``frame`` is the 2x2 mean of the level above, stored in its dtype."""
-    levels = len(group.attrs["ome"]["multiscales"][0]["datasets"])
+    levels = store.levels()
     assert levels >= 2
     for level in range(1, levels):
-        above, below = group[str(level - 1)][frame], group[str(level)][frame]
+        above, below = store.read_frame(level - 1, frame), store.read_frame(level, frame)
         expected = mean_2x2(above).astype(below.dtype)
         np.testing.assert_allclose(below, expected, rtol=1e-6, atol=0)
 
@@ -157,8 +156,8 @@ def client() -> Iterator:
         yield c
 
 
-def read_store(path: Path) -> zarr.Group:
-    return zarr.open_group(str(path), mode="r")
+def read_store(path: Path) -> StoreReader:
+    return StoreReader(str(path))
 
 
 def test_ragged_tiled_render_equals_full_frame_render(client, tmp_path: Path) -> None:
@@ -167,16 +166,16 @@ def test_ragged_tiled_render_equals_full_frame_render(client, tmp_path: Path) ->
     done = render_job(client, str(tmp_path / "a.zarr"), job)
     assert done.tiles_rendered == 5 * 4 and done.pixels_rendered == 150 * 110
     ref = full_render(exp)
-    group = read_store(tmp_path / "a.zarr")
-    assert_close(group["0"][0], ref)
-    assert [group[str(k)].shape[1:] for k in range(3)] == [(110, 150), (55, 75), (28, 38)]
-    assert_pyramid(group, 0)  # odd edges at level 1
-    stats = group.attrs["braggtile"]["frames"]["0"]
-    assert stats["complete"] is True
-    whole = TileStatistics.from_tile(group["0"][0], Window(0, 110, 0, 150)).summary()
-    assert stats["statistics"] == pytest.approx(whole.to_dict(), rel=1e-9)
+    store = read_store(tmp_path / "a.zarr")
+    assert_close(store.read_frame(0, 0), ref)
+    assert [store.level(k).shape[1:] for k in range(3)] == [(110, 150), (55, 75), (28, 38)]
+    assert_pyramid(store, 0)  # odd edges at level 1
+    entry = store.frames()[0]
+    assert entry.complete is True
+    whole = TileStatistics.from_tile(store.read_frame(0, 0), Window(0, 110, 0, 150)).summary()
+    assert entry.statistics.to_dict() == pytest.approx(whole.to_dict(), rel=1e-9)
     ref_stats = TileStatistics.from_tile(ref, Window(0, 110, 0, 150)).summary()
-    assert (stats["statistics"]["max_slow"], stats["statistics"]["max_fast"]) == (
+    assert (entry.statistics.max_slow, entry.statistics.max_fast) == (
         ref_stats.max_slow,
         ref_stats.max_fast,
     )
@@ -186,17 +185,17 @@ def test_roi_render_leaves_pixels_outside_at_zero(client, tmp_path: Path) -> Non
     exp = experiment("-detpixels 96 -roi 10 60 30 47")
     done = render_job(client, str(tmp_path / "roi.zarr"), JobSpec(exp, tile=16, pyramid_min=10))
     assert done.pixels_rendered == 51 * 18
-    image = read_store(tmp_path / "roi.zarr")["0"][0]
+    store = read_store(tmp_path / "roi.zarr")
+    image = store.read_frame(0, 0)
     assert_close(image, full_render(exp))
     outside = np.ones_like(image, dtype=bool)
     outside[30:48, 10:61] = False
     assert (image[outside] == 0).all() and image[~outside].max() > 0
-    stats = read_store(tmp_path / "roi.zarr").attrs["braggtile"]["frames"]["0"]["statistics"]
-    assert stats["pixels"] == 51 * 18
-    group = read_store(tmp_path / "roi.zarr")
-    levels = [group[str(level)][0] for level in range(4)]
+    stats = store.frame_statistics(0)
+    assert stats is not None and stats.pixels == 51 * 18
+    levels = [store.read_frame(level, 0) for level in range(4)]
     assert [lv.shape for lv in levels] == [(96, 96), (48, 48), (24, 24), (12, 12)]
-    assert_pyramid(group, 0)
+    assert_pyramid(store, 0)
 
 
 def test_series_frame_k_equals_a_single_render_at_phi0_plus_k_osc(client, tmp_path: Path) -> None:
@@ -205,12 +204,12 @@ def test_series_frame_k_equals_a_single_render_at_phi0_plus_k_osc(client, tmp_pa
     events: list = []
     # at most one frame's 9 tiles pending: frames are fed one after another
     render_job(client, str(tmp_path / "s.zarr"), job, on_event=events.append, max_pending_tiles=9)
-    group = read_store(tmp_path / "s.zarr")
-    assert group["0"].shape == (3, 64, 64) and group["0"].dtype == np.float64
+    store = read_store(tmp_path / "s.zarr")
+    assert store.level(0).shape == (3, 64, 64) and store.level(0).dtype == np.float64
     for k in range(3):
         single = experiment(f"{args} -phi {10 + 2 * k}")
-        assert_close(group["0"][k], full_render(single, torch.float64))
-    assert not np.allclose(group["0"][0], group["0"][2])
+        assert_close(store.read_frame(0, k), full_render(single, torch.float64))
+    assert not np.allclose(store.read_frame(0, 0), store.read_frame(0, 2))
     # events: start, every tile, each frame once, then done
     assert isinstance(events[0], JobStarted) and events[0].tiles_total == 3 * 9
     assert isinstance(events[-1], JobDone) and events[-1].tiles_rendered == 27
@@ -220,9 +219,7 @@ def test_series_frame_k_equals_a_single_render_at_phi0_plus_k_osc(client, tmp_pa
     frames = [e for e in events if isinstance(e, FrameDone)]
     assert sorted(e.frame for e in frames) == [0, 1, 2]
     for e in frames:
-        assert (
-            e.statistics.to_dict() == group.attrs["braggtile"]["frames"][str(e.frame)]["statistics"]
-        )
+        assert e.statistics == store.frame_statistics(e.frame)
 
 
 def test_workers_prepare_each_frame_once_and_use_their_torch_threads(
@@ -254,24 +251,29 @@ def test_store_opens_as_an_ome_zarr_pyramid(client, tmp_path: Path) -> None:
     exp = experiment("-detpixels_f 300 -detpixels_s 280")
     path = tmp_path / "p.zarr"
     render_job(client, str(path), JobSpec(exp, tile=256))
-    group = zarr.open_group(str(path), mode="r")
-    ome = group.attrs["ome"]
+    store = read_store(path)
+    ome = store.ome
     assert ome["version"] == "0.5"
     (ms,) = ome["multiscales"]
     assert [a["name"] for a in ms["axes"]] == ["t", "y", "x"]
     assert [d["path"] for d in ms["datasets"]] == ["0", "1"]
     assert ms["datasets"][1]["coordinateTransformations"][0]["scale"] == [1.0, 2.0, 2.0]
-    level0, level1 = group["0"], group["1"]
+    level0, level1 = store.level(0), store.level(1)
     assert level0.shape == (1, 280, 300) and level0.chunks == (1, 256, 256)
     assert level1.shape == (1, 140, 150) and level1.chunks == (1, 256, 256)
     assert level0.metadata.dimension_names == ("t", "y", "x")
-    assert_pyramid(group, 0)
-    meta = group.attrs["braggtile"]
-    assert Experiment.model_validate(meta["experiment"]) == exp
-    assert meta["job"] == {"frames": 1, "tile": 256, "dtype": "float32", "pyramid_min": 256}
-    assert meta["version"]
-    assert meta["geometry"]["slow_pixels"] == 280 and meta["geometry"]["pixel_size_mm"] > 0
-    assert set(meta["frames"]["0"]["statistics"]) == {
+    assert_pyramid(store, 0)
+    meta = store.attributes
+    assert Experiment.model_validate(meta.experiment) == exp and store.job.experiment == exp
+    assert meta.job.model_dump() == {
+        "frames": 1,
+        "tile": 256,
+        "dtype": "float32",
+        "pyramid_min": 256,
+    }
+    assert meta.version
+    assert meta.geometry.slow_pixels == 280 and meta.geometry.pixel_size_mm > 0
+    assert set(meta.frames[0].statistics.to_dict()) == {
         "max_I",
         "max_slow",
         "max_fast",
@@ -289,9 +291,9 @@ def test_pyramid_is_exact_for_odd_tiles_and_odd_frame_edges(client, tmp_path: Pa
     path = tmp_path / f"odd{tile}.zarr"
     job = JobSpec(experiment("-detpixels_f 53 -detpixels_s 41"), tile=tile, pyramid_min=6)
     render_job(client, str(path), job)
-    group = read_store(path)
+    store = read_store(path)
     assert len(job.level_shapes) >= 3
-    assert_pyramid(group, 0)
+    assert_pyramid(store, 0)
 
 
 def test_resume_renders_only_the_missing_tiles(client, tmp_path: Path) -> None:
@@ -301,17 +303,17 @@ def test_resume_renders_only_the_missing_tiles(client, tmp_path: Path) -> None:
     store, resumed = TileStore.open_or_create(path, job)
     assert resumed
     first = store.records()
-    full = read_store(Path(path))["0"][...]
+    full = read_store(Path(path)).level(0)[...]
     # a crash after these tiles' chunks were (partly) written but before their records were
     lost = [(1, 0, 0), (1, 2, 3), (1, 4, 4)]
     for f, r, c in lost:
-        store.array("0")[f, 16 * r : 16 * r + 16, 16 * c : 16 * c + 16] = -1.0
-        store.array(RECORDS)[f, r, c, :] = np.nan
+        store.write_chunk(0, f, r, c, np.full((16, 16), -1.0))
+        store.forget_tile(f, r, c)
     levels = job.level_shapes
     assert len(levels) == 3
     for level in range(1, len(levels)):  # and frame 1's pyramid left half-written
-        store.array(str(level))[1] = -1.0
-    store.group.update_attributes({"braggtile": {**store.group.attrs["braggtile"], "frames": {}}})
+        store.level(level)[1] = -1.0
+    store.forget_frames()
     done = render_job(client, path, job)
     assert (done.tiles_rendered, done.tiles_resumed) == (3, 2 * 25 - 3)
     again = TileStore.open_or_create(path, job)[0].records()
@@ -319,14 +321,11 @@ def test_resume_renders_only_the_missing_tiles(client, tmp_path: Path) -> None:
     for key, record in first.items():
         if key not in lost:
             assert again[key] == record  # same render time: not recomputed
-    group = read_store(Path(path))
-    np.testing.assert_array_equal(group["0"][...], full)
+    store = read_store(Path(path))
+    np.testing.assert_array_equal(store.level(0)[...], full)
     for frame in range(2):  # pyramid rebuilt from the repaired tiles
-        assert_pyramid(group, frame)
-    assert {k: v["complete"] for k, v in group.attrs["braggtile"]["frames"].items()} == {
-        "0": True,
-        "1": True,
-    }
+        assert_pyramid(store, frame)
+    assert store.complete_frames() == {0, 1}
     # nothing left: a third run renders nothing
     assert render_job(client, path, job).tiles_rendered == 0
 
@@ -350,7 +349,7 @@ def test_gpu_workers_render_the_same_frame(tmp_path: Path) -> None:
         info = gpu_client.submit(worker_info, pure=False).result()
         assert info["gpu_index"] is not None
         render_job(gpu_client, str(tmp_path / "g.zarr"), job, device="auto")
-    assert_close(read_store(tmp_path / "g.zarr")["0"][0], full_render(exp))
+    assert_close(read_store(tmp_path / "g.zarr").read_frame(0, 0), full_render(exp))
 
 
 def test_nanobragg_output_files_are_written_per_frame_after_statistics(
@@ -367,9 +366,9 @@ def test_nanobragg_output_files_are_written_per_frame_after_statistics(
     events: list = []
     writer = NanoBraggFiles(outputs, job.frames)
     render_job(client, str(tmp_path / "w.zarr"), job, frame_writer=writer, on_event=events.append)
-    group = read_store(tmp_path / "w.zarr")
+    store = read_store(tmp_path / "w.zarr")
     for k in range(2):
-        image = group["0"][k]
+        image = store.read_frame(0, k)
         floats = np.fromfile(tmp_path / f"f_{k:05d}.bin", dtype="<f4").reshape(48, 48)
         np.testing.assert_array_equal(floats, image)
         _, adu = read_smv(tmp_path / f"i_{k:05d}.img")

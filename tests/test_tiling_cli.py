@@ -14,13 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import zarr
 
 from engine.cli import render_frame
 from engine.resolve import parse_nanobragg
 from engine.setup import prepare_frame
 from tiling.cli import main
-from tiling.store import RECORD_FIELDS, RECORDS
+from tiling.store import StoreReader
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = (
@@ -39,10 +38,12 @@ def command(out: Path) -> list[str]:
 
 
 def records(out: Path) -> dict[tuple[int, int, int], float]:
-    """rendered_at of every finished tile in the store."""
-    data = zarr.open_array(str(out / RECORDS), mode="r")[...]
-    at = data[..., RECORD_FIELDS.index("rendered_at")]
-    return {(int(f), int(r), int(c)): float(at[f, r, c]) for f, r, c in np.argwhere(~np.isnan(at))}
+    """rendered_at of every finished tile in the store (none while it is being created)."""
+    try:
+        found = StoreReader(str(out)).records()
+    except (FileNotFoundError, KeyError):
+        return {}
+    return {key: record.rendered_at for key, record in found.items()}
 
 
 def test_bad_input_exits_2_without_starting_a_cluster(tmp_path: Path, capsys) -> None:
@@ -63,7 +64,7 @@ def test_killed_render_resumes_with_the_same_command(tmp_path: Path) -> None:
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and first.poll() is None:
-            if (out / RECORDS / "zarr.json").exists() and len(records(out)) >= TILES // 2 + 8:
+            if len(records(out)) >= TILES // 2 + 8:
                 break
             time.sleep(0.1)
         assert first.poll() is None, "render ended before it could be killed"
@@ -93,15 +94,14 @@ def test_killed_render_resumes_with_the_same_command(tmp_path: Path) -> None:
     after = records(out)
     assert len(after) == TILES
     assert all(after[key] == at for key, at in before.items())  # finished tiles not recomputed
-    store = zarr.open_group(str(out), mode="r")
-    frames = store.attrs["braggtile"]["frames"]
-    assert all(frames[str(k)]["complete"] for k in range(FRAMES))
+    store = StoreReader(str(out))
+    assert store.complete_frames() == set(range(FRAMES))
     for k in range(FRAMES):
         run = parse_nanobragg(shlex.split(f"{ARGS} -phi {5 + 0.4 * k}"))
         ref = render_frame(prepare_frame(run.experiment, torch.float32, "cpu"), progress=False)
-        got = store["0"][k]
+        got = store.read_frame(0, k)
         assert np.abs(got - ref).max() <= 1e-6 * ref.max()
-        assert frames[str(k)]["statistics"]["max_I"] == float(got.max())
+        assert store.frame_statistics(k).max_I == float(got.max())
 
 
 @pytest.mark.slow
@@ -126,7 +126,7 @@ def test_seed_benchmark_4096_ragged_tiles_agree_with_one_tile_and_with_c(tmp_pat
         assert done.returncode == 0, done.stderr
         peak = re.search(r"client peak RSS (\d+) MiB", done.stdout)
         assert peak and int(peak[1]) < 1024, done.stdout
-        images.append(zarr.open_group(str(out), mode="r")["0"][0])
+        images.append(StoreReader(str(out)).read_frame(0, 0))
     ragged, whole = images
     assert np.abs(ragged.astype(np.float64) - whole).max() <= 1e-6 * np.abs(whole).max()
     corr, sum_tol, _ = FLOORS["float32"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from engine.model import Experiment
 from engine.window import Window, roi_window
+from tiling.layout import chunk_counts, chunk_window
 
 
 @dataclass(frozen=True, order=True)
@@ -53,17 +54,11 @@ class TileGrid:
     @property
     def shape(self) -> tuple[int, int]:
         """Number of tile rows (slow) and columns (fast), ragged ones included."""
-        return (math.ceil(self.slow_pixels / self.tile), math.ceil(self.fast_pixels / self.tile))
+        return chunk_counts((self.slow_pixels, self.fast_pixels), self.tile)
 
     def window(self, row: int, col: int) -> Window:
         """Pixel window of tile (row, col), clipped to the detector."""
-        t = self.tile
-        return Window(
-            row * t,
-            min((row + 1) * t, self.slow_pixels),
-            col * t,
-            min((col + 1) * t, self.fast_pixels),
-        )
+        return chunk_window((self.slow_pixels, self.fast_pixels), self.tile, row, col)
 
     def tiles(self) -> list[Tile]:
         """Tiles that intersect the ROI, in raster order (slow-major)."""

@@ -14,6 +14,7 @@ import numpy as np
 
 from engine.window import Window
 from tiling.grid import intersect
+from tiling.layout import chunk_counts, chunk_window
 
 #: Pyramid levels stop once both sides are at most this many pixels.
 DEFAULT_MIN_SIZE = 256
@@ -28,13 +29,6 @@ def level_shapes(slow: int, fast: int, min_size: int = DEFAULT_MIN_SIZE) -> list
         s, f = shapes[-1]
         shapes.append((math.ceil(s / 2), math.ceil(f / 2)))
     return shapes
-
-
-def chunk_window(shape: tuple[int, int], tile: int, row: int, col: int) -> Window:
-    """Window of chunk (row, col) in a level of ``shape`` chunked tile x tile."""
-    return Window(
-        row * tile, min((row + 1) * tile, shape[0]), col * tile, min((col + 1) * tile, shape[1])
-    )
 
 
 def source_window(window: Window, source_shape: tuple[int, int]) -> Window:
@@ -54,8 +48,9 @@ def level_chunks(
     shape = shapes[level]
     scale = 1 << level
     out = []
-    for row in range(math.ceil(shape[0] / tile)):
-        for col in range(math.ceil(shape[1] / tile)):
+    rows, cols = chunk_counts(shape, tile)
+    for row in range(rows):
+        for col in range(cols):
             w = chunk_window(shape, tile, row, col)
             footprint = Window(w.slow0 * scale, w.slow1 * scale, w.fast0 * scale, w.fast1 * scale)
             if intersect(footprint, roi) is not None:
@@ -67,8 +62,7 @@ def children(
     level_shape_above: tuple[int, int], tile: int, row: int, col: int
 ) -> list[tuple[int, int]]:
     """Chunks of the level above (finer) that chunk (row, col) is binned from."""
-    rows = math.ceil(level_shape_above[0] / tile)
-    cols = math.ceil(level_shape_above[1] / tile)
+    rows, cols = chunk_counts(level_shape_above, tile)
     return [
         (r, c)
         for r in (2 * row, 2 * row + 1)

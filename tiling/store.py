@@ -1,25 +1,18 @@
-"""The OME-Zarr (zarr v3) store of a job: pyramid levels, per-tile records and attributes.
+"""A job's OME-Zarr (zarr v3) store: :class:`StoreReader` reads it, :class:`TileStore` writes it.
 
-Layout of ``OUT.zarr``::
+The layout (array names, chunk geometry, tile records, group attributes) is defined in
+:mod:`tiling.layout`; this module is the only one that opens stores. A reader opens the store
+read-only (the service, exports, tests); the writer is opened by the client (creates, resumes,
+sets the attributes) or by a worker (writes chunks and records only).
 
-    zarr.json     group attributes: "ome" (OME-Zarr 0.5 multiscales, axes t, y, x in pixels)
-                  and "braggtile" (software version, job options, full experiment, derived
-                  geometry, per-frame statistics and completion)
-    0/            level 0: (frames, slow, fast) photons/pixel, chunks (1, tile, tile)
-    1/, 2/, ...   2x2-mean pyramid levels, same chunk shape
-    tiles/        (frames, tile rows, tile cols, fields) float64 tile records, one chunk each
-
-A tile record (:data:`RECORD_FIELDS`: its statistics partial, when it was rendered and how long
-it took) is written by the worker that rendered the tile, only after the tile's level-0 chunk is
-written, so a record is the durable mark of a finished tile. Workers write chunks only; the
-group attributes are written by the client alone. Chunk and metadata writes of zarr's local
-store are atomic (write then rename), so readers never see a partial chunk.
+A tile record (its statistics partial, when it was rendered and how long it took) is written by
+the worker that rendered the tile, only after the tile's level-0 chunk is written, so a record
+is the durable mark of a finished tile. Chunk and metadata writes of zarr's local store are
+atomic (write then rename), so readers never see a partial chunk.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
@@ -28,26 +21,46 @@ import zarr
 
 from engine import config
 from engine.errors import UserInputError
-from engine.statistics import FrameStatistics, TileStatistics
+from engine.statistics import FrameStatistics
 from engine.window import Window
 from tiling.chunkio import ChunkIO
 from tiling.inputs import pack_inputs, write_inputs
 from tiling.job import JobSpec
-
-RECORDS = "tiles"
-RECORD_FIELDS = (
-    "count",
-    "mean",
-    "m2",
-    "sumsq",
-    "max",
-    "max_slow",
-    "max_fast",
-    "rendered_at",  # unix time, s
-    "render_s",  # wall time of set-up lookup + render + write, s
-    "skipped",  # ROI pixels the -mask file skips
+from tiling.layout import (
+    ATTRS_KEY,
+    LEVEL_DIMENSIONS,
+    OME_KEY,
+    RECORD_DIMENSIONS,
+    RECORD_FIELDS,
+    RECORDS,
+    FrameEntry,
+    JobOptions,
+    StoreAttributes,
+    TileRecord,
+    chunk_window,
+    geometry_attributes,
+    job_geometry,
+    level_path,
+    ome_attributes,
+    record_done,
+    record_table,
 )
-ATTRS_KEY = "braggtile"
+
+__all__ = [
+    "ATTRS_KEY",
+    "RECORDS",
+    "RECORD_FIELDS",
+    "LEVEL_CODECS",
+    "StoreAttributes",
+    "StoreMismatchError",
+    "StoreReader",
+    "TileRecord",
+    "TileStore",
+    "geometry_attributes",
+    "level_compressors",
+    "software_version",
+    "store_location",
+]
 
 
 def store_location(path: str, read_only: bool = False) -> Any:
@@ -95,25 +108,6 @@ class StoreMismatchError(UserInputError, ValueError):
     """The store at the path holds a different job (experiment or options); exit status 2."""
 
 
-def _upgrade_old_spelling(group: zarr.Group, job: JobSpec) -> bool:
-    """Whether the store holds ``job`` written in the old model spelling; if so, rewrite its
-    experiment and fingerprint in the current spelling (client side, before any worker)."""
-    from engine.legacy import is_legacy
-
-    attrs = dict(group.attrs[ATTRS_KEY])
-    if not is_legacy(attrs.get("experiment")):
-        return False
-    try:
-        stored = JobSpec.from_dict({"experiment": attrs["experiment"], **attrs["job"]})
-    except (ValueError, KeyError, TypeError):
-        return False
-    if stored != job:
-        return False
-    attrs.update(experiment=job.experiment.model_dump(mode="json"), fingerprint=job.fingerprint)
-    group.update_attributes({ATTRS_KEY: attrs})
-    return True
-
-
 def software_version() -> str:
     """The installed braggtile version ("unknown" when run from an uninstalled tree)."""
     try:
@@ -122,115 +116,142 @@ def software_version() -> str:
         return "unknown"
 
 
-@dataclass(frozen=True)
-class TileRecord:
-    """A finished tile: its statistics partial, render time (unix s) and duration (s)."""
-
-    statistics: TileStatistics
-    rendered_at: float
-    render_s: float
-
-    def to_vector(self) -> np.ndarray:
-        s = self.statistics
-        return np.array(
-            [s.count, s.mean, s.m2, s.sumsq, s.max, s.max_slow, s.max_fast]
-            + [self.rendered_at, self.render_s, s.skipped],
-            dtype=np.float64,
-        )
-
-    @classmethod
-    def from_vector(cls, v: np.ndarray) -> TileRecord:
-        stats = TileStatistics(
-            count=int(v[0]),
-            mean=float(v[1]),
-            m2=float(v[2]),
-            sumsq=float(v[3]),
-            max=float(v[4]),
-            max_slow=int(v[5]),
-            max_fast=int(v[6]),
-            skipped=int(v[9]),
-        )
-        return cls(stats, float(v[7]), float(v[8]))
+def _attributes(group: zarr.Group, path: str) -> StoreAttributes:
+    if ATTRS_KEY not in group.attrs:
+        raise StoreMismatchError(f"{path} is not a store written by braggtile")
+    return StoreAttributes.model_validate(group.attrs[ATTRS_KEY])
 
 
-def geometry_attributes(job: JobSpec) -> dict[str, Any]:
-    """Derived detector and scan geometry (mm, degrees, pixels, unit vectors), JSON-ready."""
-    from engine.geometry import detector_geometry
-    from engine.scan import resolve_phi
-
-    geo = detector_geometry(job.experiment)
-    phi0, osc, phistep, phisteps = resolve_phi(job.experiment.scan)
-    px_mm = geo.pixel_size * 1e3
-    return {
-        "slow_pixels": geo.slow_pixels,
-        "fast_pixels": geo.fast_pixels,
-        "pixel_size_mm": px_mm,
-        "distance_mm": geo.distance * 1e3,
-        "close_distance_mm": geo.close_distance * 1e3,
-        "beam_centre_mm": {"fast": geo.fbeam * 1e3, "slow": geo.sbeam * 1e3},
-        "beam_centre_pixels": {
-            "fast": geo.beam_centre_pixels[1],
-            "slow": geo.beam_centre_pixels[0],
-        },
-        "orgx": geo.orgx,
-        "orgy": geo.orgy,
-        "pix0_vector_m": [float(x) for x in geo.pix0],
-        "fdet_vector": [float(x) for x in geo.fdet],
-        "sdet_vector": [float(x) for x in geo.sdet],
-        "odet_vector": [float(x) for x in geo.odet],
-        "beam_vector": [float(x) for x in geo.beam],
-        "polar_vector": [float(x) for x in geo.polar],
-        "spindle_axis": [float(x) for x in geo.spindle],
-        "twotheta_deg": math.degrees(geo.twotheta),
-        "convention": geo.convention.value,
-        "phi0_deg": phi0,
-        "osc_deg": osc,
-        "phistep_deg": phistep,
-        "phisteps": phisteps,
-        "frame_phi0_deg": [phi0 + k * osc for k in range(job.frames)],
-    }
+def _within(part: Window, outer: Window) -> tuple[slice, slice]:
+    """The slices of ``part`` within an array holding the pixels of ``outer``."""
+    return (
+        slice(part.slow0 - outer.slow0, part.slow1 - outer.slow0),
+        slice(part.fast0 - outer.fast0, part.fast1 - outer.fast0),
+    )
 
 
-def ome_attributes(job: JobSpec) -> dict[str, Any]:
-    """OME-Zarr 0.5 ``ome`` attributes: one multiscale, axes t, y, x, scales in pixels."""
-    datasets = []
-    for level in range(len(job.level_shapes)):
-        scale = float(1 << level)
-        shift = (scale - 1.0) / 2.0  # centre of a binned pixel, in level-0 pixels
-        transforms: list[dict[str, Any]] = [{"type": "scale", "scale": [1.0, scale, scale]}]
-        if level:
-            transforms.append({"type": "translation", "translation": [0.0, shift, shift]})
-        datasets.append({"path": str(level), "coordinateTransformations": transforms})
-    return {
-        "version": "0.5",
-        "multiscales": [
-            {
-                "name": "braggtile",
-                "axes": [
-                    {"name": "t", "type": "time"},
-                    {"name": "y", "type": "space"},
-                    {"name": "x", "type": "space"},
-                ],
-                "datasets": datasets,
-                "type": "mean",
-                "metadata": {
-                    "description": "level l+1 = 2x2 mean of level l; photons per level-0 pixel",
-                    "units": "t: frame index; y (slow), x (fast): detector pixels",
-                },
-            }
-        ],
-    }
+class StoreReader:
+    """Read-only access to a job's store: levels, tile records and attributes.
 
+    ``StoreReader(path)`` opens the store read-only (FileNotFoundError if there is none);
+    attributes are read as they were when it was opened.
+    """
 
-class TileStore:
-    """A job's zarr store, opened by the client (creates, resumes, sets attributes) or a worker."""
-
-    def __init__(self, path: str, group: zarr.Group, job: JobSpec):
+    def __init__(self, path: str, group: zarr.Group | None = None):
         self.path = path
+        if group is None:
+            group = zarr.open_group(store_location(path, read_only=True), mode="r")
         self.group = group
-        self.job = job
         self._arrays: dict[str, zarr.Array] = {}
         self._chunks: dict[str, ChunkIO] = {}
+        self._job: JobSpec | None = None
+        self._attributes: StoreAttributes | None = None
+
+    @property
+    def attributes(self) -> StoreAttributes:
+        """The "braggtile" group attributes (StoreMismatchError if the group has none), as
+        they were when the store was opened or this object last wrote them."""
+        if self._attributes is None:
+            self._attributes = _attributes(self.group, self.path)
+        return self._attributes
+
+    @property
+    def job(self) -> JobSpec:
+        """The job the store holds (its input files named by file name and digest)."""
+        if self._job is None:
+            self._job = JobSpec.from_dict(self.attributes.job_dict())
+        return self._job
+
+    @property
+    def ome(self) -> dict[str, Any]:
+        """The OME-Zarr 0.5 group attributes."""
+        return dict(self.group.attrs[OME_KEY])
+
+    def _array(self, name: str) -> zarr.Array:
+        if name not in self._arrays:
+            node = self.group[name]
+            assert isinstance(node, zarr.Array)
+            self._arrays[name] = node
+        return self._arrays[name]
+
+    def _io(self, name: str) -> ChunkIO:
+        if name not in self._chunks:
+            root = None if "://" in self.path else self.path
+            self._chunks[name] = ChunkIO(root, name, self._array(name))
+        return self._chunks[name]
+
+    # --- image levels ---------------------------------------------------------------------
+
+    def level(self, level: int) -> zarr.Array:
+        """Pyramid ``level`` (0 = full resolution): (frames, slow, fast) photons/pixel."""
+        return self._array(level_path(level))
+
+    def levels(self) -> int:
+        """How many pyramid levels the store has."""
+        return len(self.ome["multiscales"][0]["datasets"])
+
+    def read_frame(self, level: int, frame: int) -> np.ndarray:
+        """The whole of ``level`` of ``frame`` (the fill value 0 where nothing is written)."""
+        return np.asarray(self.level(level)[frame])
+
+    def read_chunk(self, level: int, frame: int, row: int, col: int) -> np.ndarray:
+        """Chunk (row, col) of ``level`` of ``frame``, cut to the level's shape."""
+        return self._io(level_path(level)).read((frame, row, col))[0]
+
+    def read_window(self, level: int, frame: int, window: Window) -> np.ndarray:
+        """Pixels ``window`` of ``frame`` of ``level``, read chunk by chunk."""
+        io = self._io(level_path(level))
+        _, tile, _ = io.array.chunks
+        shape = io.array.shape[1:]
+        out = np.empty(window.shape, dtype=io.array.dtype)
+        for r in range(window.slow0 // tile, -(-window.slow1 // tile)):
+            for c in range(window.fast0 // tile, -(-window.fast1 // tile)):
+                w = chunk_window(shape, tile, r, c)
+                part = window.intersect(w)
+                if part is not None:
+                    chunk = io.read((frame, r, c))[0]
+                    out[_within(part, window)] = chunk[_within(part, w)]
+        return out
+
+    # --- tile records (done-set) ----------------------------------------------------------
+
+    def tile_done(self, frame: int, row: int, col: int) -> bool:
+        """Whether level-0 tile (row, col) of ``frame`` has its record (False out of range)."""
+        records = self._array(RECORDS)
+        index = (frame, row, col)
+        if not all(0 <= i < n for i, n in zip(index, records.shape[:3], strict=True)):
+            return False
+        return bool(record_done(record_table(self._io(RECORDS).read((*index, 0))))[0, 0, 0])
+
+    def records(self) -> dict[tuple[int, int, int], TileRecord]:
+        """Every finished tile, keyed (frame, row, col)."""
+        data = self._array(RECORDS)[...]
+        done = np.argwhere(record_done(record_table(data)))
+        return {(int(f), int(r), int(c)): TileRecord.from_vector(data[f, r, c]) for f, r, c in done}
+
+    # --- frames -----------------------------------------------------------------------------
+
+    def frames(self) -> dict[int, FrameEntry]:
+        """The frames with statistics in the attributes, by frame index."""
+        return dict(self.attributes.frames)
+
+    def complete_frames(self) -> set[int]:
+        """Frames whose tiles, pyramid and outputs are all written."""
+        return {k for k, entry in self.attributes.frames.items() if entry.complete}
+
+    def frame_statistics(self, frame: int) -> FrameStatistics | None:
+        """The statistics of ``frame`` (None before all its tiles are rendered)."""
+        entry = self.attributes.frames.get(frame)
+        return None if entry is None else entry.statistics
+
+
+class TileStore(StoreReader):
+    """A job's store opened for writing, by the client (creates, resumes, sets attributes) or a
+    worker (writes chunks and records)."""
+
+    def __init__(self, path: str, group: zarr.Group, job: JobSpec):
+        super().__init__(path, group)
+        self._job = job
 
     @classmethod
     def open_or_create(
@@ -250,13 +271,14 @@ class TileStore:
             except FileNotFoundError:
                 group = None
             if group is not None and ATTRS_KEY in group.attrs:
-                found = group.attrs[ATTRS_KEY].get("fingerprint")
-                if found != job.fingerprint and not _upgrade_old_spelling(group, job):
+                store = cls(path, group, job)
+                found = store.attributes.fingerprint
+                if found != job.fingerprint and not store._upgrade_old_spelling():
                     raise StoreMismatchError(
                         f"{path} holds another job (fingerprint {str(found)[:12]}); "
                         "use a new path or overwrite it"
                     )
-                return cls(path, group, job), True
+                return store, True
             if group is not None and any(True for _ in group.keys()):
                 raise StoreMismatchError(f"{path} is a zarr group not written by braggtile")
         return cls._create(path, job, files), False
@@ -268,13 +290,13 @@ class TileStore:
         tile = job.tile
         for level, (slow, fast) in enumerate(job.level_shapes):
             group.create_array(
-                str(level),
+                level_path(level),
                 shape=(job.frames, slow, fast),
                 chunks=(1, tile, tile),
                 dtype=job.dtype,
                 fill_value=0.0,
                 compressors=level_compressors(),
-                dimension_names=("t", "y", "x"),
+                dimension_names=LEVEL_DIMENSIONS,
             )
         rows, cols = job.grid.shape
         group.create_array(
@@ -284,94 +306,91 @@ class TileStore:
             dtype="float64",
             fill_value=float("nan"),
             compressors=None,  # 72 bytes a chunk, written directly by workers (tiling.chunkio)
-            dimension_names=("t", "tile_y", "tile_x", "field"),
+            dimension_names=RECORD_DIMENSIONS,
             attributes={"fields": list(RECORD_FIELDS), "tile": tile},
         )
+        attributes = StoreAttributes(
+            version=software_version(),
+            fingerprint=job.fingerprint,
+            job=JobOptions.model_validate(job.options()),
+            inputs=job.inputs,
+            experiment=job.experiment.model_dump(mode="json"),
+            geometry=job_geometry(job),
+        )
         group.update_attributes(
-            {
-                "ome": ome_attributes(job),
-                ATTRS_KEY: {
-                    "version": software_version(),
-                    "fingerprint": job.fingerprint,
-                    "job": job.options(),
-                    "inputs": job.inputs,
-                    "experiment": job.experiment.model_dump(mode="json"),
-                    "geometry": geometry_attributes(job),
-                    "frames": {},
-                },
-            }
+            {OME_KEY: ome_attributes(len(job.level_shapes)), ATTRS_KEY: attributes.to_json()}
         )
         return cls(path, group, job)
+
+    @classmethod
+    def open(cls, path: str) -> TileStore:
+        """Open an existing store for writing, whatever job it holds."""
+        group = zarr.open_group(store_location(path), mode="r+")
+        return cls(path, group, JobSpec.from_dict(_attributes(group, path).job_dict()))
 
     @classmethod
     def open_for_worker(cls, path: str, fingerprint: str) -> TileStore:
         """Open an existing store to write chunks; checks it still holds job ``fingerprint``."""
         group = zarr.open_group(store_location(path), mode="r+")
-        attrs = group.attrs[ATTRS_KEY]
-        if attrs.get("fingerprint") != fingerprint:
+        attrs = _attributes(group, path)
+        if attrs.fingerprint != fingerprint:
             raise StoreMismatchError(f"{path} no longer holds job {fingerprint[:12]}")
-        job = JobSpec.from_dict(
-            {"experiment": attrs["experiment"], **attrs["job"], "inputs": attrs.get("inputs", {})}
+        return cls(path, group, JobSpec.from_dict(attrs.job_dict()))
+
+    def _upgrade_old_spelling(self) -> bool:
+        """Whether the store holds this job written in the old model spelling; if so, rewrite
+        its experiment and fingerprint in the current spelling (client side, before any
+        worker)."""
+        from engine.legacy import is_legacy
+
+        attrs = self.attributes
+        if not is_legacy(attrs.experiment):
+            return False
+        try:
+            stored = JobSpec.from_dict({"experiment": attrs.experiment, **attrs.job.model_dump()})
+        except (ValueError, KeyError, TypeError):
+            return False
+        if stored != self.job:
+            return False
+        experiment = self.job.experiment.model_dump(mode="json")
+        self._set_attributes(
+            attrs.model_copy(update={"experiment": experiment, "fingerprint": self.job.fingerprint})
         )
-        return cls(path, group, job)
+        return True
 
-    def array(self, name: str) -> zarr.Array:
-        """Level ``name`` ("0", "1", ...) or the tile records, cached."""
-        if name not in self._arrays:
-            node = self.group[name]
-            assert isinstance(node, zarr.Array)
-            self._arrays[name] = node
-        return self._arrays[name]
+    def _set_attributes(self, attributes: StoreAttributes) -> None:
+        self.group.update_attributes({ATTRS_KEY: attributes.to_json()})
+        self._attributes = attributes
 
-    def chunks(self, name: str) -> ChunkIO:
-        """Whole-chunk reads and writes of array ``name`` (direct on local stores), cached."""
-        if name not in self._chunks:
-            root = None if "://" in self.path else self.path
-            self._chunks[name] = ChunkIO(root, name, self.array(name))
-        return self._chunks[name]
+    # --- chunks and records (workers) -----------------------------------------------------
 
-    def read_window(self, name: str, frame: int, window: Window) -> np.ndarray:
-        """Pixels ``window`` of ``frame`` of level ``name``, read chunk by chunk."""
-        io = self.chunks(name)
-        _, rows, cols = io.array.chunks
-        out = np.empty(window.shape, dtype=io.array.dtype)
-        for r in range(window.slow0 // rows, -(-window.slow1 // rows)):
-            for c in range(window.fast0 // cols, -(-window.fast1 // cols)):
-                chunk = io.read((frame, r, c))
-                s0, f0 = max(window.slow0, r * rows), max(window.fast0, c * cols)
-                s1 = min(window.slow1, r * rows + chunk.shape[1])
-                f1 = min(window.fast1, c * cols + chunk.shape[2])
-                ds, df = s0 - window.slow0, f0 - window.fast0
-                out[ds : ds + s1 - s0, df : df + f1 - f0] = chunk[
-                    0, s0 - r * rows : s1 - r * rows, f0 - c * cols : f1 - c * cols
-                ]
-        return out
+    def chunks(self, level: int) -> ChunkIO:
+        """Whole-chunk reads and writes of pyramid ``level`` (direct on local stores)."""
+        return self._io(level_path(level))
 
-    # --- records (done-set) -------------------------------------------------------------
+    def write_chunk(self, level: int, frame: int, row: int, col: int, data: np.ndarray) -> None:
+        """Write chunk (row, col) of ``level`` of ``frame`` whole (``data``: its pixels)."""
+        self.chunks(level).write((frame, row, col), data[None])
 
     def write_record(self, frame: int, row: int, col: int, record: TileRecord) -> None:
         """Mark tile (row, col) of ``frame`` finished; call only after its chunk is written."""
         vector = record.to_vector().reshape(1, 1, 1, len(RECORD_FIELDS))
-        self.chunks(RECORDS).write((frame, row, col, 0), vector)
+        self._io(RECORDS).write((frame, row, col, 0), vector)
 
-    def records(self) -> dict[tuple[int, int, int], TileRecord]:
-        """Every finished tile, keyed (frame, row, col)."""
-        data = self.array(RECORDS)[...]
-        done = np.argwhere(~np.isnan(data[..., RECORD_FIELDS.index("rendered_at")]))
-        return {(int(f), int(r), int(c)): TileRecord.from_vector(data[f, r, c]) for f, r, c in done}
+    def forget_tile(self, frame: int, row: int, col: int) -> None:
+        """Unmark tile (row, col) of ``frame`` (as a crash before its record would leave it)."""
+        self._io(RECORDS).write(
+            (frame, row, col, 0), np.full((1, 1, 1, len(RECORD_FIELDS)), np.nan)
+        )
 
-    # --- attributes (client only) -------------------------------------------------------
-
-    def frame_attributes(self) -> dict[str, Any]:
-        return dict(self.group.attrs[ATTRS_KEY].get("frames", {}))
-
-    def complete_frames(self) -> set[int]:
-        return {int(k) for k, v in self.frame_attributes().items() if v.get("complete")}
+    # --- attributes (client only) ---------------------------------------------------------
 
     def set_frame(self, frame: int, statistics: FrameStatistics, complete: bool) -> None:
         """Record a frame's statistics (and whether its pyramid and outputs are written)."""
-        attrs = dict(self.group.attrs[ATTRS_KEY])
-        frames = dict(attrs.get("frames", {}))
-        frames[str(frame)] = {"statistics": statistics.to_dict(), "complete": complete}
-        attrs["frames"] = frames
-        self.group.update_attributes({ATTRS_KEY: attrs})
+        attrs = self.attributes
+        entry = FrameEntry(statistics=statistics, complete=complete)
+        self._set_attributes(attrs.model_copy(update={"frames": {**attrs.frames, frame: entry}}))
+
+    def forget_frames(self) -> None:
+        """Drop every frame's statistics and completion (a resume recomputes them)."""
+        self._set_attributes(self.attributes.model_copy(update={"frames": {}}))

@@ -176,7 +176,7 @@ def render_tiles(
     A task renders the tiles of one level-1 chunk (up to 2 x 2), so the first pyramid level
     never reads level 0 back and the client handles a quarter of the tasks. Returns
     ``{"records": [[row, col, *record]] in the order of ``tiles`` (see
-    :data:`tiling.store.RECORD_FIELDS`), "stages": worker seconds spent in "setup" (store and
+    :data:`tiling.layout.RECORD_FIELDS`), "stages": worker seconds spent in "setup" (store and
     frame set-up look-up), "render", "statistics", "write" (chunk encoding and write, record)
     and "pyramid"}``.
     """
@@ -234,7 +234,7 @@ def _render_tile(
         ] = True
     stats = TileStatistics.from_tile(pixels, window, mask, setup.skipped(window))
     t_stats = time.perf_counter()
-    store.chunks("0").write((frame, row, col), pixels[None])
+    store.write_chunk(0, frame, row, col, pixels)
     record = TileRecord(stats, rendered_at=time.time(), render_s=time.perf_counter() - start)
     store.write_record(frame, row, col, record)
     stages["render"] += t_render - start
@@ -258,7 +258,7 @@ def _write_level1(
     for row, col in children(shapes[0], tile, *chunk):
         part = parts.get((row, col))
         if part is None:
-            part = _level1_part(store, store.chunks("0").read((frame, row, col))[0])
+            part = _level1_part(store, store.read_chunk(0, frame, row, col))
         w = job.grid.window(row, col)
         ds, df = w.slow0 - src.slow0, w.fast0 - src.fast0
         if even:
@@ -266,7 +266,7 @@ def _write_level1(
         image[ds : ds + part.shape[0], df : df + part.shape[1]] = part
     if not even:
         image = bin2x2(image).astype(job.dtype)
-    store.chunks("1").write((frame, *chunk), image[None])
+    store.write_chunk(1, frame, *chunk, image)
 
 
 def bin_chunk(
@@ -282,8 +282,8 @@ def bin_chunk(
     shapes = store.job.level_shapes
     window = chunk_window(shapes[level], store.job.tile, row, col)
     src = source_window(window, shapes[level - 1])
-    binned = bin2x2(store.read_window(str(level - 1), frame, src)).astype(store.job.dtype)
-    store.chunks(str(level)).write((frame, row, col), binned[None])
+    binned = bin2x2(store.read_window(level - 1, frame, src)).astype(store.job.dtype)
+    store.write_chunk(level, frame, row, col, binned)
     return time.perf_counter() - start
 
 
@@ -295,10 +295,10 @@ def bin_tail(path: str, fingerprint: str, frame: int, first: int, *after: Any) -
     start = time.perf_counter()
     store = current_plugin().store(path, fingerprint)
     shapes = store.job.level_shapes
-    image = store.read_window(str(first - 1), frame, Window.full(*shapes[first - 1]))
+    image = store.read_window(first - 1, frame, Window.full(*shapes[first - 1]))
     for level in range(first, len(shapes)):
         binned = bin2x2(image).astype(store.job.dtype)
-        store.chunks(str(level)).write((frame, 0, 0), binned[None])
+        store.write_chunk(level, frame, 0, 0, binned)
         image = binned
     return time.perf_counter() - start
 
@@ -317,7 +317,7 @@ def finish_frame(
     plugin = current_plugin()
     store = plugin.store(path, fingerprint)
     setup = plugin.frame_setup(store, frame, torch.device("cpu"))
-    image = np.asarray(store.array("0")[frame])
+    image = store.read_frame(0, frame)
     mask = store.job.grid.roi.mask(*image.shape)
     lines = writer(setup, image, FrameStatistics.from_dict(statistics), mask, frame)
     return "".join(f"{line}\n" for line in lines or ())

@@ -7,15 +7,15 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from service.deps import FrameParams, RenderParams
-from service.imaging import to_png
-from service.pixels import npy_bytes
 from service.routers.jobs import ERRORS
+from service.serializers import Options, serializer
 
 router = APIRouter(prefix="/v1/jobs/{job_id}/frames/{frame}", tags=["pixels"])
 
-NPY = "application/x-npy"
-PNG = "image/png"
+NPY = serializer("npy").media_type
+PNG = serializer("png").media_type
 TileFormat = Literal["npy", "png"]
+ExportFormat = Literal["float", "smv"]
 #: A tile, once served, never changes (its job's store is never rewritten).
 FINAL_PIXELS = {"Cache-Control": "public, max-age=86400, immutable"}
 IMAGE_RESPONSES = {200: {"content": {NPY: {}, PNG: {}}}, **ERRORS}
@@ -25,9 +25,9 @@ def _tile_response(
     frame: FrameParams, level: int, row: int, col: int, fmt: str, render: RenderParams
 ) -> Response:
     data = frame.store.tile(frame.frame, row, col, level)
-    if fmt == "png":
-        return Response(to_png(data, render.contrast), media_type=PNG, headers=FINAL_PIXELS)
-    return Response(npy_bytes(data), media_type=NPY, headers=FINAL_PIXELS)
+    out = serializer(fmt)
+    body = out.encode(data, None, Options(contrast=render.contrast))
+    return Response(body, media_type=out.media_type, headers=FINAL_PIXELS)
 
 
 @router.get("/tiles/{row}/{col}", response_class=Response, responses=IMAGE_RESPONSES)
@@ -66,7 +66,8 @@ def preview(
     """The whole frame from pyramid ``level`` as PNG (0 where nothing is rendered yet)."""
     store = frame.store
     data = store.frame(frame.frame, store.default_level() if level is None else level)
-    return Response(to_png(data, render.contrast), media_type=PNG)
+    body = serializer("png").encode(data, None, Options(contrast=render.contrast))
+    return Response(body, media_type=PNG)
 
 
 @router.get(
@@ -77,7 +78,7 @@ def preview(
 def export(
     frame: Annotated[FrameParams, Depends()],
     format: Annotated[
-        Literal["float", "smv"],
+        ExportFormat,
         Query(description="float: C's -floatfile (raw <f4); smv: C's -intfile"),
     ] = "float",
     adc: Annotated[float, Query(description="smv: ADC offset, ADU")] = 40.0,
@@ -86,14 +87,11 @@ def export(
     ] = None,
 ) -> Response:
     """A finished frame in C nanoBragg's file formats."""
-    store = frame.store
-    if format == "smv":
-        body, ext = store.smv_file(frame.frame, adc, scale), "img"
-    else:
-        body, ext = store.float_file(frame.frame), "bin"
-    name = f"{frame.job_id}_{frame.frame:05d}.{ext}"
+    out = serializer(format)
+    body = frame.store.export(frame.frame, out, Options(adc=adc, scale=scale))
+    name = f"{frame.job_id}_{frame.frame:05d}.{out.extension}"
     return Response(
         body,
-        media_type="application/octet-stream",
+        media_type=out.media_type,
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

@@ -9,7 +9,6 @@ chunks), so a chunk left half-done by a crash is never served.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path as FsPath
 from typing import Annotated
 
@@ -19,10 +18,9 @@ from fastapi.responses import FileResponse
 from service.deps import JobParams
 from service.errors import NotFound
 from service.routers.jobs import ERRORS
+from tiling.layout import level_chunk_of_key
 
 router = APIRouter(prefix="/v1/jobs/{job_id}/zarr", tags=["zarr"])
-#: Key of a level-0 chunk: frame, tile row, tile column (chunks are 1 x tile x tile).
-LEVEL0_CHUNK = re.compile(r"0/c/(\d+)/(\d+)/(\d+)")
 
 
 def store_file(store: str, key: str) -> FsPath:
@@ -44,8 +42,8 @@ def zarr_key(
 ) -> FileResponse:
     """One key of the store (metadata JSON or a chunk's bytes)."""
     path = store_file(job.row["store"], key)
-    tile = LEVEL0_CHUNK.fullmatch(key)
-    if tile is not None and not job.pixels().tile_done(*(int(x) for x in tile.groups())):
+    chunk = level_chunk_of_key(key)
+    if chunk is not None and chunk[0] == 0 and not job.pixels().tile_done(*chunk[1:]):
         raise NotFound(f"no key {key!r} in the store: its tile is not rendered yet", field="key")
     media = "application/json" if path.name == "zarr.json" else "application/octet-stream"
     return FileResponse(path, media_type=media, headers={"Cache-Control": "no-cache"})
