@@ -25,11 +25,9 @@ import pytest
 import zarr
 from PIL import Image
 
-<<<<<<< HEAD
 from service.colormaps import document
-=======
+
 from smv_files import smv_bytes
->>>>>>> wt-flags
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = (
