@@ -119,9 +119,12 @@ def test_the_on_disk_format_is_unchanged(written) -> None:
     assert [group[k].shape for k in ("0", "1", "3")] == [(2, 40, 50), (2, 20, 25), (2, 5, 7)]
     assert group["0"].chunks == (1, 16, 16) and group["0"].dtype == np.float32
     records = group["tiles"]
-    assert records.shape == (2, 3, 4, 9) and records.attrs["fields"] == ON_DISK_FIELDS
+    assert records.shape == (2, 3, 4, 10) and records.attrs["fields"] == [
+        *ON_DISK_FIELDS,
+        "skipped",
+    ]
     s = record.statistics
-    expected = [s.count, s.mean, s.m2, s.sumsq, s.max, s.max_slow, s.max_fast, 1.7e9, 0.25]
+    expected = [s.count, s.mean, s.m2, s.sumsq, s.max, s.max_slow, s.max_fast, 1.7e9, 0.25, 0.0]
     assert records[1, 0, 1].tolist() == expected
     assert np.isnan(records[0, 0, 0]).all()
 
@@ -149,7 +152,11 @@ def test_a_store_of_an_earlier_release_opens_and_resumes(tmp_path: Path) -> None
             }
         }
     )
-    group["tiles"][0, 2, 3, :] = [4.0, 1.5, 2.0, 11.0, 3.0, 33.0, 49.0, 1.6e9, 0.5]
+    del group["tiles"]  # the earlier release's records: 9 fields, no "skipped"
+    fields = {"fields": ON_DISK_FIELDS, "tile": 16}
+    old = group.create_array("tiles", shape=(2, 3, 4, 9), chunks=(1, 1, 1, 9), dtype="<f8",
+                             fill_value=np.nan, attributes=fields)  # fmt: skip
+    old[0, 2, 3, :] = [4.0, 1.5, 2.0, 11.0, 3.0, 33.0, 49.0, 1.6e9, 0.5]
     reader = StoreReader(path)
     assert reader.complete_frames() == {1}
     assert reader.frame_statistics(1) == FrameStatistics(9.0, 3, 4, 0.5, 1.0, 0.75, 2000)

@@ -102,13 +102,20 @@ class TileRecord:
 
     @classmethod
     def from_vector(cls, vector: np.ndarray) -> TileRecord:
-        return cls.from_dict(dict(zip(RECORD_FIELDS, np.asarray(vector).tolist(), strict=True)))
+        """A stored record; one of an earlier release lacks the appended fields (0 then)."""
+        return cls.from_dict(dict(zip(RECORD_FIELDS, np.asarray(vector).tolist(), strict=False)))
 
 
+#: Statistics fields added after the first release ("skipped": ROI pixels a ``-mask`` file
+#: skips). They follow the record's own fields, so every earlier column keeps its index.
+APPENDED_FIELDS = ("skipped",)
 #: Fields of a stored tile record, derived from the types: the statistics' fields, then
-#: "rendered_at" (unix time, s) and "render_s" (set-up look-up + render + write, s).
-RECORD_FIELDS = tuple(f.name for f in fields(TileStatistics)) + tuple(
-    f.name for f in fields(TileRecord) if f.name != "statistics"
+#: "rendered_at" (unix time, s) and "render_s" (set-up look-up + render + write, s), then
+#: :data:`APPENDED_FIELDS`. Records of earlier releases, narrower, read them as 0.
+RECORD_FIELDS = (
+    tuple(f.name for f in fields(TileStatistics) if f.name not in APPENDED_FIELDS)
+    + tuple(f.name for f in fields(TileRecord) if f.name != "statistics")
+    + APPENDED_FIELDS
 )
 #: One record as a numpy structured type: ``table.view(RECORD_DTYPE)`` names the last axis.
 RECORD_DTYPE = np.dtype([(name, "<f8") for name in RECORD_FIELDS])
@@ -117,6 +124,9 @@ RECORD_DTYPE = np.dtype([(name, "<f8") for name in RECORD_FIELDS])
 def record_table(vectors: np.ndarray) -> np.ndarray:
     """Stored records (..., len(RECORD_FIELDS)) float64 as a structured array (...)."""
     data = np.ascontiguousarray(vectors, dtype="<f8")
+    missing = len(RECORD_FIELDS) - data.shape[-1]
+    if missing > 0:  # an earlier release's narrower record: the appended fields read as 0
+        data = np.concatenate([data, np.zeros((*data.shape[:-1], missing))], axis=-1)
     return data.view(RECORD_DTYPE)[..., 0]
 
 
