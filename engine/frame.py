@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from engine.geometry import DetectorGeometry
     from engine.lattice import Lattice
     from engine.model import Experiment
+    from engine.plan import FramePlan
     from engine.structure_factors import StructureFactorTable
     from engine.window import Roi
 
@@ -96,6 +97,7 @@ class FrameSetup:
     """Pixel-independent state of one frame, on ``device`` in ``dtype``; immutable."""
 
     experiment: Experiment
+    plan: FramePlan  # the torch-free numbers the tensors were built from
     detector: DetectorGeometry
     lattice: Lattice
     dtype: torch.dtype

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import io
 import math
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import zarr
 
-from engine.geometry import detector_geometry
-from engine.outputs import smv_header
-from engine.smv import int_image, smv_header_bytes
+from engine.plan import plan
+from engine.smv import int_image, smv_header, smv_header_bytes
 from engine.statistics import FrameStatistics
 from service.errors import NotFound, NotReady
 from tiling.job import JobSpec
@@ -121,11 +119,7 @@ class JobPixels:
     def smv_file(self, frame: int, adc: float = 40.0, scale: float | None = None) -> bytes:
         """C's ``-intfile``: SMV with C's header; scale 55000/max_I unless given."""
         stats = self.statistics(frame)
-        experiment = self.spec.frame_experiment(frame)
-        # smv_header reads only the detector geometry and the experiment of a frame set-up
-        header = smv_header(
-            SimpleNamespace(detector=detector_geometry(experiment), experiment=experiment)
-        )
+        header = smv_header(plan(self.spec.frame_experiment(frame)))
         adu, _ = int_image(self.frame(frame), scale, adc, self.roi_mask(), max_i=stats.max_I)
         out = io.BytesIO()
         out.write(smv_header_bytes(header))

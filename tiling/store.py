@@ -153,11 +153,11 @@ class TileRecord:
 
 def geometry_attributes(job: JobSpec) -> dict[str, Any]:
     """Derived detector and scan geometry (mm, degrees, pixels, unit vectors), JSON-ready."""
-    from engine.geometry import detector_geometry
-    from engine.scan import resolve_phi
+    from engine.plan import plan
 
-    geo = detector_geometry(job.experiment)
-    phi0, osc, phistep, phisteps = resolve_phi(job.experiment.scan)
+    frame = plan(job.experiment)
+    geo = frame.detector
+    phi0, osc, phistep, phisteps = frame.phi0_deg, frame.osc_deg, frame.phistep_deg, frame.phisteps
     px_mm = geo.pixel_size * 1e3
     return {
         "slow_pixels": geo.slow_pixels,
