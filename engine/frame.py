@@ -19,22 +19,9 @@ if TYPE_CHECKING:
     from engine.geometry import DetectorGeometry
     from engine.lattice import Lattice
     from engine.model import Experiment
-    from engine.plan import FramePlan
+    from engine.plan import FramePlan, Sensor
     from engine.structure_factors import StructureFactorTable
     from engine.window import Roi
-
-
-@dataclass(frozen=True)
-class Sensor:
-    """Detector sensor layers: count, layer thickness (m) and attenuation coefficient (1/m)."""
-
-    layers: int
-    step: float
-    mu: float
-
-    @property
-    def thick(self) -> bool:
-        return self.step > 0.0
 
 
 class FrameTensors(NamedTuple):

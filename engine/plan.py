@@ -16,7 +16,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from engine.frame import Sensor
 from engine.geometry import RTD, DetectorGeometry, detector_geometry, rotate_axis
 from engine.lattice import Lattice, auto_oversample, build_lattice
 from engine.model import Experiment
@@ -25,12 +24,26 @@ from engine.sources import beam_sources, resolve_steps
 
 __all__ = [
     "FramePlan",
+    "Sensor",
     "Sources",
     "frame_experiment",
     "plan",
     "resolve_mosaic",
     "resolve_sensor",
 ]
+
+
+@dataclass(frozen=True)
+class Sensor:
+    """Detector sensor layers: count, layer thickness (m) and attenuation coefficient (1/m)."""
+
+    layers: int
+    step: float
+    mu: float
+
+    @property
+    def thick(self) -> bool:
+        return self.step > 0.0
 
 
 class Sources(NamedTuple):

@@ -15,12 +15,12 @@ import numpy as np
 import torch
 
 from engine.errors import InputError
-from engine.frame import FrameSetup, FrameTensors, Sensor, Structure
+from engine.frame import FrameSetup, FrameTensors, Structure
 from engine.geometry import DetectorGeometry
 from engine.lattice import Lattice
 from engine.model import Experiment
 from engine.physics import R_E_SQR, in_interpolation_range, sample_geometry, subpixel_coordinates
-from engine.plan import plan, resolve_mosaic, resolve_sensor
+from engine.plan import Sensor, plan, resolve_mosaic, resolve_sensor
 from engine.precision import torch_dtype
 from engine.structure_factors import StructureFactorTable, constant, read_fdump, read_hkl
 from engine.window import Window, roi_window
