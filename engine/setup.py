@@ -3,8 +3,8 @@
 ``prepare_frame`` turns an :class:`~engine.model.Experiment` into a frozen
 :class:`~engine.frame.FrameSetup` of small named tensors (sources, rotated cells for every
 phi step and mosaic domain, detector axes decomposed about each incident direction) on the
-target device and dtype. It is computed once per frame, with no call into the kernel, and
-reused by every window of that frame.
+target device and dtype, built from the frame's torch-free :func:`engine.plan.plan`. It is
+computed once per frame, with no call into the kernel, and reused by every window of that frame.
 """
 
 from __future__ import annotations
