@@ -21,21 +21,9 @@ if TYPE_CHECKING:
     from engine.geometry import DetectorGeometry
     from engine.lattice import Lattice
     from engine.model import Experiment
+    from engine.plan import FramePlan, Sensor
     from engine.structure_factors import StructureFactorTable
     from engine.window import Roi, Window
-
-
-@dataclass(frozen=True)
-class Sensor:
-    """Detector sensor layers: count, layer thickness (m) and attenuation coefficient (1/m)."""
-
-    layers: int
-    step: float
-    mu: float
-
-    @property
-    def thick(self) -> bool:
-        return self.step > 0.0
 
 
 class FrameTensors(NamedTuple):
@@ -98,6 +86,7 @@ class FrameSetup:
     """Pixel-independent state of one frame, on ``device`` in ``dtype``; immutable."""
 
     experiment: Experiment
+    plan: FramePlan  # the torch-free numbers the tensors were built from
     detector: DetectorGeometry
     lattice: Lattice
     dtype: torch.dtype

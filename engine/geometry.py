@@ -8,7 +8,9 @@ close distance, XDS ORGX/ORGY and the DIALS origin.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -93,32 +95,54 @@ class DetectorGeometry:
         return unit(np.array(cv.cross(cv.vec(self.beam), cv.vec(self.polar))))
 
 
-def detector_geometry(exp: Experiment) -> DetectorGeometry:
-    """Derive the detector geometry exactly as C nanoBragg does."""
-    det, beam = exp.detector, exp.beam
+class _Axes(NamedTuple):
+    """A convention's lab-frame axes (unit-less; unit vectors once resolved)."""
+
+    beam: np.ndarray
+    fdet: np.ndarray
+    sdet: np.ndarray
+    odet: np.ndarray
+    twotheta: np.ndarray
+    polar: np.ndarray
+    spindle: np.ndarray
+
+
+class _Plane(NamedTuple):
+    """Beam-centre inputs, m: pixel and detector size, the given beam and close points (NaN: not
+    given) and C's default close point (from ORGX/ORGY, else the detector centre)."""
+
+    px: float
+    detsize_f: float
+    detsize_s: float
+    xbeam: float
+    ybeam: float
+    xclose: float
+    yclose: float
+    fclose: float
+    sclose: float
+
+
+class _Centre(NamedTuple):
+    """Beam centre in convention (x, y) and detector (fast, slow) terms, close point; m."""
+
+    xbeam: float
+    ybeam: float
+    fbeam: float
+    sbeam: float
+    fclose: float
+    sclose: float
+
+
+def _mm(v: float | None) -> float:
+    return math.nan if v is None else v / 1000.0  # C: atof(mm)/1000.0
+
+
+def _plane(exp: Experiment) -> _Plane:
+    """The beam-centre inputs of ``exp``'s detector, with C's defaults of the close point."""
+    det = exp.detector
     px = det.pixel_size_mm / 1000.0
-    fpix, spix = det.fast_pixels, det.slow_pixels
-    detsize_f, detsize_s = px * fpix, px * spix
-    conv = det.convention
-    b, f, s, o, tt_axis, pol, spindle = (np.array(a, dtype=float) for a in _AXES[conv])
-    if conv is Convention.CUSTOM:
-
-        def pick(vec: tuple[float, float, float] | None, default: np.ndarray) -> np.ndarray:
-            return default if vec is None else np.array(vec, dtype=float)
-
-        f, s, o = pick(det.fdet_vector, f), pick(det.sdet_vector, s), pick(det.odet_vector, o)
-        b, pol = pick(beam.beam_vector, b), pick(beam.polar_vector, pol)
-        spindle = pick(exp.goniometer.spindle_axis, spindle)
-        tt_axis = pick(det.twotheta_axis, tt_axis)
-
-    def opt(v: float | None) -> float:
-        return math.nan if v is None else v / 1000.0  # C: atof(mm)/1000.0
-
-    xbeam, ybeam = opt(det.xbeam_mm), opt(det.ybeam_mm)
-    xclose, yclose = opt(det.xclose_mm), opt(det.yclose_mm)
-    distance = det.distance_mm / 1000.0 if det.distance_mm is not None else 0.1
-    close_distance = opt(det.close_distance_mm)
-
+    detsize_f, detsize_s = px * det.fast_pixels, px * det.slow_pixels
+    xclose, yclose = _mm(det.xclose_mm), _mm(det.yclose_mm)
     fclose = (det.orgx - 0.5) * px if det.orgx is not None else math.nan
     sclose = (det.orgy - 0.5) * px if det.orgy is not None else math.nan
     if math.isnan(fclose):
@@ -129,106 +153,184 @@ def detector_geometry(exp: Experiment) -> DetectorGeometry:
         xclose = fclose
     if math.isnan(yclose):
         yclose = sclose
-    fbeam, sbeam = fclose, sclose
+    return _Plane(px, detsize_f, detsize_s, _mm(det.xbeam_mm), _mm(det.ybeam_mm),
+                  xclose, yclose, fclose, sclose)  # fmt: skip
 
-    if conv is Convention.ADXV:
-        if math.isnan(xbeam):
-            xbeam = (detsize_f + px) / 2.0
-        if math.isnan(ybeam):
-            ybeam = (detsize_s - px) / 2.0
-        fbeam, sbeam = xbeam, detsize_s - ybeam
-    elif conv in (Convention.MOSFLM, Convention.DENZO):
-        if math.isnan(xbeam):
-            xbeam = (detsize_s + px) / 2.0
-        if math.isnan(ybeam):
-            ybeam = (detsize_f + px) / 2.0
-        shift = 0.5 * px if conv is Convention.MOSFLM else 0.0
-        fbeam, sbeam = ybeam + shift, xbeam + shift
-    elif conv in (Convention.XDS, Convention.DIALS):
-        if math.isnan(xbeam):
-            xbeam = xclose
-        if math.isnan(ybeam):
-            ybeam = yclose
-        fbeam, sbeam = xbeam, ybeam
-    else:  # CUSTOM
-        if math.isnan(xbeam):
-            xbeam = xclose
-        if math.isnan(ybeam):
-            ybeam = yclose
-        fbeam, sbeam = xbeam, ybeam
-        fclose, sclose = xbeam, ybeam
 
-    b, f, s = unit(b), unit(f), unit(s)
-    # C keeps odet only if it was already a unit vector, else rebuilds it as f x s
-    o = o if cv.magnitude(cv.vec(o)) == 1.0 else unit(np.array(cv.cross(cv.vec(f), cv.vec(s))))
-    pol, spindle = unit(pol), unit(spindle)
-    tt_axis = np.array(tt_axis, dtype=float)
+def _axes(conv: Convention) -> _Axes:
+    return _Axes(*(np.array(a, dtype=float) for a in _AXES[conv]))
 
-    pivot = det.resolved_pivot
+
+def _adxv(exp: Experiment, p: _Plane) -> tuple[_Axes, _Centre]:
+    """ADXV: beam centre from the first pixel's corner, y up from the bottom edge."""
+    xbeam = (p.detsize_f + p.px) / 2.0 if math.isnan(p.xbeam) else p.xbeam
+    ybeam = (p.detsize_s - p.px) / 2.0 if math.isnan(p.ybeam) else p.ybeam
+    centre = _Centre(xbeam, ybeam, xbeam, p.detsize_s - ybeam, p.fclose, p.sclose)
+    return _axes(Convention.ADXV), centre
+
+
+def _mosflm_centre(p: _Plane, shift: float) -> _Centre:
+    """MOSFLM/DENZO beam centre: x along slow, y along fast, shifted by ``shift`` (m)."""
+    xbeam = (p.detsize_s + p.px) / 2.0 if math.isnan(p.xbeam) else p.xbeam
+    ybeam = (p.detsize_f + p.px) / 2.0 if math.isnan(p.ybeam) else p.ybeam
+    return _Centre(xbeam, ybeam, ybeam + shift, xbeam + shift, p.fclose, p.sclose)
+
+
+def _mosflm(exp: Experiment, p: _Plane) -> tuple[_Axes, _Centre]:
+    """MOSFLM: beam centre at pixel centres (half a pixel from DENZO's)."""
+    return _axes(Convention.MOSFLM), _mosflm_centre(p, 0.5 * p.px)
+
+
+def _denzo(exp: Experiment, p: _Plane) -> tuple[_Axes, _Centre]:
+    """DENZO: MOSFLM's axes, beam centre at pixel corners."""
+    return _axes(Convention.DENZO), _mosflm_centre(p, 0.0)
+
+
+def _xds_centre(p: _Plane) -> _Centre:
+    """XDS/DIALS beam centre: x along fast, y along slow, default the close point."""
+    xbeam = p.xclose if math.isnan(p.xbeam) else p.xbeam
+    ybeam = p.yclose if math.isnan(p.ybeam) else p.ybeam
+    return _Centre(xbeam, ybeam, xbeam, ybeam, p.fclose, p.sclose)
+
+
+def _xds(exp: Experiment, p: _Plane) -> tuple[_Axes, _Centre]:
+    """XDS: beam along +z, fast +x, slow +y."""
+    return _axes(Convention.XDS), _xds_centre(p)
+
+
+def _dials(exp: Experiment, p: _Plane) -> tuple[_Axes, _Centre]:
+    """DIALS: XDS's detector axes, spindle and polarisation along +y."""
+    return _axes(Convention.DIALS), _xds_centre(p)
+
+
+def _custom(exp: Experiment, p: _Plane) -> tuple[_Axes, _Centre]:
+    """CUSTOM: nanoBragg's default axes overridden by explicit vectors; the beam centre is
+    also the close point."""
+    det, default = exp.detector, _axes(Convention.CUSTOM)
+
+    def pick(vec: tuple[float, float, float] | None, fallback: np.ndarray) -> np.ndarray:
+        return fallback if vec is None else np.array(vec, dtype=float)
+
+    axes = _Axes(
+        beam=pick(exp.beam.beam_vector, default.beam),
+        fdet=pick(det.fdet_vector, default.fdet),
+        sdet=pick(det.sdet_vector, default.sdet),
+        odet=pick(det.odet_vector, default.odet),
+        twotheta=pick(det.twotheta_axis, default.twotheta),
+        polar=pick(exp.beam.polar_vector, default.polar),
+        spindle=pick(exp.goniometer.spindle_axis, default.spindle),
+    )
+    centre = _xds_centre(p)
+    return axes, centre._replace(fclose=centre.xbeam, sclose=centre.ybeam)
+
+
+#: Each convention's axes and beam centre, as C nanoBragg sets them up.
+CONVENTIONS: dict[Convention, Callable[[Experiment, _Plane], tuple[_Axes, _Centre]]] = {
+    Convention.ADXV: _adxv,
+    Convention.MOSFLM: _mosflm,
+    Convention.DENZO: _denzo,
+    Convention.XDS: _xds,
+    Convention.DIALS: _dials,
+    Convention.CUSTOM: _custom,
+}
+
+
+def _unit_axes(a: _Axes) -> _Axes:
+    """Unit axes; C keeps odet only if it was already a unit vector, else rebuilds it as f x s."""
+    b, f, s = unit(a.beam), unit(a.fdet), unit(a.sdet)
+    o = a.odet
+    if cv.magnitude(cv.vec(o)) != 1.0:
+        o = unit(np.array(cv.cross(cv.vec(f), cv.vec(s))))
+    tt_axis = np.array(a.twotheta, dtype=float)
+    return _Axes(b, f, s, o, tt_axis, unit(a.polar), unit(a.spindle))
+
+
+class _Placement(NamedTuple):
+    """The rotated detector: first-pixel vector (m), axes, and beam . normal."""
+
+    pix0: np.ndarray
+    fdet: np.ndarray
+    sdet: np.ndarray
+    odet: np.ndarray
+    ratio: float
+
+
+def _place(exp: Experiment, a: _Axes, c: _Centre, twotheta: float) -> _Placement:
+    """Rotate the detector (rotx, roty, rotz, then two-theta) about its pivot, as C does."""
+    det = exp.detector
+    distance = det.distance_mm / 1000.0 if det.distance_mm is not None else 0.1
+    close_distance = _mm(det.close_distance_mm)
     rx, ry, rz = det.rotx_deg / RTD, det.roty_deg / RTD, det.rotz_deg / RTD
-    twotheta = det.twotheta_deg / RTD
 
-    ratio = _dot(b, rotate_xyz(o, rx, ry, rz))
+    def rotate(v: np.ndarray) -> np.ndarray:
+        return rotate_axis(rotate_xyz(v, rx, ry, rz), a.twotheta, twotheta)
+
+    ratio = _dot(a.beam, rotate_xyz(a.odet, rx, ry, rz))
     if ratio == 0.0:
         ratio = np.finfo(float).tiny
     if math.isnan(close_distance):
         close_distance = abs(ratio * distance)
     distance = close_distance / ratio
 
+    pivot = det.resolved_pivot
     pix0 = np.zeros(3)
     if pivot is Pivot.SAMPLE:
-        pix0 = -fclose * f - sclose * s + close_distance * o
-        pix0 = rotate_axis(rotate_xyz(pix0, rx, ry, rz), tt_axis, twotheta)
-    f = rotate_axis(rotate_xyz(f, rx, ry, rz), tt_axis, twotheta)
-    s = rotate_axis(rotate_xyz(s, rx, ry, rz), tt_axis, twotheta)
-    o = rotate_axis(rotate_xyz(o, rx, ry, rz), tt_axis, twotheta)
+        pix0 = rotate(-c.fclose * a.fdet - c.sclose * a.sdet + close_distance * a.odet)
+    f, s, o = rotate(a.fdet), rotate(a.sdet), rotate(a.odet)
     if pivot is Pivot.BEAM:
-        pix0 = -fbeam * f - sbeam * s + distance * b
+        pix0 = -c.fbeam * f - c.sbeam * s + distance * a.beam
     if det.pix0_vector_m is not None:
         # an explicit first-pixel vector is final: the beam centres are derived from it
         pix0 = np.array(det.pix0_vector_m, dtype=float)
+    return _Placement(pix0, f, s, o, ratio)
+
+
+def detector_geometry(exp: Experiment) -> DetectorGeometry:
+    """Derive the detector geometry exactly as C nanoBragg does."""
+    det = exp.detector
+    p = _plane(exp)
+    axes, centre = CONVENTIONS[det.convention](exp, p)
+    axes = _unit_axes(axes)
+    twotheta = det.twotheta_deg / RTD
+    pix0, f, s, o, ratio = _place(exp, axes, centre, twotheta)
+    px = p.px
 
     fclose = -_dot(pix0, f)
     sclose = -_dot(pix0, s)
     close_distance = _dot(pix0, o)
-    hit = close_distance / ratio * b - pix0
-    fbeam = _dot(f, hit)
-    sbeam = _dot(s, hit)
-    distance = close_distance / ratio
-    orgx = fclose / px + 0.5
-    orgy = sclose / px + 0.5
+    hit = close_distance / ratio * axes.beam - pix0
     dials = (1000.0 * pix0[2], 1000.0 * pix0[1], -1000.0 * pix0[0])
 
     return DetectorGeometry(
-        fast_pixels=fpix,
-        slow_pixels=spix,
+        fast_pixels=det.fast_pixels,
+        slow_pixels=det.slow_pixels,
         pixel_size=px,
         fdet=f,
         sdet=s,
         odet=o,
         pix0=pix0,
-        beam=b,
-        polar=pol,
-        spindle=spindle,
-        twotheta_axis=tt_axis,
-        distance=distance,
+        beam=axes.beam,
+        polar=axes.polar,
+        spindle=axes.spindle,
+        twotheta_axis=axes.twotheta,
+        distance=close_distance / ratio,
         close_distance=close_distance,
-        xbeam=xbeam,
-        ybeam=ybeam,
-        xclose=xclose,
-        yclose=yclose,
-        fbeam=fbeam,
-        sbeam=sbeam,
+        xbeam=centre.xbeam,
+        ybeam=centre.ybeam,
+        xclose=p.xclose,
+        yclose=p.yclose,
+        fbeam=_dot(f, hit),
+        sbeam=_dot(s, hit),
         fclose=fclose,
         sclose=sclose,
-        orgx=orgx,
-        orgy=orgy,
+        orgx=fclose / px + 0.5,
+        orgy=sclose / px + 0.5,
         dials_origin=(float(dials[0]), float(dials[1]), float(dials[2])),
-        detsize_f=detsize_f,
-        detsize_s=detsize_s,
+        detsize_f=p.detsize_f,
+        detsize_s=p.detsize_s,
         twotheta=twotheta,
-        pivot=pivot,
-        convention=conv,
+        pivot=det.resolved_pivot,
+        convention=det.convention,
         curved=det.curved,
         point_pixel=det.point_pixel,
     )

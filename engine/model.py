@@ -4,8 +4,9 @@ plus sub-pixel sampling.
 Units follow the nanoBragg command line: lengths of the detector and crystal in mm,
 wavelengths and cells in Angstrom, angles in degrees, divergence in mrad, sensor thickness
 in micrometres. ``None`` means "not given": C nanoBragg then derives the value from the
-others (beam centre, oversampling, pivot, step counts), and :mod:`engine.geometry`,
-:mod:`engine.scan` and :mod:`engine.sources` derive it exactly as the C program does.
+others (beam centre, oversampling, pivot, step counts), and :mod:`engine.plan`
+(with :mod:`engine.geometry`, :mod:`engine.scan` and :mod:`engine.sources`) derives it exactly
+as the C program does.
 The model's JSON schema states each field's unit; it imports neither torch nor numpy.
 """
 
@@ -236,11 +237,3 @@ class Experiment(_Model):
     def _upgrade(cls, data):
         """Read the pre-0.2 spelling too (-1 sentinels, spindle axis on the detector, ...)."""
         return upgrade_experiment(data)
-
-    def with_frame(self, k: int) -> Experiment:
-        """Frame k of an oscillation series: phi starts at phi0 + k*osc, same steps."""
-        from engine.scan import resolve_phi
-
-        phi0, osc, _, _ = resolve_phi(self.scan)
-        scan = self.scan.model_copy(update={"phi0_deg": phi0 + k * osc})  # same series
-        return self.model_copy(update={"scan": scan})

@@ -11,51 +11,10 @@ import torch
 
 from engine.cli_args import Outputs
 from engine.frame import FrameSetup
-from engine.geometry import RTD, DetectorGeometry
-from engine.model import Experiment
 from engine.noise import noise_image
-from engine.scan import resolve_phi
-from engine.smv import SMVHeader, c_g, int_image, write_float_image, write_pgm, write_smv
+from engine.smv import c_g, int_image, smv_header, write_float_image, write_pgm, write_smv
 from engine.statistics import FrameStatistics
 from engine.structure_factors import write_fdump
-
-
-def smv_header(
-    detector: DetectorGeometry, wavelength_A: float, phi0_deg: float, osc_deg: float
-) -> SMVHeader:
-    """The header values C nanoBragg writes into its SMV images, from the frame's detector
-    geometry, wavelength (Angstrom), start angle and oscillation (degrees)."""
-    g = detector
-    mm = 1000.0
-    return SMVHeader(
-        fast_pixels=g.fast_pixels,
-        slow_pixels=g.slow_pixels,
-        pixel_size_mm=g.pixel_size * mm,
-        distance_mm=g.distance * mm,
-        wavelength_A=wavelength_A,
-        beam_center_x_mm=g.xbeam * mm,
-        beam_center_y_mm=g.ybeam * mm,
-        adxv_center_x_mm=g.fbeam * mm,
-        adxv_center_y_mm=(g.detsize_s - g.sbeam) * mm,
-        mosflm_center_x_mm=(g.sbeam - 0.5 * g.pixel_size) * mm,
-        mosflm_center_y_mm=(g.fbeam - 0.5 * g.pixel_size) * mm,
-        denzo_x_beam_mm=g.sbeam * mm,
-        denzo_y_beam_mm=g.fbeam * mm,
-        dials_origin_mm=g.dials_origin,
-        xds_orgx=g.orgx,
-        xds_orgy=g.orgy,
-        close_distance_mm=g.close_distance * mm,
-        phi_deg=phi0_deg,
-        osc_start_deg=phi0_deg,
-        osc_range_deg=osc_deg,
-        twotheta_deg=g.twotheta * RTD,
-    )
-
-
-def experiment_smv_header(experiment: Experiment, detector: DetectorGeometry) -> SMVHeader:
-    """:func:`smv_header` of a frame's experiment and its detector geometry."""
-    phi0, osc, _, _ = resolve_phi(experiment.scan)
-    return smv_header(detector, experiment.beam.wavelength_A, phi0, osc)
 
 
 def write_outputs(
@@ -98,11 +57,7 @@ def write_outputs(
         if noise is not None:
             counts, photons, overloads = noise.result()
             say(f"{photons:.0f} photons on noise image ({overloads} overloads)")
-            write_smv(
-                outputs.noisefile,
-                counts.numpy(),
-                experiment_smv_header(setup.experiment, setup.detector),
-            )
+            write_smv(outputs.noisefile, counts.numpy(), smv_header(setup.plan))
             say(f"writing {outputs.noisefile} as 2-byte integers")
     return lines
 
@@ -131,7 +86,7 @@ def _write_images(
         )
         if outputs.intfile:
             say(f"intfile_scale = {c_g(scale)}")
-            write_smv(outputs.intfile, adu, experiment_smv_header(setup.experiment, setup.detector))
+            write_smv(outputs.intfile, adu, smv_header(setup.plan))
             say(f"writing {outputs.intfile} as 2-byte integers")
         del adu  # one output image in memory at a time
         if outputs.pgmfile:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
+from engine.model import Scan
 from engine.orientation import RTD
 from engine.sources import check_steps
-
-if TYPE_CHECKING:  # engine.model imports this module
-    from engine.model import Scan
 
 
 def _given(value: float | int | None) -> float | int:

@@ -3,26 +3,25 @@
 ``prepare_frame`` turns an :class:`~engine.model.Experiment` into a frozen
 :class:`~engine.frame.FrameSetup` of small named tensors (sources, rotated cells for every
 phi step and mosaic domain, detector axes decomposed about each incident direction) on the
-target device and dtype. It is computed once per frame, with no call into the kernel, and
-reused by every window of that frame.
+target device and dtype, built from the frame's torch-free :func:`engine.plan.plan`. It is
+computed once per frame, with no call into the kernel, and reused by every window of that frame.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import torch
 
 from engine.errors import InputError
-from engine.frame import FrameSetup, FrameTensors, Sensor, Structure
-from engine.geometry import RTD, DetectorGeometry, detector_geometry, rotate_axis
-from engine.lattice import Lattice, auto_oversample, build_lattice
+from engine.frame import FrameSetup, FrameTensors, Structure
+from engine.geometry import DetectorGeometry
+from engine.lattice import Lattice
 from engine.model import Experiment
 from engine.physics import R_E_SQR, in_interpolation_range, sample_geometry, subpixel_coordinates
+from engine.plan import Sensor, plan, resolve_mosaic, resolve_sensor
 from engine.precision import torch_dtype
-from engine.scan import phi_angles_deg
 from engine.structure_factors import StructureFactorTable, constant, read_fdump, read_hkl
 from engine.window import Window, roi_window
 
@@ -31,50 +30,6 @@ __all__ = ["FrameSetup", "Sensor", "prepare_frame", "resolve_mosaic", "resolve_s
 AVOGADRO = 6.02214179e23
 WATER_F = 2.57
 WATER_MW = 18.0
-
-
-def resolve_sensor(exp: Experiment) -> Sensor:
-    """Sensor layering with C nanoBragg's automatic rules."""
-    det = exp.detector
-    thick = det.thick_um * 1e-6
-    mu = -1.0
-    if det.absorption_um is not None:
-        if det.absorption_um == 0.0 or math.isinf(det.absorption_um):
-            thick, mu = 0.0, 0.0
-        else:
-            mu = 1.0 / (det.absorption_um * 1e-6)
-    steps, step = (-1 if det.thicksteps is None else det.thicksteps), -1.0
-    if steps <= 0:
-        if thick > 0.0:
-            steps, step = 2, thick / 2
-        else:
-            steps, thick, step = 1, 0.0, 0.0
-    elif thick > 0.0:
-        steps = max(steps, 2)
-        step = thick / (steps - 1)
-    else:
-        thick = 0.5e-6
-        step = thick / steps
-    if thick <= 0.0 or step <= 0.0 or steps <= 0:
-        steps, thick, step = 1, 0.0, 0.0
-    if thick > 0.0 and mu < 0.0:
-        mu = 1.0 / thick
-    return Sensor(layers=steps, step=step, mu=mu)
-
-
-def resolve_mosaic(exp: Experiment) -> tuple[float, int]:
-    """Mosaic spread (radians) and number of domains, with C's automatic rules."""
-    spread = exp.crystal.mosaic_spread_deg
-    domains = exp.crystal.mosaic_domains
-    spread = -1.0 if spread is None else spread  # C's "not given"
-    domains = -1 if domains is None else domains
-    if domains <= 0:
-        if spread < 0.0:
-            return 0.0, 1
-        return spread / RTD, (1 if spread == 0.0 else 10)
-    if spread <= 0.0:
-        return 0.0, 1
-    return spread / RTD, domains
 
 
 def load_structure_factors(exp: Experiment) -> StructureFactorTable:
@@ -89,57 +44,16 @@ def load_structure_factors(exp: Experiment) -> StructureFactorTable:
     return constant(cr.default_F)
 
 
-def _orientations(exp: Experiment, lattice: Lattice, geo: DetectorGeometry) -> np.ndarray:
-    """Real-space cell vectors (metres) for every phi step x mosaic domain: (M, 3, 3) rows a,b,c."""
-    from engine.orientation import mosaic_umats
-
-    spread, domains = resolve_mosaic(exp)
-    umats = (
-        mosaic_umats(spread, domains, -exp.crystal.mosaic_seed) if spread > 0.0 else np.eye(3)[None]
-    )
-    out = []
-    for phi_deg in phi_angles_deg(exp.scan):
-        phi = phi_deg / RTD
-        cell = [lattice.a, lattice.b, lattice.c]
-        if phi != 0.0:
-            cell = [rotate_axis(v, geo.spindle, phi) for v in cell]
-        for u in umats:
-            out.append([u @ v for v in cell] if spread > 0.0 else cell)
-    return np.array(out, dtype=float)
-
-
-def _sources(exp: Experiment, geo: DetectorGeometry) -> tuple[np.ndarray, np.ndarray]:
-    """Incident unit vectors (S, 3) and wavelengths (S,) in metres."""
-    from engine.sources import beam_sources
-
-    beam = exp.beam
-    if beam.sources:
-        directions = np.array([_unit(np.array(s.position, dtype=float)) for s in beam.sources])
-        return -directions, np.array([s.wavelength_A * 1e-10 for s in beam.sources])
-    src = beam_sources(beam, geo.beam, geo.polar)
-    incident = -np.asarray(src.directions, dtype=float)
-    return incident, np.asarray(src.wavelengths_m, dtype=float)
-
-
 def prepare_frame(
     exp: Experiment, dtype: torch.dtype | str = torch.float32, device: str | torch.device = "cpu"
 ) -> FrameSetup:
     """Compute the per-frame set-up of ``exp`` for rendering in ``dtype`` on ``device``."""
     dtype = torch_dtype(dtype)
     device = torch.device(device)
-    geo = detector_geometry(exp)
-    misset = exp.crystal.misset_deg
-    misset_rad = tuple(x / RTD for x in misset) if misset is not None else None
-    lattice = build_lattice(
-        exp.crystal, exp.beam.wavelength_A, misset_rad, exp.beam.beamsize_mm / 1000.0
-    )
-    lam0 = exp.beam.wavelength_A / 1e10  # C: lambda0 = atof(A)/1e10
-    oversample = exp.sampling.oversample or auto_oversample(
-        lattice, lam0, geo.distance, geo.pixel_size
-    )
-    sensor = resolve_sensor(exp)
-    incident, lambdas = _sources(exp, geo)
-    cells = _orientations(exp, lattice, geo)
+    frame = plan(exp)
+    geo, lattice, sensor, oversample = frame.detector, frame.lattice, frame.sensor, frame.oversample
+    incident, lambdas = frame.sources
+    cells = frame.cells
     sf = load_structure_factors(exp)
     interpolate = exp.crystal.interpolate
     if interpolate is None:
@@ -148,7 +62,7 @@ def prepare_frame(
     fluence = exp.beam.fluence
     background = WATER_F**2 * R_E_SQR * fluence * water**3 * 1e6 * AVOGADRO / WATER_MW
     n_src, n_orient = len(lambdas), len(cells)
-    steps = n_src * n_orient * oversample * oversample
+    steps = frame.steps
     scalars = {
         "scale": R_E_SQR * fluence / steps,
         "background": background,
@@ -170,6 +84,7 @@ def prepare_frame(
             st = tricubic
     return FrameSetup(
         experiment=exp,
+        plan=frame,
         detector=geo,
         lattice=lattice,
         dtype=dtype,

@@ -10,8 +10,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from engine.orientation import RTD
+
+if TYPE_CHECKING:
+    from engine.plan import FramePlan
 
 SMV_HEADER_BYTES = 512
 ADC_OFFSET = 40.0
@@ -22,6 +28,7 @@ CHUNK_PIXELS = 1 << 16  # pixels converted at a time: float64 temporaries stay i
 __all__ = [
     "SMVHeader",
     "c_g",
+    "smv_header",
     "smv_header_bytes",
     "write_smv",
     "read_smv",
@@ -65,6 +72,35 @@ class SMVHeader:
     osc_start_deg: float
     osc_range_deg: float
     twotheta_deg: float
+
+
+def smv_header(frame: FramePlan) -> SMVHeader:
+    """The header values C nanoBragg writes into its SMV images, from a frame's plan."""
+    g = frame.detector
+    mm = 1000.0
+    return SMVHeader(
+        fast_pixels=g.fast_pixels,
+        slow_pixels=g.slow_pixels,
+        pixel_size_mm=g.pixel_size * mm,
+        distance_mm=g.distance * mm,
+        wavelength_A=frame.experiment.beam.wavelength_A,
+        beam_center_x_mm=g.xbeam * mm,
+        beam_center_y_mm=g.ybeam * mm,
+        adxv_center_x_mm=g.fbeam * mm,
+        adxv_center_y_mm=(g.detsize_s - g.sbeam) * mm,
+        mosflm_center_x_mm=(g.sbeam - 0.5 * g.pixel_size) * mm,
+        mosflm_center_y_mm=(g.fbeam - 0.5 * g.pixel_size) * mm,
+        denzo_x_beam_mm=g.sbeam * mm,
+        denzo_y_beam_mm=g.fbeam * mm,
+        dials_origin_mm=g.dials_origin,
+        xds_orgx=g.orgx,
+        xds_orgy=g.orgy,
+        close_distance_mm=g.close_distance * mm,
+        phi_deg=frame.phi0_deg,
+        osc_start_deg=frame.phi0_deg,
+        osc_range_deg=frame.osc_deg,
+        twotheta_deg=g.twotheta * RTD,
+    )
 
 
 def smv_header_bytes(h: SMVHeader) -> bytes:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.geometry import detector_geometry
-from engine.outputs import experiment_smv_header
+from engine.plan import plan
+from engine.smv import smv_header
 from engine.statistics import FrameStatistics
 from service.errors import NotFound, NotReady
 from service.serializers import FrameContext, Options, Serializer
@@ -99,7 +99,7 @@ class JobPixels:
         the SMV header of the frame's experiment."""
         stats = self.statistics(frame)
         experiment = self.spec.frame_experiment(frame)
-        header = experiment_smv_header(experiment, detector_geometry(experiment))
+        header = smv_header(plan(experiment))
         det = experiment.detector
         mask = self.spec.grid.roi.mask(det.slow_pixels, det.fast_pixels)
         return FrameContext(stats, mask, header)

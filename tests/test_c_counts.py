@@ -11,10 +11,12 @@ import sys
 
 import pytest
 
+from engine.plan import plan
 from engine.scan import resolve_phi
 from engine.setup import prepare_frame, resolve_mosaic
 from engine.sources import beam_sources
 from engine.window import Window
+from service.steps import pixel_work
 
 from reference import case_args, reference_log, require_reference
 
@@ -98,6 +100,32 @@ def test_counts_match_c_log(name, in_inputs):
     expected = c_counts(reference_log(name))
     got = braggtile_counts(_experiment(name))
     assert got == expected
+
+
+@pytest.mark.parametrize("name", _cases())
+def test_torch_free_plan_counts_match_c_log(name, in_inputs):
+    """The frame plan (what the service counts a job's work with) has C's loop counts."""
+    expected = c_counts(reference_log(name))
+    exp = _experiment(name)
+    frame = plan(exp)
+    got = {
+        "cells": (frame.lattice.na, frame.lattice.nb, frame.lattice.nc),
+        "oversample": (frame.oversample,),
+        "phi_steps": (frame.phisteps,),
+        "mosaic_domains": (frame.mosaic_domains,),
+        "sources": (frame.source_count(),),
+        "layers": (frame.sensor.layers,),
+    }
+    assert got == {key: expected[key] for key in got}
+    work = pixel_work(exp)
+    assert work.steps == frame.steps * frame.sensor.layers
+    assert work.steps == (
+        expected["sources"][0]
+        * expected["phi_steps"][0]
+        * expected["mosaic_domains"][0]
+        * expected["oversample"][0] ** 2
+        * expected["layers"][0]
+    )
 
 
 def test_sample_size_cells_are_c_s():

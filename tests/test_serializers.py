@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.geometry import detector_geometry
-from engine.outputs import experiment_smv_header
+from engine.plan import plan
 from engine.resolve import parse_nanobragg
-from engine.smv import int_image, read_smv, write_smv
+from engine.smv import int_image, read_smv, smv_header, write_smv
 from engine.statistics import TileStatistics
 from engine.window import Window
 from service.imaging import Contrast
@@ -56,7 +55,7 @@ def test_png_follows_the_contrast() -> None:
 
 def test_whole_frame_formats_are_the_c_files(tmp_path: Path) -> None:
     experiment = parse_nanobragg(shlex.split(ARGS)).experiment
-    header = experiment_smv_header(experiment, detector_geometry(experiment))
+    header = smv_header(plan(experiment))
     pixels = np.array([[0, 1, 2, 3, 4, 5]] * 4, dtype=np.float32) * np.float32(1.5)
     mask = np.ones(pixels.shape, dtype=bool)
     stats = TileStatistics.from_tile(pixels, Window(0, 4, 0, 6)).summary()

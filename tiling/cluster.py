@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dask
-import torch
 from distributed import Client, LocalCluster
 
 from engine import config
@@ -48,6 +47,13 @@ def register_plugin(client: Client, torch_threads: int | None = None) -> None:
     client.register_plugin(plugin, name=PLUGIN_NAME)
 
 
+def _cuda_devices() -> int:
+    """CUDA devices torch sees here (0 without CUDA); imports torch, so only when connecting."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 @contextmanager
 def connect(
     scheduler: str | None = None,
@@ -75,7 +81,7 @@ def connect(
             register_plugin(client, torch_threads)
             yield client
         return
-    use_gpu = torch.cuda.is_available() if gpu is None else gpu
+    use_gpu = _cuda_devices() > 0 if gpu is None else gpu
     if in_process:
         with _local(1, False, use_gpu, torch_threads or host_cores()) as client:
             yield client
@@ -90,7 +96,7 @@ def connect(
 
     cores = host_cores()
     if use_gpu:
-        n = workers or max(1, torch.cuda.device_count())
+        n = workers or max(1, _cuda_devices())
     else:
         n = workers or max(1, min(cores, int(config.get("cluster.cpu-workers"))))
     with _local(n, True, use_gpu, torch_threads or max(1, cores // n)) as client:
@@ -101,7 +107,7 @@ def connect(
 def _local(n: int, processes: bool, gpu: bool, torch_threads: int) -> Iterator[Client]:
     """A client of a new LocalCluster: ``n`` workers (spawned processes, or threads of this
     process) with one Dask thread each, declaring ``GPU: 1`` when ``gpu``; closed on exit."""
-    if gpu and not torch.cuda.is_available():
+    if gpu and not _cuda_devices():
         raise InputError("--device", "GPU workers requested, but CUDA is not available here")
     with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}):
         cluster = LocalCluster(

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from engine.model import Experiment, Scan
+from engine.plan import frame_experiment
 from engine.precision import Precision, torch_dtype
 from tiling.grid import TileGrid
 from tiling.pyramid import DEFAULT_MIN_SIZE, level_shapes
@@ -91,7 +92,7 @@ class JobSpec(BaseModel):
 
     def frame_experiment(self, frame: int) -> Experiment:
         """The experiment of frame ``frame`` of the series (frame 0 is the experiment itself)."""
-        return self.experiment if frame == 0 else self.experiment.with_frame(frame)
+        return frame_experiment(self.experiment, frame)
 
     def options(self) -> dict[str, Any]:
         """The job's options besides the experiment, JSON-ready."""

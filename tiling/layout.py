@@ -230,12 +230,12 @@ class StoreAttributes(BaseModel):
 
 
 def job_geometry(job: JobSpec) -> Geometry:
-    """The derived detector and scan geometry of ``job``."""
-    from engine.geometry import detector_geometry
-    from engine.scan import resolve_phi
+    """The derived detector and scan geometry of ``job`` (from the torch-free frame plan)."""
+    from engine.plan import plan
 
-    geo = detector_geometry(job.experiment)
-    phi0, osc, phistep, phisteps = resolve_phi(job.experiment.scan)
+    frame = plan(job.experiment)
+    geo = frame.detector
+    phi0, osc, phistep, phisteps = frame.phi0_deg, frame.osc_deg, frame.phistep_deg, frame.phisteps
     beam_slow, beam_fast = geo.beam_centre_pixels
     return Geometry(
         slow_pixels=geo.slow_pixels,

@@ -13,17 +13,14 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from distributed import get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from engine import config
 from engine.frame import FrameSetup
-from engine.kernel import render_window
-from engine.setup import prepare_frame
 from engine.statistics import FrameStatistics, TileStatistics
 from engine.window import Window
 from tiling.allocator import tune_allocator
@@ -31,6 +28,12 @@ from tiling.grid import intersect
 from tiling.inputs import local_experiment
 from tiling.pyramid import bin2x2, children, chunk_window, source_window
 from tiling.store import TileRecord, TileStore
+
+if TYPE_CHECKING:
+    import torch
+
+# torch, the kernel and the frame set-up load inside the tasks (workers only): the service
+# imports this module to build graphs and must not load torch
 
 PLUGIN_NAME = "braggtile-tiling"
 
@@ -81,12 +84,16 @@ class TilingPlugin(WorkerPlugin):
 
     def enter(self) -> None:
         """Apply the thread count in the calling thread (OpenMP settings are per thread)."""
+        import torch
+
         if torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
 
     def device(self, kind: str) -> torch.device:
         """The torch device for tasks of ``kind`` on this worker: "cpu", "cuda", or "auto" (this
         worker's GPU when it declares a ``GPU`` resource and has CUDA, else its CPUs)."""
+        import torch
+
         if kind == "auto":
             kind = "cuda" if self.gpu_index is not None else "cpu"
         if kind == "cuda":
@@ -107,6 +114,8 @@ class TilingPlugin(WorkerPlugin):
         return store
 
     def frame_setup(self, store: TileStore, frame: int, device: torch.device) -> FrameSetup:
+        from engine.setup import prepare_frame
+
         job = store.job
         key = (job.fingerprint, frame, job.dtype, str(device))
         if key in self._setups:
@@ -123,6 +132,8 @@ class TilingPlugin(WorkerPlugin):
 
 def _gpu_index(name: Any) -> int | None:
     """The CUDA device of a GPU worker: one per worker by its number, or the only one visible."""
+    import torch
+
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count == 0:
         return None
@@ -151,6 +162,8 @@ def current_plugin() -> TilingPlugin:
 
 def worker_info() -> dict[str, Any]:
     """Diagnostics of the worker it runs on: pid, torch threads seen by tasks, GPU, set-ups made."""
+    import torch
+
     plugin = current_plugin()
     return {
         "pid": os.getpid(),
@@ -216,6 +229,10 @@ def _render_tile(
     store: TileStore, setup: FrameSetup, frame: int, row: int, col: int, stages: dict
 ) -> tuple[np.ndarray, TileRecord]:
     """Render, measure and write one tile (chunk, then record); its pixels and record."""
+    import torch
+
+    from engine.kernel import render_window
+
     start = time.perf_counter()
     grid = store.job.grid
     window = grid.window(row, col)
@@ -316,7 +333,7 @@ def finish_frame(
         return ""
     plugin = current_plugin()
     store = plugin.store(path, fingerprint)
-    setup = plugin.frame_setup(store, frame, torch.device("cpu"))
+    setup = plugin.frame_setup(store, frame, plugin.device("cpu"))
     image = store.read_frame(0, frame)
     mask = store.job.grid.roi.mask(*image.shape)
     lines = writer(setup, image, FrameStatistics.from_dict(statistics), mask, frame)
