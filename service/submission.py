@@ -109,7 +109,7 @@ def build_spec(request: JobRequest, inputs_dir: Path, limits: Limits) -> JobSpec
 
 def summary(spec: JobSpec) -> dict[str, Any]:
     """What a job record shows besides its state: shape, levels, grid and geometry."""
-    geo = geometry_attributes(spec)
+    geo = geometry_attributes(spec.experiment, spec.frames)
     det = spec.experiment.detector
     return {
         "frames": spec.frames,

@@ -29,7 +29,7 @@ from engine.statistics import FrameStatistics, TileStatistics
 from engine.window import Window
 
 if TYPE_CHECKING:
-    from tiling.job import JobSpec
+    from engine.model import Experiment
 
 #: Group attribute holding :class:`StoreAttributes`.
 ATTRS_KEY = "braggtile"
@@ -229,11 +229,12 @@ class StoreAttributes(BaseModel):
         return self.model_dump(mode="json")
 
 
-def job_geometry(job: JobSpec) -> Geometry:
-    """The derived detector and scan geometry of ``job`` (from the torch-free frame plan)."""
+def job_geometry(experiment: Experiment, frames: int) -> Geometry:
+    """The derived detector and scan geometry of ``frames`` frames of ``experiment`` (from
+    the torch-free frame plan)."""
     from engine.plan import plan
 
-    frame = plan(job.experiment)
+    frame = plan(experiment)
     geo = frame.detector
     phi0, osc, phistep, phisteps = frame.phi0_deg, frame.osc_deg, frame.phistep_deg, frame.phisteps
     beam_slow, beam_fast = geo.beam_centre_pixels
@@ -260,13 +261,13 @@ def job_geometry(job: JobSpec) -> Geometry:
         osc_deg=osc,
         phistep_deg=phistep,
         phisteps=phisteps,
-        frame_phi0_deg=[phi0 + k * osc for k in range(job.frames)],
+        frame_phi0_deg=[phi0 + k * osc for k in range(frames)],
     )
 
 
-def geometry_attributes(job: JobSpec) -> dict[str, Any]:
+def geometry_attributes(experiment: Experiment, frames: int) -> dict[str, Any]:
     """:func:`job_geometry` JSON-ready (mm, degrees, pixels, unit vectors)."""
-    return job_geometry(job).model_dump(mode="json")
+    return job_geometry(experiment, frames).model_dump(mode="json")
 
 
 def ome_attributes(levels: int) -> dict[str, Any]:

@@ -315,7 +315,7 @@ class TileStore(StoreReader):
             job=JobOptions.model_validate(job.options()),
             inputs=job.inputs,
             experiment=job.experiment.model_dump(mode="json"),
-            geometry=job_geometry(job),
+            geometry=job_geometry(job.experiment, job.frames),
         )
         group.update_attributes(
             {OME_KEY: ome_attributes(len(job.level_shapes)), ATTRS_KEY: attributes.to_json()}
