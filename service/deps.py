@@ -14,6 +14,7 @@ from fastapi import Path, Query, Request
 
 from service.imaging import Colormap, Contrast, Scale
 from service.jobs import JobManager
+from service.models import MAX_INDEX
 from service.pixels import JobPixels
 from tiling.job import JobSpec
 
@@ -49,7 +50,7 @@ class FrameParams:
 
     request: Request
     job_id: Annotated[str, Path(description="job id", max_length=64)]
-    frame: Annotated[int, Path(description="frame index, 0-based", ge=0)]
+    frame: Annotated[int, Path(description="frame index, 0-based", ge=0, le=MAX_INDEX)]
 
     def __post_init__(self) -> None:
         self.job = JobParams(self.request, self.job_id)

@@ -7,9 +7,9 @@ path separator, no ``..``, not absolute. Nothing outside the job folder is ever 
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
+from engine.argsplit import split_arguments
 from engine.flags import FLAGS
 from engine.model import Experiment
 from service.errors import BadInput, TooLarge
@@ -19,6 +19,8 @@ from service.settings import Limits
 FILE_FLAGS = frozenset(name for flag in FLAGS if flag.values == "FILE" for name in flag.names)
 #: Input files of a crystal in the typed job model.
 CRYSTAL_FILES = ("hkl_file", "fdump_file")
+#: Longest file name, bytes of UTF-8 (the common file systems' limit).
+MAX_NAME_BYTES = 255
 
 
 def check_name(name: str, field: str) -> str:
@@ -36,11 +38,24 @@ def check_name(name: str, field: str) -> str:
             "absolute paths; name a file given in 'inputs')",
             field=field,
         )
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_NAME_BYTES:
+        raise BadInput(
+            f"{field}: a file name of {size} bytes, more than the limit of {MAX_NAME_BYTES}",
+            field=field,
+            limit=MAX_NAME_BYTES,
+        )
     return name
 
 
 def write_inputs(folder: Path, inputs: dict[str, str], limits: Limits) -> None:
     """Write the inline input files into ``folder`` (created)."""
+    if len(inputs) > limits.max_inputs:
+        raise TooLarge(
+            f"inputs: {len(inputs)} files, more than the limit of {limits.max_inputs}",
+            field="inputs",
+            limit=limits.max_inputs,
+        )
     size = sum(len(text.encode()) for text in inputs.values())
     if size > limits.max_input_bytes:
         raise TooLarge(
@@ -69,7 +84,7 @@ def parse_arguments(args: str, folder: Path, inputs: dict[str, str]) -> tuple[Ex
     from engine.resolve import parse_nanobragg
 
     try:
-        argv = shlex.split(args)
+        argv = split_arguments(args)
     except ValueError as err:
         raise BadInput(f"nanobragg: {err}", field="nanobragg") from None
     local = list(argv)

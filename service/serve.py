@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import uvicorn
 
+from service.auth import RedactSecrets
 from service.settings import Limits, Settings
 from tiling.cli import add_cluster_arguments
 
@@ -95,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     app = create_app(settings)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
+    logging.getLogger("uvicorn.access").addFilter(RedactSecrets())  # after uvicorn's set-up
     DrainingServer(config).run()
     return 0
 
