@@ -120,6 +120,7 @@ def nanobragg_text() -> st.SearchStrategy[str]:
     return st.one_of(
         st.just(TINY),
         words.map(lambda w: TINY + " " + " ".join(w)),
+        TEXT.map(lambda name: f"{TINY} -floatfile {name!r}"),
         TEXT,
         st.sampled_from([16384, 16385]).map(lambda n: ("-N 3 " * n)[:n]),
     )
