@@ -63,8 +63,12 @@ class RenderParams:
     """PNG rendering: values in [vmin, vmax] photons mapped by ``scale`` onto ``colormap``."""
 
     scale: Annotated[Scale, Query(description="linear, sqrt or log (3 decades)")] = "linear"
-    vmin: Annotated[float | None, Query(description="photons shown as the lowest colour")] = None
-    vmax: Annotated[float | None, Query(description="photons shown as the highest colour")] = None
+    vmin: Annotated[
+        float | None, Query(allow_inf_nan=False, description="photons shown as the lowest colour")
+    ] = None
+    vmax: Annotated[
+        float | None, Query(allow_inf_nan=False, description="photons shown as the highest colour")
+    ] = None
     colormap: Annotated[Colormap, Query(description="gray, viridis, inferno or magma")] = "gray"
 
     @property

@@ -226,7 +226,7 @@ def test_lone_surrogates_are_422_naming_the_field(http: httpx.Client, body, fiel
     assert r.json()["field"] == field or field.endswith(".") and r.json()["field"].startswith(field)
 
 
-def test_keys_and_event_ids_past_their_bounds_are_4xx_naming_them(http: httpx.Client) -> None:
+def test_keys_ids_and_numbers_past_their_bounds_are_4xx_naming_them(http: httpx.Client) -> None:
     jid = submit(http, {"nanobragg": TINY, "tile": 16})["id"]
     assert read_events(http, jid)[-1]["event"] == "successful"
     r = http.get(f"/v1/jobs/{jid}/zarr/0/{'x' * 300}")
@@ -244,6 +244,14 @@ def test_keys_and_event_ids_past_their_bounds_are_4xx_naming_them(http: httpx.Cl
     assert read_events(http, jid, last=MAX_EVENT_ID) == []  # the largest id: a stream that ends
     r = http.get(f"/v1/jobs/{jid}/frames/{2**40}/tiles/0/0")
     assert r.status_code == 422 and r.json()["field"] == "frame"
+    for path, field in [
+        ("preview.png?vmin=nan", "vmin"),
+        ("tiles/0/0?format=png&vmax=inf", "vmax"),
+        ("export?format=smv&adc=-inf", "adc"),
+        ("export?format=smv&scale=inf", "scale"),
+    ]:
+        r = http.get(f"/v1/jobs/{jid}/frames/0/{path}")
+        assert r.status_code == 422 and r.json()["field"] == field, (path, r.text)
 
 
 def test_the_server_logged_no_traceback(http: httpx.Client) -> None:

@@ -84,9 +84,10 @@ def export(
         Literal["float", "smv"],
         Query(description="float: C's -floatfile (raw <f4); smv: C's -intfile"),
     ] = "float",
-    adc: Annotated[float, Query(description="smv: ADC offset, ADU")] = 40.0,
+    adc: Annotated[float, Query(allow_inf_nan=False, description="smv: ADC offset, ADU")] = 40.0,
     scale: Annotated[
-        float | None, Query(gt=0, description="smv: ADU per photon (default 55000/max_I)")
+        float | None,
+        Query(gt=0, allow_inf_nan=False, description="smv: ADU per photon (default 55000/max_I)"),
     ] = None,
 ) -> Response:
     """A finished frame in C nanoBragg's file formats."""
