@@ -50,7 +50,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--token",
         default=os.environ.get("BRAGGTILE_TOKEN") or None,
-        help="bearer token required by every /v1 endpoint (default: $BRAGGTILE_TOKEN; none)",
+        help="bearer token required by every endpoint but /, /healthz, /metrics, /static and the "
+        "OpenAPI pages (default: $BRAGGTILE_TOKEN; none)",
     )
     p.add_argument("--log-level", default="info", help="uvicorn log level")
     return p
