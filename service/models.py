@@ -53,7 +53,9 @@ class JobRequest(BaseModel):
     tile: int | None = Field(None, ge=1, description="tile (= zarr chunk) side, pixels")
     dtype: Literal["float32", "float64"] | None = Field(None, description="precision")
     inputs: dict[str, str] = Field(
-        default_factory=dict, description='files the arguments name: {"P1.hkl": "<text>"}'
+        default_factory=dict,
+        description='files the arguments name: {"P1.hkl": "<text>"} (at most --max-inputs '
+        "files; plain names of at most 255 bytes of UTF-8)",
     )
 
     @field_validator("nanobragg", "job", "inputs")
