@@ -8,8 +8,7 @@ would), ``--nanobragg=ARGS``, and everything after ``--``.
 
 from __future__ import annotations
 
-import shlex
-
+from engine.argsplit import split_arguments
 from engine.errors import InputError
 
 FLAG = "--nanobragg"
@@ -17,7 +16,7 @@ FLAG = "--nanobragg"
 
 def _split(text: str) -> list[str]:
     try:
-        return shlex.split(text)
+        return split_arguments(text)
     except ValueError as err:
         raise InputError(FLAG, f"cannot split {text!r}: {err}") from None
 

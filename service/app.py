@@ -21,7 +21,8 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
 
 from service import db
-from service.auth import require
+from service.auth import Tickets, TokenGate, require
+from service.bodylimit import BodyLimit
 from service.errors import add_exception_handlers
 from service.events import Hub
 from service.jobs import JobManager
@@ -142,11 +143,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     add_exception_handlers(app)
+    app.state.tickets = Tickets()
+    app.add_middleware(BodyLimit, limit=settings.limits.max_body_bytes)
+    app.add_middleware(TokenGate, token=settings.token, tickets=app.state.tickets)  # outermost
     for module in (jobs, pixels, zarr):
         app.include_router(
             module.router, dependencies=[Depends(require)], responses={401: {"model": ErrorBody}}
         )
-    app.include_router(ops.router)  # /healthz, /metrics, the viewer page: open; presets: not
-    app.include_router(processes.router)  # OGC API - Processes; each route sets its auth
+    app.include_router(ops.router)  # /healthz, /metrics, the viewer page: open (auth.OPEN_PATHS)
+    app.include_router(processes.router)  # OGC API - Processes (landing page, conformance open)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     return app

@@ -15,6 +15,7 @@ from fastapi import Path, Query, Request
 from service.colormaps import SCALES, TABLES, Colormap, Scale
 from service.imaging import Contrast
 from service.jobs import JobManager
+from service.models import MAX_INDEX
 from service.pixels import JobPixels
 from tiling.job import JobSpec
 
@@ -50,7 +51,7 @@ class FrameParams:
 
     request: Request
     job_id: Annotated[str, Path(description="job id", max_length=64)]
-    frame: Annotated[int, Path(description="frame index, 0-based", ge=0)]
+    frame: Annotated[int, Path(description="frame index, 0-based", ge=0, le=MAX_INDEX)]
 
     def __post_init__(self) -> None:
         self.job = JobParams(self.request, self.job_id)
@@ -65,8 +66,12 @@ class RenderParams:
     scale: Annotated[
         Scale, Query(description=f"one of {', '.join(SCALES)} (see /v1/colormaps)")
     ] = "linear"
-    vmin: Annotated[float | None, Query(description="photons shown as the lowest colour")] = None
-    vmax: Annotated[float | None, Query(description="photons shown as the highest colour")] = None
+    vmin: Annotated[
+        float | None, Query(allow_inf_nan=False, description="photons shown as the lowest colour")
+    ] = None
+    vmax: Annotated[
+        float | None, Query(allow_inf_nan=False, description="photons shown as the highest colour")
+    ] = None
     colormap: Annotated[
         Colormap, Query(description=f"one of {', '.join(TABLES)} (see /v1/colormaps)")
     ] = "gray"

@@ -6,6 +6,7 @@ Every error body is ``{"detail": str, "field": str | None, "limit": number | str
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -14,7 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine.errors import InputError
+from engine.errors import UserInputError
+from tiling.lock import StoreLockedError
 from tiling.store import StoreMismatchError
 
 log = logging.getLogger("braggtile.service")
@@ -48,6 +50,16 @@ class TooLarge(BadInput):
     """The job or its inputs exceed a configured limit."""
 
 
+class BodyTooLarge(StarletteHTTPException):
+    """A request body longer than ``--max-body-bytes`` (raised while it is read: FastAPI lets
+    HTTP exceptions from the body through as they are)."""
+
+    def __init__(self, limit: int):
+        detail = f"request body: more than the limit of {limit} bytes (--max-body-bytes)"
+        super().__init__(413, detail)
+        self.field, self.limit = "body", limit
+
+
 class Unauthorized(ServiceError):
     """The service requires a bearer token and the request has none, or a wrong one."""
 
@@ -61,9 +73,10 @@ STATUS_CODES: dict[type[Exception], int] = {
     NotFound: 404,
     Conflict: 409,
     StoreMismatchError: 409,
+    StoreLockedError: 409,
     TooLarge: 413,
     BadInput: 422,
-    InputError: 422,
+    UserInputError: 422,
     Unauthorized: 401,
     Unavailable: 503,
 }
@@ -78,9 +91,17 @@ def error_body(exc: Exception) -> dict[str, Any]:
     """The JSON body of an error response."""
     if isinstance(exc, ServiceError):
         return {"detail": exc.detail, "field": exc.field, "limit": exc.limit}
-    if isinstance(exc, InputError):
-        return {"detail": str(exc), "field": exc.field, "limit": None}
+    if isinstance(exc, UserInputError):
+        return {"detail": str(exc), "field": getattr(exc, "field", None), "limit": None}
     return {"detail": str(exc), "field": None, "limit": None}
+
+
+class ErrorResponse(JSONResponse):
+    """An error's JSON, escaped to ASCII: a message quoting a lone surrogate of the request
+    (legal in JSON, not encodable as UTF-8) still renders."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True).encode("ascii")
 
 
 def status_of(exc: Exception) -> int:
@@ -92,7 +113,7 @@ def status_of(exc: Exception) -> int:
 
 async def _table_handler(_request: Request, exc: Exception) -> JSONResponse:
     headers = next((HEADERS[c] for c in type(exc).__mro__ if c in HEADERS), None)
-    return JSONResponse(error_body(exc), status_code=status_of(exc), headers=headers)
+    return ErrorResponse(error_body(exc), status_code=status_of(exc), headers=headers)
 
 
 #: Keys of pydantic error contexts that state the limit that was broken.
@@ -122,20 +143,24 @@ async def _validation_handler(_request: Request, exc: Exception) -> JSONResponse
     errors = exc.errors()
     body = describe(errors[0] if errors else {})
     body["errors"] = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in errors]
-    return JSONResponse(body, status_code=422)
+    return ErrorResponse(body, status_code=422)
 
 
 async def _http_handler(_request: Request, exc: Exception) -> JSONResponse:
     """Starlette's own errors (unknown route, method not allowed) in the service's shape."""
     assert isinstance(exc, StarletteHTTPException)
-    body = {"detail": str(exc.detail), "field": None, "limit": None}
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+    body = {
+        "detail": str(exc.detail),
+        "field": getattr(exc, "field", None),
+        "limit": getattr(exc, "limit", None),
+    }
+    return ErrorResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
 async def _server_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=exc)
     body = {"detail": f"internal error: {type(exc).__name__}", "field": None, "limit": None}
-    return JSONResponse(body, status_code=500)
+    return ErrorResponse(body, status_code=500)
 
 
 def add_exception_handlers(app: FastAPI) -> None:

@@ -10,13 +10,31 @@ database is the only source of events, so late and reconnecting clients miss not
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from service.errors import BadInput
 from tiling.events import FrameDone, TileDone
+
+#: Largest event id a client may name (the database stores ids as 64-bit signed integers).
+MAX_EVENT_ID = 2**63 - 1
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+def event_id(text: str, field: str) -> int:
+    """The event id ``text`` (0 .. MAX_EVENT_ID, decimal digits); BadInput naming ``field``."""
+    if _DIGITS.fullmatch(text) is None or int(text) > MAX_EVENT_ID:
+        shown = text[:40].encode("ascii", "backslashreplace").decode()
+        raise BadInput(
+            f"{field}: expects an event id, an integer from 0 to {MAX_EVENT_ID}, got {shown!r}",
+            field=field,
+            limit=MAX_EVENT_ID,
+        )
+    return int(text)
 
 
 def tile_payload(event: TileDone) -> dict[str, Any]:

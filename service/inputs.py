@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import shlex
 from pathlib import Path
 
+from engine.argsplit import split_arguments
 from engine.flags import FLAGS
 from engine.model import Experiment
 from service.errors import BadInput, TooLarge
@@ -26,6 +26,8 @@ INPUT_FLAGS = ("-hkl", "-mat", "-sourcefile", "-mask", "-img", "-stol", "-4stol"
 EXPERIMENT_FILES = (("crystal", "hkl_file"), ("crystal", "fdump_file"), ("sampling", "mask_file"))
 #: Prefix of an input given as base64 (binary files, e.g. an SMV -mask).
 BASE64 = "base64:"
+#: Longest file name, bytes of UTF-8 (the common file systems' limit).
+MAX_NAME_BYTES = 255
 
 
 def check_name(name: str, field: str) -> str:
@@ -42,6 +44,13 @@ def check_name(name: str, field: str) -> str:
             f"{field}: {name!r} is not a plain file name (no path separators, '..' or "
             "absolute paths; name a file given in 'inputs')",
             field=field,
+        )
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_NAME_BYTES:
+        raise BadInput(
+            f"{field}: a file name of {size} bytes, more than the limit of {MAX_NAME_BYTES}",
+            field=field,
+            limit=MAX_NAME_BYTES,
         )
     return name
 
@@ -60,6 +69,12 @@ def _content(name: str, text: str) -> bytes:
 
 def write_inputs(folder: Path, inputs: dict[str, str], limits: Limits) -> None:
     """Write the inline input files into ``folder`` (created); ``base64:`` ones decoded."""
+    if len(inputs) > limits.max_inputs:
+        raise TooLarge(
+            f"inputs: {len(inputs)} files, more than the limit of {limits.max_inputs}",
+            field="inputs",
+            limit=limits.max_inputs,
+        )
     contents = {name: _content(name, text) for name, text in inputs.items()}
     size = sum(len(data) for data in contents.values())
     if size > limits.max_input_bytes:
@@ -89,7 +104,7 @@ def parse_arguments(args: str, folder: Path, inputs: dict[str, str]) -> tuple[Ex
     from engine.resolve import parse_nanobragg
 
     try:
-        argv = shlex.split(args)
+        argv = split_arguments(args)
     except ValueError as err:
         raise BadInput(f"nanobragg: {err}", field="nanobragg") from None
     local = list(argv)

@@ -5,11 +5,34 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Status = Literal["accepted", "running", "successful", "failed", "dismissed"]
 #: Statuses after which a job never changes again.
 FINAL: frozenset[str] = frozenset({"successful", "failed", "dismissed"})
+#: Largest frame, tile row/column or pyramid level a path may name.
+MAX_INDEX = 2**31 - 1
+#: Longest ``nanobragg`` argument string, characters (a real command line is under 4 kB).
+MAX_NANOBRAGG_CHARS = 16384
+
+
+def unencodable(value: Any) -> str | None:
+    """The first string in ``value`` (nested dicts and lists, keys too) that is not valid
+    Unicode (a lone surrogate such as ``"\\ud800"``, legal in JSON), or None."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return item
+    return None
 
 
 class JobRequest(BaseModel):
@@ -18,7 +41,9 @@ class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     nanobragg: str | None = Field(
-        None, description='nanoBragg flags, e.g. "-cell 100 100 100 90 90 90 -N 5 ..."'
+        None,
+        max_length=MAX_NANOBRAGG_CHARS,
+        description='nanoBragg flags, e.g. "-cell 100 100 100 90 90 90 -N 5 ..."',
     )
     job: dict[str, Any] | None = Field(
         None,
@@ -30,8 +55,18 @@ class JobRequest(BaseModel):
     inputs: dict[str, str] = Field(
         default_factory=dict,
         description='files the arguments name: {"P1.hkl": "<text>"}; binary files (an SMV '
-        '-mask or -img) as "base64:<data>"',
+        '-mask or -img) as "base64:<data>" (at most --max-inputs files; plain names of at most '
+        "255 bytes of UTF-8)",
     )
+
+    @field_validator("nanobragg", "job", "inputs")
+    @classmethod
+    def _valid_unicode(cls, value: Any) -> Any:
+        bad = unencodable(value)
+        if bad is not None:
+            shown = bad[:40].encode("utf-8", "backslashreplace").decode()
+            raise ValueError(f"not valid Unicode (a lone surrogate) in {shown!r}")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> JobRequest:
@@ -105,6 +140,14 @@ class Health(BaseModel):
     workers: int
     jobs_running: int
     version: str
+
+
+class EventTicket(BaseModel):
+    """A ticket for one job's event stream: ``GET href`` (``?ticket=``) until ``expires``."""
+
+    ticket: str
+    expires: datetime
+    href: str
 
 
 class ErrorBody(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import uvicorn
 
+from service.auth import RedactSecrets
 from service.settings import Limits, Settings
 from tiling.cli import add_cluster_arguments
 
@@ -48,7 +50,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--token",
         default=os.environ.get("BRAGGTILE_TOKEN") or None,
-        help="bearer token required by every /v1 endpoint (default: $BRAGGTILE_TOKEN; none)",
+        help="bearer token required by every endpoint but /, /healthz, /metrics, /static and the "
+        "OpenAPI pages (default: $BRAGGTILE_TOKEN; none)",
     )
     p.add_argument("--log-level", default="info", help="uvicorn log level")
     return p
@@ -95,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     app = create_app(settings)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
+    logging.getLogger("uvicorn.access").addFilter(RedactSecrets())  # after uvicorn's set-up
     DrainingServer(config).run()
     return 0
 

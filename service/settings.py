@@ -18,6 +18,12 @@ class Limits(BaseModel):
     min_tile: int = Field(16, ge=1, description="smallest tile side, pixels")
     max_tile: int = Field(4096, ge=1, description="largest tile side, pixels")
     max_input_bytes: int = Field(64 << 20, ge=0, description="all inline input files, bytes")
+    max_inputs: int = Field(64, ge=0, description="inline input files per job")
+    max_body_bytes: int = Field(
+        128 << 20,
+        ge=1024,
+        description="request body, bytes (JSON escaping can double the inputs' size)",
+    )
     max_steps_per_pixel: int = Field(
         1_000_000,
         ge=1,

@@ -66,15 +66,19 @@ def database(data: Path) -> Path:
 
 @contextmanager
 def serving(
-    data: Path, database: Path, cluster: tuple[str, ...] = ("--workers", "2")
+    data: Path,
+    database: Path,
+    cluster: tuple[str, ...] = ("--workers", "2"),
+    log_level: str = "warning",
 ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Run ``braggtile serve`` on ``data`` until the block ends: (base URL, process)."""
+    """Run ``braggtile serve`` on ``data`` until the block ends: (base URL, process); its
+    output goes to ``data/serve.log``."""
     port = free_port()
     log = open(data / "serve.log", "ab")  # noqa: SIM115 - closed below
     cmd = [
         sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data", str(data),
         "--database", f"sqlite:///{database}", *cluster, "--warm", "eager",
-        "--log-level", "warning",
+        "--log-level", log_level,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(

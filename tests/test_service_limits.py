@@ -9,15 +9,19 @@ the job's ``inputs`` (no separators, ``..`` or absolute paths, inputs or outputs
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from test_service import TIMEOUT, read_events, serving, submit
 
+from service.events import MAX_EVENT_ID
+from service.models import MAX_NANOBRAGG_CHARS
 from service.serve import main, parser
 
 BASE = "-cell 100 100 100 90 90 90 -N 3 -default_F 100 -oversample 1"
@@ -27,13 +31,17 @@ LIMITS = {
     "--max-pixels": 64 * 64,
     "--max-steps-per-pixel": 40,
     "--max-input-bytes": 200,
+    "--max-inputs": 4,
 }
+#: The server's --data folder (its serve.log), set by the http fixture.
+DATA: list[Path] = []
 HKL = "0 0 1 100\n1 0 0 100\n"
 
 
 @pytest.fixture(scope="module")
 def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     data = tmp_path_factory.mktemp("limits")
+    DATA.append(data)
     flags = [str(x) for kv in LIMITS.items() for x in kv]
     cluster = ("--workers", "1", "--max-running-jobs", "1", *flags)
     with serving(data, data / "jobs.db", cluster) as (url, _):
@@ -171,6 +179,84 @@ def test_a_lone_file_flag_names_itself(http: httpx.Client) -> None:
     r = http.post("/v1/jobs", json={"nanobragg": f"{TINY} -hkl"})
     assert r.status_code == 422 and r.json()["field"] == "-hkl"
     assert "-dump" not in r.json()["detail"]  # not the service's own default -dump
+
+
+def test_nanobragg_length_is_bounded_and_cheap(http: httpx.Client) -> None:
+    over = TINY.ljust(MAX_NANOBRAGG_CHARS + 1)
+    r = http.post("/v1/jobs", json={"nanobragg": over})
+    assert r.status_code == 422, r.text
+    assert (r.json()["field"], r.json()["limit"]) == ("nanobragg", MAX_NANOBRAGG_CHARS)
+    r = http.post("/v1/jobs", json={"nanobragg": (1 << 20) * "x"})  # 1 MiB: refused unparsed
+    assert r.status_code == 422 and r.json()["limit"] == MAX_NANOBRAGG_CHARS
+    assert http.post("/v1/jobs", json={"nanobragg": TINY.ljust(MAX_NANOBRAGG_CHARS)}).is_success
+    long_token = f"{TINY} -floatfile '{'x' * (MAX_NANOBRAGG_CHARS - len(TINY) - 20)}'"
+    r = http.post("/v1/jobs", json={"nanobragg": long_token})  # one 16 kB argument: split
+    assert r.status_code == 422 and (r.json()["field"], r.json()["limit"]) == ("-floatfile", 255)
+
+
+def test_inputs_are_bounded_in_count_and_name_length(http: httpx.Client) -> None:
+    five = {f"f{i}.hkl": "" for i in range(5)}
+    r = http.post("/v1/jobs", json={"nanobragg": TINY, "inputs": five})
+    assert r.status_code == 413 and (r.json()["field"], r.json()["limit"]) == ("inputs", 4)
+    for name in ("a" * 256, "é" * 128, "a" * 300):  # bytes of UTF-8: 256, 256, 300
+        r = http.post("/v1/jobs", json={"nanobragg": TINY, "inputs": {name: HKL}})
+        assert r.status_code == 422, r.text
+        assert r.json()["limit"] == 255 and r.json()["field"] == f"inputs.{name}"
+    r = http.post(
+        "/v1/jobs", json={"nanobragg": f"{TINY} -hkl {'é' * 127}", "inputs": {"é" * 127: HKL}}
+    )
+    assert r.status_code == 201, r.text  # 254 bytes: a legal name
+
+
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"nanobragg": "-cell 100 100 100 90 90 90 \ud800"}, "nanobragg"),
+        ({"nanobragg": TINY, "inputs": {"\udfff.hkl": "0 0 1 1"}}, "inputs"),
+        ({"nanobragg": TINY, "inputs": {"a.hkl": "0 0 1 \ud800"}}, "inputs"),
+        ({"job": {"experiment": {"crystal": {"hkl_file": "\ud800"}}}}, "job"),
+        ({"nanobragg": TINY, "inputs": {"\ud800": 5}}, "inputs."),  # not a string: typed
+    ],
+)
+def test_lone_surrogates_are_422_naming_the_field(http: httpx.Client, body, field) -> None:
+    r = http.post(  # json.dumps escapes a lone surrogate as \\udXXX: legal JSON
+        "/v1/jobs", content=json.dumps(body), headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == field or field.endswith(".") and r.json()["field"].startswith(field)
+
+
+def test_keys_ids_and_numbers_past_their_bounds_are_4xx_naming_them(http: httpx.Client) -> None:
+    jid = submit(http, {"nanobragg": TINY, "tile": 16})["id"]
+    assert read_events(http, jid)[-1]["event"] == "successful"
+    r = http.get(f"/v1/jobs/{jid}/zarr/0/{'x' * 300}")
+    assert r.status_code == 422 and (r.json()["field"], r.json()["limit"]) == ("key", 255)
+    r = http.get(f"/v1/jobs/{jid}/zarr/{'x/' * 600}zarr.json")
+    assert r.status_code == 422 and (r.json()["field"], r.json()["limit"]) == ("key", 1024)
+    for headers, params, field in [
+        ({"Last-Event-ID": str(2**63)}, {}, "Last-Event-ID"),
+        ({"Last-Event-ID": "-1"}, {}, "Last-Event-ID"),
+        ({}, {"after": str(2**63)}, "after"),
+    ]:
+        r = http.get(f"/v1/jobs/{jid}/events", headers=headers, params=params)
+        assert r.status_code == 422, r.text
+        assert (r.json()["field"], r.json()["limit"]) == (field, MAX_EVENT_ID), r.json()
+    assert read_events(http, jid, last=MAX_EVENT_ID) == []  # the largest id: a stream that ends
+    r = http.get(f"/v1/jobs/{jid}/frames/{2**40}/tiles/0/0")
+    assert r.status_code == 422 and r.json()["field"] == "frame"
+    for path, field in [
+        ("preview.png?vmin=nan", "vmin"),
+        ("tiles/0/0?format=png&vmax=inf", "vmax"),
+        ("export?format=smv&adc=-inf", "adc"),
+        ("export?format=smv&scale=inf", "scale"),
+    ]:
+        r = http.get(f"/v1/jobs/{jid}/frames/0/{path}")
+        assert r.status_code == 422 and r.json()["field"] == field, (path, r.text)
+
+
+def test_the_server_logged_no_traceback(http: httpx.Client) -> None:
+    log = (DATA[0] / "serve.log").read_text()
+    assert "Traceback" not in log, log
 
 
 def test_serve_limit_flags() -> None:

@@ -1,8 +1,9 @@
 """The viewer against a ``braggtile serve --token`` in headless Chromium (Playwright).
 
 Proves: the page loads without the token, asks for it once (a prompt) on the API's first 401,
-then lists jobs, submits one and paints all its tiles: fetches send ``Authorization: Bearer``
-and the EventSource stream and download links carry ``access_token``.
+then lists jobs, submits one and paints all its tiles: fetches send ``Authorization: Bearer``,
+the EventSource stream carries a short-lived ``ticket`` (never the token), and download links
+carry no secret.
 """
 
 from __future__ import annotations
@@ -46,8 +47,13 @@ def test_viewer_asks_for_the_token_then_works(server: str) -> None:
         assert state["status"] == "successful", state
         assert len(prompts) == 1 and "token" in prompts[0], prompts
         links = page.eval_on_selector_all("#job-links a", "els => els.map(e => e.href)")
-        assert links and all(f"access_token={TOKEN}" in href for href in links), links
+        assert links and not any(TOKEN in href or "ticket" in href for href in links), links
+        with page.expect_download() as download:
+            page.click("#job-links a >> text=float")
+        assert Path(download.value.path()).stat().st_size == 64 * 64 * 4
     events = [url for url, _ in requests if url.split("?")[0].endswith("/events")]
-    assert events and all(f"access_token={TOKEN}" in url for url in events), events
+    assert events and all("ticket=" in url and TOKEN not in url for url in events), events
+    tickets = [auth for url, auth in requests if url.endswith("/events/ticket")]
+    assert tickets and all(auth == f"Bearer {TOKEN}" for auth in tickets), tickets
     tiles = [auth for url, auth in requests if "/tiles/" in url]
     assert tiles and all(auth == f"Bearer {TOKEN}" for auth in tiles), tiles

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import anyio
@@ -12,9 +14,9 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sse_starlette import EventSourceResponse
 
 from service.deps import JobParams, manager_of
-from service.errors import BadInput
+from service.events import MAX_EVENT_ID, event_id
 from service.jobs import JobManager, to_record
-from service.models import FINAL, ErrorBody, JobList, JobRecord, JobRequest, Status
+from service.models import FINAL, ErrorBody, EventTicket, JobList, JobRecord, JobRequest, Status
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -115,25 +117,43 @@ async def _stream(manager: JobManager, job_id: str, after: int) -> AsyncIterator
 def events(
     job: Annotated[JobParams, Depends()],
     last_event_id: Annotated[
-        str | None, Header(alias="Last-Event-ID", description="replay events after this id")
+        str | None,
+        Header(alias="Last-Event-ID", max_length=64, description="replay events after this id"),
     ] = None,
     after: Annotated[
-        int | None, Query(ge=0, description="replay events after this id (as Last-Event-ID)")
+        int | None,
+        Query(ge=0, le=MAX_EVENT_ID, description="replay events after this id (as Last-Event-ID)"),
+    ] = None,
+    _ticket: Annotated[
+        str | None,
+        Query(alias="ticket", max_length=512, description="a ticket from POST .../events/ticket"),
+    ] = None,
+    _access_token: Annotated[
+        str | None,
+        Query(alias="access_token", max_length=4096, description="the token (prefer a ticket)"),
     ] = None,
 ) -> EventSourceResponse:
     """Server-Sent Events: ``status``, ``tile``, ``frame``, then ``successful``, ``failed`` or
-    ``dismissed``; ids are 1, 2, ... per job, and every event after Last-Event-ID is replayed."""
+    ``dismissed``; ids are 1, 2, ... per job, and every event after Last-Event-ID is replayed.
+    A browser's EventSource, which cannot send the bearer token, passes ``ticket``."""
     start = after or 0
     if last_event_id is not None:
-        try:
-            start = int(last_event_id)
-        except ValueError:
-            raise BadInput(
-                f"Last-Event-ID: expects an event id (integer), got {last_event_id!r}",
-                field="Last-Event-ID",
-            ) from None
+        start = event_id(last_event_id, "Last-Event-ID")
     return EventSourceResponse(
         _stream(job.manager, job.job_id, start),
         ping=int(WAIT_S),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.post("/{job_id}/events/ticket", response_model=EventTicket, responses=ERRORS)
+def event_ticket(job: Annotated[JobParams, Depends()], request: Request) -> EventTicket:
+    """A short-lived ticket for this job's event stream (``?ticket=``), for clients that
+    cannot send the bearer token (a browser's EventSource). Valid for opening the stream
+    until ``expires``."""
+    ticket, expires = request.app.state.tickets.issue(job.job_id, time.time())
+    return EventTicket(
+        ticket=ticket,
+        expires=datetime.fromtimestamp(expires, UTC),
+        href=f"/v1/jobs/{job.job_id}/events?ticket={ticket}",
     )

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from service.deps import FrameParams, RenderParams
+from service.models import MAX_INDEX
 from service.routers.jobs import ERRORS
 from service.serializers import Options, serializer
 
@@ -34,8 +35,8 @@ def _tile_response(
 def tile(
     frame: Annotated[FrameParams, Depends()],
     render: Annotated[RenderParams, Depends()],
-    row: Annotated[int, Path(ge=0, description="tile row (slow)")],
-    col: Annotated[int, Path(ge=0, description="tile column (fast)")],
+    row: Annotated[int, Path(ge=0, le=MAX_INDEX, description="tile row (slow)")],
+    col: Annotated[int, Path(ge=0, le=MAX_INDEX, description="tile column (fast)")],
     format: Annotated[TileFormat, Query(description="npy: exact values; png: a picture")] = "npy",
 ) -> Response:
     """Level-0 tile (row, col): photons/pixel; 404 until it is rendered."""
@@ -46,9 +47,11 @@ def tile(
 def level_tile(
     frame: Annotated[FrameParams, Depends()],
     render: Annotated[RenderParams, Depends()],
-    level: Annotated[int, Path(ge=0, description="pyramid level (0 = full resolution)")],
-    row: Annotated[int, Path(ge=0, description="chunk row")],
-    col: Annotated[int, Path(ge=0, description="chunk column")],
+    level: Annotated[
+        int, Path(ge=0, le=MAX_INDEX, description="pyramid level (0 = full resolution)")
+    ],
+    row: Annotated[int, Path(ge=0, le=MAX_INDEX, description="chunk row")],
+    col: Annotated[int, Path(ge=0, le=MAX_INDEX, description="chunk column")],
     format: Annotated[TileFormat, Query(description="npy: exact values; png: a picture")] = "npy",
 ) -> Response:
     """Chunk (row, col) of pyramid ``level`` (tile x tile, 2x2 means of the level above)."""
@@ -60,7 +63,8 @@ def preview(
     frame: Annotated[FrameParams, Depends()],
     render: Annotated[RenderParams, Depends()],
     level: Annotated[
-        int | None, Query(ge=0, description="pyramid level (default: finest <= 1024 pixels)")
+        int | None,
+        Query(ge=0, le=MAX_INDEX, description="pyramid level (default: finest <= 1024 pixels)"),
     ] = None,
 ) -> Response:
     """The whole frame from pyramid ``level`` as PNG (0 where nothing is rendered yet)."""
@@ -81,9 +85,10 @@ def export(
         ExportFormat,
         Query(description="float: C's -floatfile (raw <f4); smv: C's -intfile"),
     ] = "float",
-    adc: Annotated[float, Query(description="smv: ADC offset, ADU")] = 40.0,
+    adc: Annotated[float, Query(allow_inf_nan=False, description="smv: ADC offset, ADU")] = 40.0,
     scale: Annotated[
-        float | None, Query(gt=0, description="smv: ADU per photon (default 55000/max_I)")
+        float | None,
+        Query(gt=0, allow_inf_nan=False, description="smv: ADU per photon (default 55000/max_I)"),
     ] = None,
 ) -> Response:
     """A finished frame in C nanoBragg's file formats."""

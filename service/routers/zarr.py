@@ -16,11 +16,26 @@ from fastapi import APIRouter, Depends, Path
 from fastapi.responses import FileResponse
 
 from service.deps import JobParams
-from service.errors import NotFound
+from service.errors import BadInput, NotFound
 from service.routers.jobs import ERRORS
 from tiling.layout import level_chunk_of_key
 
 router = APIRouter(prefix="/v1/jobs/{job_id}/zarr", tags=["zarr"])
+#: Longest key (characters) and longest part of a key (bytes of UTF-8, a file name's limit).
+MAX_KEY_CHARS = 1024
+MAX_KEY_PART_BYTES = 255
+
+
+def check_key(key: str) -> None:
+    """BadInput naming ``key`` and the limit if no file of a store could have this key."""
+    for part in key.split("/"):
+        size = len(part.encode("utf-8", "surrogatepass"))
+        if size > MAX_KEY_PART_BYTES:
+            raise BadInput(
+                f"key: a part of {size} bytes, more than the limit of {MAX_KEY_PART_BYTES}",
+                field="key",
+                limit=MAX_KEY_PART_BYTES,
+            )
 
 
 def store_file(store: str, key: str) -> FsPath:
@@ -38,9 +53,13 @@ def store_file(store: str, key: str) -> FsPath:
 @router.get("/{key:path}", responses=ERRORS)
 def zarr_key(
     job: Annotated[JobParams, Depends()],
-    key: Annotated[str, Path(description="store key, e.g. zarr.json or 0/c/0/1/2")],
+    key: Annotated[
+        str,
+        Path(max_length=MAX_KEY_CHARS, description="store key, e.g. zarr.json or 0/c/0/1/2"),
+    ],
 ) -> FileResponse:
     """One key of the store (metadata JSON or a chunk's bytes)."""
+    check_key(key)
     path = store_file(job.row["store"], key)
     chunk = level_chunk_of_key(key)
     if chunk is not None and chunk[0] == 0 and not job.pixels().tile_done(*chunk[1:]):

@@ -93,18 +93,37 @@ async function request(path, { method = "GET", json, as = "json", signal } = {})
 }
 
 /**
- * URL of API path `path` for a client that cannot send headers (EventSource, a download
- * link): the token, if any, goes in the `access_token` query parameter.
+ * Open the job's Server-Sent Events stream after event id `after` (0: from the start). An
+ * EventSource cannot send headers: when the service wants a token, the URL carries a
+ * short-lived ticket for this job's stream (POST .../events/ticket), never the token itself.
  */
-export function authUrl(path) {
-  const url = new URL(apiUrl(path));
-  if (bearer) url.searchParams.set("access_token", bearer);
-  return url.href;
+export async function openEvents(jobId, after = 0) {
+  const url = new URL(apiUrl(jobPath(jobId, "/events")));
+  if (after > 0) url.searchParams.set("after", String(after));
+  if (bearer) {
+    const { ticket } = await api(jobPath(jobId, "/events/ticket"), { method: "POST" });
+    url.searchParams.set("ticket", ticket);
+  }
+  return new EventSource(url.href);
 }
 
-/** Open the job's Server-Sent Events stream (EventSource: the token rides in the URL). */
-export function openEvents(jobId) {
-  return new EventSource(authUrl(jobPath(jobId, "/events")));
+/**
+ * Make link `a` open API path `path`. Without a token it is a plain link; with one, a click
+ * fetches the resource with the bearer header and saves it (no URL ever carries the token).
+ */
+export function apiLink(a, path) {
+  a.href = apiUrl(path);
+  a.addEventListener("click", async (event) => {
+    if (!bearer) return;
+    event.preventDefault();
+    const res = await api(path, { as: "response" });
+    const named = /filename="([^"]+)"/.exec(res.headers.get("Content-Disposition") || "");
+    const name = named ? named[1] : new URL(a.href).pathname.split("/").pop();
+    const href = URL.createObjectURL(await res.blob());
+    Object.assign(document.createElement("a"), { href, download: name }).click();
+    setTimeout(() => URL.revokeObjectURL(href), 60_000);
+  });
+  return a;
 }
 
 /** The URL path of a job resource, e.g. jobPath(id, "/frames/0/export?format=smv"). */

@@ -1,7 +1,7 @@
 // The viewer page: submit jobs, list them, watch one fill in over its event stream, and
 // inspect it (contrast, zoom and pan over the pyramid, frame slider, pixel readout).
 
-import { api, authUrl, jobPath, openEvents } from "./api.js";
+import { api, apiLink, jobPath, openEvents } from "./api.js";
 import { Palette } from "./colour.js";
 import { $, el, fmt } from "./dom.js";
 import { beamCentre, resolutionAt, ring, ringResolutions } from "./geometry.js";
@@ -86,12 +86,25 @@ async function watch(id, record = null) {
   listen(id);
 }
 
-function listen(id) {
-  const source = openEvents(id);
+async function listen(id, after = 0) {
+  let source;
+  try {
+    source = await openEvents(id, after);
+  } catch (err) {
+    $("progress-text").textContent = `event stream: ${err.message}`;
+    return;
+  }
+  if (store.jobId !== id) return source.close(); // another job was picked meanwhile
+  if (watched.events) watched.events.close();
   watched.events = source;
+  let last = after;
+  let opened = false;
+  source.onopen = () => (opened = true);
   const on = (type, handler) =>
     source.addEventListener(type, (e) => {
-      if (watched.events === source) handler(JSON.parse(e.data));
+      if (watched.events !== source) return;
+      last = Number(e.lastEventId) || last;
+      handler(JSON.parse(e.data));
     });
   // A job already over (its record says so) replays its events: they must not turn it back.
   const settled = () => FINAL.includes(watched.job.status);
@@ -131,8 +144,17 @@ function listen(id) {
   }
   source.onerror = () => {
     if (watched.events !== source) return;
-    if (source.readyState === EventSource.CONNECTING) $("progress-text").textContent = "reconnecting…";
-    else $("progress-text").textContent = "event stream closed; refresh the job list to update";
+    if (source.readyState === EventSource.CONNECTING) {
+      $("progress-text").textContent = "reconnecting…";
+    } else if (opened) {
+      // refused on reconnecting (its ticket expired): open anew after the last event seen
+      source.close();
+      watched.events = null;
+      $("progress-text").textContent = "reconnecting…";
+      listen(id, last);
+    } else {
+      $("progress-text").textContent = "event stream closed; refresh the job list to update";
+    }
   };
 }
 
@@ -177,7 +199,7 @@ function updateLinks() {
   const links = $("job-links");
   if (!job || job.status !== "successful") return links.replaceChildren();
   const f = view.frame;
-  const a = (text, path, title) => el("a", { href: authUrl(path), title, target: "_blank" }, text);
+  const a = (text, path, title) => apiLink(el("a", { title, target: "_blank" }, text), path);
   links.replaceChildren(
     a("float", jobPath(job.id, `/frames/${f}/export?format=float`), "C nanoBragg .float (raw floats)"),
     a("smv", jobPath(job.id, `/frames/${f}/export?format=smv`), "SMV image (.img)"),
