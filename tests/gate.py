@@ -41,6 +41,10 @@ class TileGate:
             assert time.monotonic() < deadline, f"tile {tile} not {state} in {timeout:.0f} s"
             time.sleep(POLL_S)
 
+    def holder(self, tile: Tile) -> int:
+        """The process id of the worker holding ``tile`` (after :meth:`wait` "held")."""
+        return int(self._file("held", tile).read_text())
+
     def release(self, *tiles: Tile) -> None:
         """Let held ``tiles`` render; later jobs pass them freely."""
         for tile in tiles:

@@ -3,7 +3,7 @@
 Off unless the environment variable :data:`GATE_ENV` names a folder (tests set it for the
 service and its worker processes; it is inherited by every process they start). Then, before
 rendering tile (frame, row, col), a worker looks for ``<folder>/hold-F-R-C``; if the test
-made it, the worker creates ``held-F-R-C`` and waits until ``release-F-R-C`` exists (raising
+made it, the worker creates ``held-F-R-C`` (holding its process id) and waits until ``release-F-R-C`` exists (raising
 :class:`GateTimeout` after :data:`HOLD_LIMIT_S`, so a forgotten gate fails its task, never
 hangs it). After the tile is written, the worker creates ``passed-F-R-C``. Files, not
 sockets, so that it works across the test, the service subprocess and its workers.
@@ -43,7 +43,7 @@ def before_tile(frame: int, row: int, col: int) -> None:
     folder = _folder()
     if folder is None or not (folder / tile_name("hold", frame, row, col)).exists():
         return
-    (folder / tile_name("held", frame, row, col)).touch()
+    (folder / tile_name("held", frame, row, col)).write_text(str(os.getpid()))
     release = folder / tile_name("release", frame, row, col)
     deadline = time.monotonic() + HOLD_LIMIT_S
     while not release.exists():
