@@ -212,6 +212,11 @@ class KernelCache:
         self.packages_loaded = 0
         self.packages_built = 0
 
+    def __reduce__(self):
+        """Block functions belong to their process: a cache arrives elsewhere empty (a worker
+        plugin is pickled to reach its worker)."""
+        return (KernelCache, ())
+
     @classmethod
     def shared(cls) -> KernelCache:
         """The process's cache for in-process renders that pass none (CLI, bench, API)."""
