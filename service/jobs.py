@@ -121,18 +121,22 @@ class JobManager:
         resume: finished tiles are kept); returns their ids, oldest first."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(db.jobs.c.id, sa.func.coalesce(sa.func.max(db.events.c.seq), 0))
+                sa.select(
+                    db.jobs.c.id,
+                    db.jobs.c.status,
+                    sa.func.coalesce(sa.func.max(db.events.c.seq), 0),
+                )
                 .outerjoin(db.events, db.events.c.job_id == db.jobs.c.id)
                 .where(db.jobs.c.status.in_(("accepted", "running")))
-                .group_by(db.jobs.c.id)
+                .group_by(db.jobs.c.id, db.jobs.c.status)
                 .order_by(sa.func.min(db.jobs.c.created))
             ).all()
-        for job_id, seq in rows:
+        for job_id, status, seq in rows:
             with self.live_lock:
-                self.live[job_id] = _Live(seq=int(seq), state="running", recovered=True)
-            self.requeue(job_id)
+                self.live[job_id] = _Live(seq=int(seq), state=status, recovered=True)
+            self.requeue(job_id)  # a running one is accepted again (a status event)
             self.pool.submit(self._run, job_id)
-        return [job_id for job_id, _ in rows]
+        return [job_id for job_id, _, _ in rows]
 
     # --- running ---------------------------------------------------------------------------
 
