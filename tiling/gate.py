@@ -3,11 +3,11 @@
 Off unless the environment variable :data:`GATE_ENV` names a folder (tests set it for the
 service and its worker processes; it is inherited by every process they start). Then, before
 rendering tile (frame, row, col), a worker looks for ``<folder>/hold-F-R-C``; if the test
-made it, the worker creates ``held-F-R-C`` (holding its process id) and waits until ``release-F-R-C`` exists (raising
-:class:`GateTimeout` after :data:`HOLD_LIMIT_S`, so a forgotten gate fails its task, never
-hangs it). After the tile is written, the worker creates ``passed-F-R-C``. Files, not
-sockets, so that it works across the test, the service subprocess and its workers.
-Without the variable a tile costs one environment look-up.
+made it, the worker creates ``held-F-R-C`` (holding its process id) and waits until
+``release-F-R-C`` exists (raising :class:`GateTimeout` after :data:`HOLD_LIMIT_S`, so a
+forgotten gate fails its task, never hangs it). After a released tile is written, the worker
+creates ``passed-F-R-C``. Files, not sockets, so that it works across the test, the service
+subprocess and its workers. Without the variable a tile costs one environment look-up.
 """
 
 from __future__ import annotations
