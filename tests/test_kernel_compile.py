@@ -180,7 +180,7 @@ def test_block_shapes_are_bounded_and_shrink_with_samples():
     setup = _setup(FEATURES_F32, torch.float32)
     rows, cols = kernel.block_shape(setup)
     assert cols == 512 and rows % 16 == 0 and rows * cols <= 1 << 18
-    heavy = _setup(FEATURES_F32.replace("-N 5", "-N 5 -mosaic 1 -mosaic_dom 60"), torch.float32)
+    heavy = _setup(FEATURES_F32.replace("-mosaic_domains 2", "-mosaic_domains 64"), torch.float32)
     assert heavy.steps > 16 * setup.steps
     assert kernel.block_shape(heavy)[0] < rows  # more samples per pixel: fewer rows
 
