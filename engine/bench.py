@@ -136,7 +136,7 @@ def run(args) -> dict:
 
 
 def _measure(args, experiment, dtype, dtype_name, device, tile) -> dict:
-    from engine.kernel import failed, use_compiled
+    from engine.kernel import KernelCache, use_compiled
 
     seconds = []
     setup = None
@@ -152,7 +152,7 @@ def _measure(args, experiment, dtype, dtype_name, device, tile) -> dict:
     geo = setup.detector
     pixels = geo.slow_pixels * geo.fast_pixels
     warm = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
-    compiled = use_compiled(setup) and not failed(setup)
+    compiled = use_compiled(setup) and not KernelCache.shared().failed(setup)
     result = {
         "cold_seconds": round(seconds[0], 6),
         "warm_seconds": round(warm, 6),

@@ -56,12 +56,6 @@ _INDUCTOR_OPTIONS = {
     "realize_opcount_threshold": 1000,
 }
 
-_lock = threading.Lock()
-_graphs: dict = {}  # (structure, compiled) -> block function
-_failed: set = set()  # (structure, dtype, device type) that failed to compile here
-_aot_builds = [0]  # AOTInductor packages built or loaded by this process
-_packages_built = [0]  # AOTInductor packages this process built (not loaded)
-
 
 def render_block(
     st: Structure, table: StructureFactorTable, ft: FrameTensors, gs: torch.Tensor, gf: torch.Tensor
@@ -139,14 +133,12 @@ def _reduce(st: Structure, ft: FrameTensors, intensity, omega, polar, valid, cap
 BLOCK_COLS = {"cpu": 512, "cuda": 2048}
 
 
-def block_shape(
-    setup: FrameSetup, rows: int = 0, cols: int = 0, max_pixels: int | None = None
-) -> tuple[int, int]:
+def block_shape(setup: FrameSetup, max_pixels: int | None = None) -> tuple[int, int]:
     """Fixed (rows, cols) of a compiled block: one shape per frame structure and device.
 
-    The shape never depends on the window (``rows``, ``cols`` are ignored), so every tile
-    size and the whole frame run the same compiled graph: no compile ever happens mid-job
-    for a new tile size (windows are padded to whole blocks, the padding discarded).
+    The shape never depends on the window (it is not an argument), so every tile size and
+    the whole frame run the same compiled graph: no compile ever happens mid-job for a new
+    tile size (windows are padded to whole blocks, the padding discarded).
     Columns: :data:`BLOCK_COLS`; rows: 16 x a power of 4 within a pixel budget that depends
     on the device (a CPU block stays in cache, a GPU block fills the device) and shrinks with
     the samples per pixel, so memory is bounded by the block even where the compiler keeps
@@ -202,42 +194,78 @@ def _configure_inductor() -> None:
             setattr(dconf, name, max(getattr(dconf, name), 8 * per_graph))
 
 
-def _graph(setup: FrameSetup, compiled: bool):
-    """The block function of the frame's structure, compiled or not (one per process)."""
-    key = (setup.structure, compiled)
-    fn = _graphs.get(key)
-    if fn is not None:
-        return fn
-    with _lock:
-        fn = _graphs.get(key)
+class KernelCache:
+    """The block functions one owner has made, by frame structure: compiled graphs, loaded
+    AOTInductor packages, and the structures that failed to compile (they render eager).
+
+    A Dask worker's :class:`~tiling.worker.TilingPlugin` owns one; an in-process render uses
+    :meth:`shared` (or its own instance). Thread-safe: threads of a worker share it.
+    """
+
+    _shared: KernelCache | None = None
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._graphs: dict = {}  # (structure, compiled) -> block function
+        self._failed: set = set()  # (structure, dtype, device type) that failed to compile
+        #: AOTInductor packages this cache loaded (built first or found on disk) / built.
+        self.packages_loaded = 0
+        self.packages_built = 0
+
+    def __reduce__(self):
+        """Block functions belong to their process: a cache arrives elsewhere empty (a worker
+        plugin is pickled to reach its worker)."""
+        return (KernelCache, ())
+
+    @classmethod
+    def shared(cls) -> KernelCache:
+        """The process's cache for in-process renders that pass none (CLI, bench, API)."""
+        if cls._shared is None:
+            cls._shared = cls()
+        return cls._shared
+
+    def graph(self, setup: FrameSetup, compiled: bool):
+        """The block function of the frame's structure, compiled or not (made once)."""
+        key = (setup.structure, compiled)
+        fn = self._graphs.get(key)
         if fn is not None:
             return fn
+        with self.lock:
+            fn = self._graphs.get(key)
+            if fn is None:
+                fn = self._graphs[key] = self._make(setup, compiled)
+            return fn
+
+    def _make(self, setup: FrameSetup, compiled: bool):
         st, table = setup.structure, setup.sf_table
 
         def block(ft: FrameTensors, gs: torch.Tensor, gf: torch.Tensor) -> torch.Tensor:
             return render_block(st, table, ft, gs, gf)
 
-        if compiled:
+        if not compiled:
+            return block
 
-            def torch_compiled():
-                _configure_inductor()
-                return torch.compile(
-                    block, dynamic=False, fullgraph=True, options=_INDUCTOR_OPTIONS
-                )
+        def torch_compiled():
+            _configure_inductor()
+            return torch.compile(block, dynamic=False, fullgraph=True, options=_INDUCTOR_OPTIONS)
 
-            fn = _AotBlock(st, table, torch_compiled) if aot_enabled() else torch_compiled()
-        else:
-            fn = block
-        _graphs[key] = fn
-        return fn
+        return _AotBlock(st, table, torch_compiled, self) if aot_enabled() else torch_compiled()
 
+    def failed(self, setup: FrameSetup) -> bool:
+        """True if compiling this frame's kernel failed here (it renders eager)."""
+        return (setup.structure, setup.dtype, setup.device.type) in self._failed
 
-def compile_count() -> int:
-    """Kernels this process has built or loaded: dynamo's unique graphs plus AOTInductor
-    packages. Each new frame structure, dtype or device adds one; a tile size never does."""
-    from torch._dynamo.utils import counters
+    def mark_failed(self, setup: FrameSetup) -> None:
+        """Render this frame's structure eagerly from now on (compiling it failed)."""
+        self._failed.add((setup.structure, setup.dtype, setup.device.type))
 
-    return int(counters["stats"]["unique_graphs"]) + _aot_builds[0]
+    def compile_count(self) -> int:
+        """Kernels built or loaded: dynamo's unique graphs (process-wide) plus the AOTInductor
+        packages of this cache. Each new frame structure, dtype or device adds one; a tile
+        size never does."""
+        from torch._dynamo.utils import counters
+
+        return int(counters["stats"]["unique_graphs"]) + self.packages_loaded
 
 
 # ------------------------------------------------------------------- AOTInductor packages
@@ -300,11 +328,15 @@ class _AotBlock:
     once (``torch.export`` + ``aoti_compile_and_package``, written atomically) and loaded by
     every later process in milliseconds through torch's C++ package loader: no dynamo, no
     inductor import, no cache look-up at start-up. Any failure falls back, for good in this
-    process, to ``make_fallback()`` (torch.compile, made on first use).
+    process, to ``make_fallback()`` (torch.compile, made on first use). ``owner``: the
+    :class:`KernelCache` whose lock and package counts it uses.
     """
 
-    def __init__(self, st: Structure, table: StructureFactorTable, make_fallback):
+    def __init__(
+        self, st: Structure, table: StructureFactorTable, make_fallback, owner: KernelCache
+    ):
         self.st, self.table = st, table
+        self.owner = owner
         self._make_fallback = make_fallback
         self._fallback = None
         self.runners: dict = {}
@@ -329,7 +361,7 @@ class _AotBlock:
 
     def _runner(self, key: tuple, inputs: tuple):
         """The loaded package for ``key`` (built first if need be), or None if that failed."""
-        with _lock:
+        with self.owner.lock:
             runner = self.runners.get(key)
             if runner is None and not self.broken:
                 try:
@@ -370,7 +402,7 @@ class _AotBlock:
         # torch's C++ loader, as torch._inductor.aoti_load_package uses it (whose import costs
         # 0.85 s); the block's inputs and output are flat tensors, so no pytree specs apply
         runner = torch._C._aoti.AOTIModelPackageLoader(path, "model", False, AOT_RUNNERS, -1)
-        _aot_builds[0] += 1
+        self.owner.packages_loaded += 1
         return runner
 
     def _build(self, path: str, inputs: tuple) -> None:
@@ -382,7 +414,7 @@ class _AotBlock:
             program, package_path=tmp, inductor_configs=dict(_INDUCTOR_OPTIONS)
         )
         os.replace(tmp, path)  # atomic: a reader sees all of it or nothing
-        _packages_built[0] += 1
+        self.owner.packages_built += 1
 
 
 @contextlib.contextmanager
@@ -415,26 +447,22 @@ def use_compiled(setup: FrameSetup) -> bool:
     return mode == "on" or setup.samples >= int(config.get("compile.threshold"))
 
 
-def failed(setup: FrameSetup) -> bool:
-    """True if compiling this frame's kernel failed in this process (it renders eager)."""
-    return (setup.structure, setup.dtype, setup.device.type) in _failed
-
-
 def render_region(
     setup: FrameSetup,
     slow: tuple[int, int],
     fast: tuple[int, int],
     out: torch.Tensor,
+    kernels: KernelCache,
     compiled: bool = True,
 ) -> None:
     """Render pixels [slow) x [fast) into ``out`` (rows, cols), block by block."""
     geo = setup.detector
     rows, cols = slow[1] - slow[0], fast[1] - fast[0]
     if compiled:
-        rb, fb = block_shape(setup, rows, cols)
+        rb, fb = block_shape(setup)
     else:
         rb, fb = eager_block_shape(setup, rows, cols)
-    fn = _graph(setup, compiled)
+    fn = kernels.graph(setup, compiled)
     ft = setup.tensors
     os_, size, dev = setup.oversample, setup.subpixel_size, setup.device
     # separable geometry: per-row and per-column coordinates, built once per region
@@ -454,16 +482,15 @@ def render_region(
                 out[r0 : r0 + nr, c0 : c0 + nc] = block[:nr, :nc]
 
 
-def _try_compiled(setup: FrameSetup, slow, fast, out: torch.Tensor) -> bool:
-    """Render compiled; False (after a warning, once) when it cannot compile."""
-    key = (setup.structure, setup.dtype, setup.device.type)
-    if key in _failed:
+def _try_compiled(setup: FrameSetup, slow, fast, out: torch.Tensor, kernels: KernelCache) -> bool:
+    """Render compiled; False (after a warning, once per cache) when it cannot compile."""
+    if kernels.failed(setup):
         return False
     try:
-        render_region(setup, slow, fast, out, compiled=True)
+        render_region(setup, slow, fast, out, kernels, compiled=True)
         return True
     except Exception as err:  # compiler missing or failing: eager is always correct
-        _failed.add(key)
+        kernels.mark_failed(setup)
         warnings.warn(
             f"braggtile: compiled kernel unavailable ({type(err).__name__}: {err});"
             " using the eager kernel",
@@ -473,9 +500,14 @@ def _try_compiled(setup: FrameSetup, slow, fast, out: torch.Tensor) -> bool:
         return False
 
 
-def render_window(setup: FrameSetup, window: Window) -> torch.Tensor:
+def render_window(
+    setup: FrameSetup, window: Window, kernels: KernelCache | None = None
+) -> torch.Tensor:
     """Render ``window`` of the frame: tensor (rows, cols) of photons/pixel; 0 outside the ROI
-    and where the ``-mask`` file is 0."""
+    and where the ``-mask`` file is 0.
+
+    ``kernels``: the block functions to use and keep (default :meth:`KernelCache.shared`)."""
+    kernels = kernels or KernelCache.shared()
     geo = setup.detector
     window = Window(*window).validate(geo.slow_pixels, geo.fast_pixels)
     inside = window.intersect(setup.roi)
@@ -488,8 +520,8 @@ def render_window(setup: FrameSetup, window: Window) -> torch.Tensor:
         inside.fast0 - window.fast0 : inside.fast1 - window.fast0,
     ]
     slow, fast = (inside.slow0, inside.slow1), (inside.fast0, inside.fast1)
-    if not (use_compiled(setup) and _try_compiled(setup, slow, fast, region)):
-        render_region(setup, slow, fast, region, compiled=False)
+    if not (use_compiled(setup) and _try_compiled(setup, slow, fast, region, kernels)):
+        render_region(setup, slow, fast, region, kernels, compiled=False)
     skipped = setup.skipped(window)
     if skipped is not None and skipped.any():  # -mask: C skips these pixels, leaving 0
         out[torch.from_numpy(skipped).to(out.device)] = 0

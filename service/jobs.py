@@ -2,8 +2,16 @@
 
 A job's render (:func:`tiling.graph.render_job`) runs in a thread of a bounded pool (jobs beyond
 ``max_running_jobs`` wait as ``accepted``), so rendering never blocks the event loop and one
-slow job never delays another job's status or events. Every event of a job is written to the
-database under the job's lock with the next sequence number, then the hub wakes its streams.
+slow job never delays another job's status or events.
+
+A job's state changes only through the manager's transition methods (:meth:`JobManager.start`,
+``progress``, ``tile_done``, ``frame_done``, ``succeed``, ``fail``, ``dismiss``, ``requeue``),
+checked against the one table of :mod:`service.lifecycle`: an illegal one raises
+:class:`~service.lifecycle.IllegalTransition` (409). Each is applied under the job's lock: the
+row's changes and the transition's events (with the next sequence numbers) are written in one
+database transaction, then the hub wakes the job's streams. A final transition sets the job's
+cancel event, which stops its render; what the render reports after that (``late_ok``) is
+dropped, never written after the final event.
 """
 
 from __future__ import annotations
@@ -22,10 +30,11 @@ from distributed import Client
 from sqlalchemy.engine import Engine
 
 from service import db
-from service.errors import Conflict, NotFound, Unavailable
+from service.errors import NotFound, Unavailable
 from service.events import Hub, frame_payload, tile_payload
+from service.lifecycle import IllegalTransition, State, Transition, is_final, next_state
 from service.metrics import Metrics
-from service.models import FINAL, JobRecord, JobRequest
+from service.models import JobRecord, JobRequest
 from service.settings import Settings
 from service.submission import build_spec, summary
 from tiling.events import Event, FrameDone, JobStarted, TileDone
@@ -45,10 +54,15 @@ class _Live:
     """In-memory state of a job this process runs or queued."""
 
     seq: int
+    state: State = "new"
     lock: threading.Lock = field(default_factory=threading.Lock)
     cancel: threading.Event = field(default_factory=threading.Event)
-    closed: bool = False  # the final event is written: nothing more is
     recovered: bool = False  # queued again from the records of a previous process
+
+    @property
+    def closed(self) -> bool:
+        """The final event is written: nothing more is."""
+        return is_final(self.state)
 
 
 class JobManager:
@@ -95,10 +109,9 @@ class JobManager:
         }
         with self.engine.begin() as conn:
             conn.execute(db.jobs.insert().values(**row))
-        live = _Live(seq=0)
         with self.live_lock:
-            self.live[job_id] = live
-        self.emit(job_id, "status", {"status": "accepted"})
+            self.live[job_id] = _Live(seq=0)
+        self._apply(job_id, "accept")
         self.pool.submit(self._run, job_id)
         return self.record(job_id)
 
@@ -107,27 +120,31 @@ class JobManager:
         resume: finished tiles are kept); returns their ids, oldest first."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(db.jobs.c.id, sa.func.coalesce(sa.func.max(db.events.c.seq), 0))
+                sa.select(
+                    db.jobs.c.id,
+                    db.jobs.c.status,
+                    sa.func.coalesce(sa.func.max(db.events.c.seq), 0),
+                )
                 .outerjoin(db.events, db.events.c.job_id == db.jobs.c.id)
                 .where(db.jobs.c.status.in_(("accepted", "running")))
-                .group_by(db.jobs.c.id)
+                .group_by(db.jobs.c.id, db.jobs.c.status)
                 .order_by(sa.func.min(db.jobs.c.created))
             ).all()
-        for job_id, seq in rows:
+        for job_id, status, seq in rows:
             with self.live_lock:
-                self.live[job_id] = _Live(seq=int(seq), recovered=True)
+                self.live[job_id] = _Live(seq=int(seq), state=status, recovered=True)
+            self.requeue(job_id)  # a running one is accepted again (a status event)
             self.pool.submit(self._run, job_id)
-        return [job_id for job_id, _ in rows]
+        return [job_id for job_id, _, _ in rows]
 
     # --- running ---------------------------------------------------------------------------
 
     def _run(self, job_id: str) -> None:
         live = self.live[job_id]
-        if live.closed or live.cancel.is_set():
-            return
-        row = self.row(job_id)
         try:
-            self.emit(job_id, "status", {"status": "running"}, started=db.utcnow())
+            if live.cancel.is_set() or not self.start(job_id, late_ok=True):
+                return  # dismissed while queued, or the service is closing
+            row = self.row(job_id)
             spec = JobSpec.from_dict(row["spec"])
             if live.recovered:  # a job of a previous process: events for what it left unsaid
                 self._catch_up(job_id, row["store"], spec)
@@ -138,11 +155,11 @@ class JobManager:
                 on_event=lambda event: self._on_event(job_id, event),
                 cancel=live.cancel,
             )
-            self.finish(job_id, "successful", None)
+            self.succeed(job_id, late_ok=True)
         except JobCancelled:
             pass  # dismissed (the final event is written) or shutting down (resumable)
         except Exception as err:  # noqa: BLE001 - any failure of a render fails its job
-            self.finish(job_id, "failed", f"{type(err).__name__}: {err}")
+            self.fail(job_id, f"{type(err).__name__}: {err}", late_ok=True)
         finally:
             with self.live_lock:
                 if live.closed:
@@ -179,74 +196,126 @@ class JobManager:
                     done,
                     total,
                 )
-                self.emit(job_id, "tile", tile_payload(event), tiles_done=done)
+                self.tile_done(job_id, event, late_ok=True)
         entries = store.frames()
         for frame in sorted(store.complete_frames() - frames):
-            event = FrameDone(frame, entries[frame].statistics)
-            self.emit(job_id, "frame", frame_payload(event))
+            self.frame_done(job_id, FrameDone(frame, entries[frame].statistics), late_ok=True)
 
     def _on_event(self, job_id: str, event: Event) -> None:
+        """A render's progress event as its transition (dropped once the job is closed)."""
         if isinstance(event, JobStarted):
-            self.emit(
-                job_id, "status", {"status": "running"}, tiles_done=event.tiles_done, quiet=True
-            )
+            self.progress(job_id, event.tiles_done, late_ok=True)
         elif isinstance(event, TileDone):
             self.metrics.tile_done(event.render_s)
-            self.emit(job_id, "tile", tile_payload(event), tiles_done=event.tiles_done)
+            self.tile_done(job_id, event, late_ok=True)
         elif isinstance(event, FrameDone):
-            self.emit(job_id, "frame", frame_payload(event))
+            self.frame_done(job_id, event, late_ok=True)
 
-    def finish(self, job_id: str, status: str, message: str | None) -> None:
-        """Write the final status and event of a job (once)."""
-        self.emit(
-            job_id, status, {"status": status, "message": message}, final=True, message=message
+    # --- transitions (service.lifecycle.TRANSITIONS) --------------------------------------
+    # ``late_ok``: the caller is the job's render, which may report after the job was closed
+    # (dismissed); then the transition is dropped and returns False instead of raising.
+
+    def requeue(self, job_id: str) -> bool:
+        """A job a previous process left accepted or running is queued again (``accepted``)."""
+        return self._apply(job_id, "requeue")
+
+    def start(self, job_id: str, *, late_ok: bool = False) -> bool:
+        """A render thread took the job: ``running``, with its start time."""
+        return self._apply(job_id, "start", late_ok=late_ok, started=db.utcnow())
+
+    def progress(self, job_id: str, tiles_done: int, *, late_ok: bool = False) -> bool:
+        """The render found ``tiles_done`` tiles in the store (resume): the row only."""
+        return self._apply(job_id, "progress", late_ok=late_ok, tiles_done=tiles_done)
+
+    def tile_done(self, job_id: str, event: TileDone, *, late_ok: bool = False) -> bool:
+        """A tile is in the store: its ``tile`` event, and the row's tile count."""
+        return self._apply(
+            job_id,
+            "tile_done",
+            ("tile", tile_payload(event)),
+            late_ok=late_ok,
+            tiles_done=event.tiles_done,
         )
 
-    def emit(
+    def frame_done(self, job_id: str, event: FrameDone, *, late_ok: bool = False) -> bool:
+        """A frame is complete: its ``frame`` event."""
+        return self._apply(job_id, "frame_done", ("frame", frame_payload(event)), late_ok=late_ok)
+
+    def succeed(self, job_id: str, *, late_ok: bool = False) -> bool:
+        """Every frame is complete: ``successful`` (final)."""
+        return self._apply(job_id, "succeed", late_ok=late_ok, message=None)
+
+    def fail(self, job_id: str, message: str, *, late_ok: bool = False) -> bool:
+        """The job cannot go on (``message`` says why): ``failed`` (final); its render stops,
+        its store keeps what was written."""
+        return self._apply(job_id, "fail", late_ok=late_ok, message=message)
+
+    def dismiss(self, job_id: str, message: str = "dismissed by request") -> bool:
+        """Dismiss an accepted or running job: ``dismissed`` (final); its pending and queued
+        tasks are dropped, its store keeps what was written."""
+        return self._apply(job_id, "dismiss", message=message)
+
+    def _apply(
         self,
         job_id: str,
-        kind: str,
-        data: dict[str, Any],
+        event: Transition,
+        extra: tuple[str, dict[str, Any]] | None = None,
         *,
-        final: bool = False,
-        quiet: bool = False,
+        late_ok: bool = False,
         **changes: Any,
-    ) -> None:
-        """Store an event (and the job row's ``changes``) with the job's next sequence number.
-
-        ``status``/final events also set the row's status; a final event closes the job (later
-        events raise :class:`JobCancelled`, which stops its render). ``quiet``: update the row
-        without an event.
-        """
+    ) -> bool:
+        """Apply transition ``event``: the row's ``changes`` (and status), then a ``status``
+        event if the state changed (a final one followed by an event named after the final
+        state, with the same data), then ``extra`` (type, data), all in one database
+        transaction under the job's lock. Returns False if dropped (``late_ok``, job closed)."""
         live = self.live[job_id]
         with live.lock:
-            if live.closed:
-                raise JobCancelled(job_id)
-            if kind == "status" or final:
-                changes["status"] = data["status"]
-            if final:
+            if late_ok and live.closed:
+                return False
+            state = next_state(job_id, live.state, event)
+            changed = state != live.state
+            if changed:
+                changes["status"] = state
+            if is_final(state):
                 changes["finished"] = db.utcnow()
-                if data["status"] == "successful":
-                    changes["tiles_done"] = self.row(job_id)["tiles_total"]
             with self.engine.begin() as conn:
+                if state == "successful":
+                    changes["tiles_done"] = db.jobs.c.tiles_total
                 if changes:
                     conn.execute(db.jobs.update().where(db.jobs.c.id == job_id).values(**changes))
-                row = conn.execute(
-                    sa.select(db.jobs.c.tiles_done, db.jobs.c.tiles_total, db.jobs.c.status).where(
-                        db.jobs.c.id == job_id
-                    )
-                ).one()
-                if kind == "status" or final:
-                    data = {**data, **_progress(row.status, row.tiles_done, row.tiles_total)}
-                if not quiet:
-                    if final:  # every final event follows a status event with the same state
-                        self._insert(conn, job_id, live, "status", data)
-                    self._insert(conn, job_id, live, kind, data)
-            if final:
-                live.closed = True
+                written = self._write_events(conn, job_id, live, state, changed, changes, extra)
+            live.state = state
+            if is_final(state):
                 live.cancel.set()
-        if not quiet:
+        if written:
             self.hub.notify(job_id)
+        return True
+
+    def _write_events(
+        self,
+        conn: Any,
+        job_id: str,
+        live: _Live,
+        state: State,
+        changed: bool,
+        changes: dict[str, Any],
+        extra: tuple[str, dict[str, Any]] | None,
+    ) -> bool:
+        """Insert a transition's events (see :meth:`_apply`); whether there were any."""
+        if changed:
+            row = conn.execute(
+                sa.select(db.jobs.c.tiles_done, db.jobs.c.tiles_total).where(db.jobs.c.id == job_id)
+            ).one()
+            data: dict[str, Any] = {"status": state}
+            if is_final(state):
+                data["message"] = changes.get("message")
+            data.update(_progress(state, row.tiles_done, row.tiles_total))
+            self._insert(conn, job_id, live, "status", data)
+            if is_final(state):
+                self._insert(conn, job_id, live, state, data)
+        if extra is not None:
+            self._insert(conn, job_id, live, *extra)
+        return changed or extra is not None
 
     @staticmethod
     def _insert(conn: Any, job_id: str, live: _Live, kind: str, data: dict[str, Any]) -> None:
@@ -258,16 +327,18 @@ class JobManager:
         )
 
     def cancel(self, job_id: str) -> JobRecord:
-        """Dismiss an accepted or running job: its pending and queued tasks are dropped."""
+        """``DELETE /v1/jobs/{id}``: dismiss the job (again: its record; a job that is not
+        accepted or running, or not this process's: 409)."""
         row = self.row(job_id)
         if row["status"] == "dismissed":
             return self.record(job_id)
-        if row["status"] in FINAL or job_id not in self.live:
-            raise Conflict(f"job {job_id} is {row['status']}; only running jobs can be dismissed")
+        if job_id not in self.live:
+            raise IllegalTransition(job_id, row["status"], "dismiss")
         try:
-            self.finish(job_id, "dismissed", "dismissed by request")
-        except JobCancelled:
-            pass  # it finished meanwhile
+            self.dismiss(job_id)
+        except IllegalTransition:
+            if self.row(job_id)["status"] != "dismissed":
+                raise
         return self.record(job_id)
 
     def drain(self) -> None:

@@ -35,27 +35,24 @@ def test_aot_package_is_built_once_then_loaded(aot_dir):
     setup = prepare_frame(parse_nanobragg(ARGS.split()).experiment, torch.float32)
     window = Window.full(64, 64)
     with dask.config.set({"braggtile.compile.mode": "on", "braggtile.compile.aot": False}):
-        reference = kernel.render_window(setup, window).numpy()
+        reference = kernel.render_window(setup, window, kernel.KernelCache()).numpy()
     with dask.config.set({"braggtile.compile.mode": "on", "braggtile.compile.aot": True}):
-        block = kernel._AotBlock(setup.structure, setup.sf_table, make_fallback=None)
-        kernel._graphs[(setup.structure, True)] = block
-        try:
-            built = kernel.render_window(setup, window).numpy()
-            assert not block.broken
-            packages = [p for p in os.listdir(aot_dir) if p.endswith(".pt2")]
-            assert len(packages) == 1
-            stamp = os.stat(aot_dir / packages[0]).st_mtime_ns
-            graphs = counters["stats"]["unique_graphs"]
-            loaded_before = kernel.compile_count()
-            fresh = kernel._AotBlock(setup.structure, setup.sf_table, make_fallback=None)
-            kernel._graphs[(setup.structure, True)] = fresh
-            loaded = kernel.render_window(setup, window).numpy()
-            assert not fresh.broken and len(fresh.runners) == 1
-        finally:
-            kernel._graphs.pop((setup.structure, True), None)
+        builder = kernel.KernelCache()
+        built = kernel.render_window(setup, window, builder).numpy()
+        block = builder.graph(setup, True)
+        assert isinstance(block, kernel._AotBlock) and not block.broken
+        packages = [p for p in os.listdir(aot_dir) if p.endswith(".pt2")]
+        assert len(packages) == 1 and builder.packages_built == builder.packages_loaded == 1
+        stamp = os.stat(aot_dir / packages[0]).st_mtime_ns
+        graphs = counters["stats"]["unique_graphs"]
+        loader = kernel.KernelCache()  # as a new worker: its own cache, the package on disk
+        loaded = kernel.render_window(setup, window, loader).numpy()
+        fresh = loader.graph(setup, True)
+        assert not fresh.broken and len(fresh.runners) == 1
     assert os.stat(aot_dir / packages[0]).st_mtime_ns == stamp  # loaded, not rebuilt
     assert counters["stats"]["unique_graphs"] == graphs  # no dynamo graph for the load
-    assert kernel.compile_count() == loaded_before + 1
+    assert (loader.packages_built, loader.packages_loaded) == (0, 1)
+    assert loader.compile_count() == graphs + 1
     np.testing.assert_array_equal(built, reference)
     np.testing.assert_array_equal(loaded, reference)
 
@@ -67,11 +64,12 @@ from engine.resolve import parse_nanobragg
 from engine.setup import prepare_frame
 from engine.window import Window
 setup = prepare_frame(parse_nanobragg(sys.argv[1].split()).experiment, torch.float32)
+kernels = kernel.KernelCache()
 with dask.config.set({"braggtile.compile.mode": "on"}):
-    image = kernel.render_window(setup, Window.full(64, 64))
-block = kernel._graphs[(setup.structure, True)]
+    image = kernel.render_window(setup, Window.full(64, 64), kernels)
+block = kernels.graph(setup, True)
 print(type(block).__name__, block.broken, len(block.runners), "torch._dynamo" in sys.modules,
-      float(image.double().sum()).hex(), kernel._packages_built[0])
+      float(image.double().sum()).hex(), kernels.packages_built)
 """
 
 

@@ -11,6 +11,9 @@
 - SIGTERM: a submission in flight gets 503 JSON (draining), the process exits after a
   graceful shutdown, the running job stays ``running`` in the database and resumes on
   restart to the same pixels.
+
+Every fault lands mid-job by construction: the tests hold a tile of the last frame with the
+tile gate (tests/gate.py) and strike while a worker holds it, whatever the speed of tiles.
 """
 
 from __future__ import annotations
@@ -29,18 +32,20 @@ from typing import Any
 import httpx
 import numpy as np
 from distributed import Client
-from test_service import ROOT, TIMEOUT, free_port, read_events, serving, submit
+from gate import TileGate
+from test_service import ROOT, TIMEOUT, free_port, gate, read_events, serving, submit
 
 from tiling.store import StoreReader
 
 ARGS = "-cell 100 100 100 90 90 90 -N 5 -default_F 100 -detpixels 192 -oversample 1"
-# long enough (about 4 s on one worker thread here) that every fault lands mid-job: with 32
-# phi steps the job took 0.8 s and could finish while the service drained
-STEPS = "-phisteps 96 -osc 0.2 -mosaic 0.5 -mosaic_dom 4"
+STEPS = "-phisteps 8 -osc 0.2 -mosaic 0.5 -mosaic_dom 2"
 JOB = {"nanobragg": f"{ARGS} {STEPS}", "tile": 16, "frames": 2}
 SIDE = 192
 TOTAL = 2 * 12 * 12
 CLUSTER = ("--workers", "1", "--torch-threads", "1")
+#: The tile held while a fault strikes: the last frame's, near the beam centre, so that with
+#: one worker thread the first frame is done and the second has barely begun.
+HELD = (1, 6, 6)
 
 
 def rendered_at(store: Path) -> dict[tuple[int, int, int], float]:
@@ -48,14 +53,27 @@ def rendered_at(store: Path) -> dict[tuple[int, int, int], float]:
     return {key: record.rendered_at for key, record in StoreReader(str(store)).records().items()}
 
 
-def wait_tiles(http: httpx.Client, job_id: str, at_least: int) -> dict[str, Any]:
-    deadline = time.monotonic() + 300
-    while (job := http.get(f"/v1/jobs/{job_id}").json())["tiles_done"] < at_least:
-        assert job["status"] in ("accepted", "running"), job
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    assert job["status"] == "running" and job["tiles_done"] < TOTAL, "finished before the fault"
+def hold_mid_job(http: httpx.Client, held: TileGate) -> dict[str, Any]:
+    """Submit JOB with :data:`HELD` held; return it once a worker holds that tile (running)."""
+    held.hold(HELD)
+    job = submit(http, JOB)
+    held.wait("held", HELD)
+    record = http.get(f"/v1/jobs/{job['id']}").json()
+    assert record["status"] == "running" and record["tiles_done"] < TOTAL, record
     return job
+
+
+def wait_refused(port: int, deadline_s: float = 60.0) -> None:
+    """Return once nothing listens on ``port`` any more (uvicorn's shutdown has begun, after
+    its SIGTERM handler drained the service); fails after ``deadline_s``."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        except ConnectionRefusedError:
+            return
+        assert time.monotonic() < deadline, "the service still listens after SIGTERM"
+        time.sleep(0.01)
 
 
 def assert_same_as_clean(http: httpx.Client, job_id: str, events: list[dict[str, Any]]) -> None:
@@ -81,13 +99,14 @@ def assert_same_as_clean(http: httpx.Client, job_id: str, events: list[dict[str,
 
 def test_serve_killed_mid_job_resumes_and_keeps_finished_tiles(tmp_path: Path) -> None:
     database = tmp_path / "jobs.db"
+    held = gate(tmp_path)
     with serving(tmp_path, database, CLUSTER) as (url, proc):
         with httpx.Client(base_url=url, timeout=TIMEOUT) as http:
-            job = submit(http, JOB)
-            wait_tiles(http, job["id"], 6)
+            job = hold_mid_job(http, held)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
         os.killpg(proc.pid, signal.SIGKILL)  # its workers too: the host crashed
+    held.clear()  # the restarted service renders freely
     store = tmp_path / "jobs" / job["id"] / "store.zarr"
     kept = rendered_at(store)
     assert 0 < len(kept) < TOTAL
@@ -113,22 +132,24 @@ def test_serve_killed_mid_job_resumes_and_keeps_finished_tiles(tmp_path: Path) -
 
 def test_sigterm_drains_then_the_job_resumes(tmp_path: Path) -> None:
     database = tmp_path / "jobs.db"
+    held = gate(tmp_path)
     with serving(tmp_path, database, CLUSTER) as (url, proc):
         with httpx.Client(base_url=url, timeout=TIMEOUT) as http:
-            job = submit(http, JOB)
-            wait_tiles(http, job["id"], 4)
+            job = hold_mid_job(http, held)
         port = int(url.rsplit(":", 1)[1])
         body = json.dumps(JOB).encode()
         with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
             head = (
                 f"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n"
+                f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
             ).encode()
-            sock.sendall(head + body[:5])  # a submission in flight when SIGTERM comes
-            time.sleep(0.3)
+            sock.sendall(head)
+            # the server asks for the body once the endpoint reads it: the request is in flight
+            assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue")
             os.kill(proc.pid, signal.SIGTERM)
-            time.sleep(0.3)
-            sock.sendall(body[5:])
+            wait_refused(port)  # drained: new jobs are refused from here on
+            held.release(HELD)  # the held task ends; the job stays unfinished (cancelled)
+            sock.sendall(body)
             reply = b""
             while chunk := sock.recv(65536):
                 reply += chunk
@@ -143,6 +164,7 @@ def test_sigterm_drains_then_the_job_resumes(tmp_path: Path) -> None:
         assert rows == [(job["id"], "running")], "one job, persisted as running (no new job)"
     kept = rendered_at(tmp_path / "jobs" / job["id"] / "store.zarr")
     assert 0 < len(kept) < TOTAL
+    held.clear()
     with serving(tmp_path, database, CLUSTER) as (url, _):
         with httpx.Client(base_url=url, timeout=TIMEOUT) as http:
             events = read_events(http, job["id"])
@@ -155,6 +177,7 @@ def test_worker_killed_mid_render_the_job_completes_identically(tmp_path: Path) 
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DASK_BRAGGTILE__WORKER__TORCH_THREADS": "1"}
+    env.update(TileGate(tmp_path / "gate").env())
     procs: list[subprocess.Popen] = []
 
     def start(argv: list[str]) -> subprocess.Popen:
@@ -189,19 +212,14 @@ def test_worker_killed_mid_render_the_job_completes_identically(tmp_path: Path) 
         ]
         with Client(address, timeout=60) as client:
             client.wait_for_workers(2, timeout=180)
+        held = TileGate(tmp_path / "gate")  # the scheduler's workers were started with it
         with serving(tmp_path, tmp_path / "jobs.db", ("--scheduler", address)) as (url, _):
             with httpx.Client(base_url=url, timeout=TIMEOUT) as http:
-                job = submit(http, JOB)
-                wait_tiles(http, job["id"], 20)
-                with Client(address, timeout=60) as client:
-                    pids = client.run(os.getpid)
-                    victim = next(a for a, pid in pids.items() if pid == workers[0].pid)
-                    deadline = time.monotonic() + 60
-                    while not client.processing(workers=[victim])[victim]:
-                        assert time.monotonic() < deadline, "the worker never had tasks"
-                        time.sleep(0.01)
-                    os.kill(workers[0].pid, signal.SIGKILL)  # with tasks in hand
-                assert workers[0].wait(30) == -signal.SIGKILL
+                job = hold_mid_job(http, held)
+                victim = next(w for w in workers if w.pid == held.holder(HELD))
+                held.clear()  # its task, run again elsewhere, passes
+                os.kill(victim.pid, signal.SIGKILL)  # with the held task in hand
+                assert victim.wait(30) == -signal.SIGKILL
                 events = read_events(http, job["id"])
                 assert events[-1]["event"] == "successful", events[-1]
                 assert_same_as_clean(http, job["id"], events)

@@ -52,11 +52,15 @@ def _setup(args: str, dtype: torch.dtype):
     return prepare_frame(parse_nanobragg(args.split()).experiment, dtype, "cpu")
 
 
-def _render(setup, mode: str, window: Window | None = None) -> np.ndarray:
+#: The block functions of this module's renders (as a worker's plugin owns its own).
+KERNELS = kernel.KernelCache()
+
+
+def _render(setup, mode: str, window: Window | None = None, kernels=KERNELS) -> np.ndarray:
     geo = setup.detector
     window = window or Window.full(geo.slow_pixels, geo.fast_pixels)
     with dask.config.set({"braggtile.compile.mode": mode}):
-        return render_window(setup, window).numpy()
+        return render_window(setup, window, kernels).numpy()
 
 
 def _assert_close(ours: np.ndarray, ref: np.ndarray, rel: float) -> None:
@@ -79,7 +83,7 @@ def test_compiled_matches_eager_float32():
     assert setup.n_sources == 2 and setup.n_orientations == 2 and setup.sensor.layers == 2
     eager = _render(setup, "off")
     compiled = _render(setup, "on")
-    assert not kernel.failed(setup), "the kernel did not compile"
+    assert not KERNELS.failed(setup), "the kernel did not compile"
     # parity floor for float32 is 5e-3 x max; the two kernels agree far better
     _assert_close(compiled, eager, 1e-4)
     a, b = compiled.ravel().astype(float), eager.ravel().astype(float)
@@ -92,7 +96,7 @@ def test_compiled_matches_eager_float64_and_windows(hkl_folder):
     assert setup.sf_table.hkls > 0 and not setup.interpolate
     eager = _render(setup, "off")
     full = _render(setup, "on")
-    assert not kernel.failed(setup), "the kernel did not compile"
+    assert not KERNELS.failed(setup), "the kernel did not compile"
     _assert_close(full, eager, 1e-9)
     # window invariance with the compiled kernel: edges, corners, single pixels
     for w in (Window(0, 9, 0, 7), Window(5, 36, 11, 40), Window(35, 36, 39, 40)):
@@ -172,11 +176,13 @@ def test_compile_mode_from_environment(env, expected):
     assert threshold == int(env.get("DASK_BRAGGTILE__COMPILE__THRESHOLD", 1 << 22))
 
 
-def test_block_shapes_are_few_and_bounded():
+def test_block_shapes_are_bounded_and_shrink_with_samples():
     setup = _setup(FEATURES_F32, torch.float32)
-    shapes = {kernel.block_shape(setup, r, c) for r in range(1, 5000, 97) for c in (1, 300, 4096)}
-    assert len(shapes) <= 10
-    assert all(r * c <= 1 << 18 for r, c in shapes)
+    rows, cols = kernel.block_shape(setup)
+    assert cols == 512 and rows % 16 == 0 and rows * cols <= 1 << 18
+    heavy = _setup(FEATURES_F32.replace("-mosaic_domains 2", "-mosaic_domains 64"), torch.float32)
+    assert heavy.steps > 16 * setup.steps
+    assert kernel.block_shape(heavy)[0] < rows  # more samples per pixel: fewer rows
 
 
 def test_failed_compilation_falls_back_to_eager(monkeypatch, tmp_path):
@@ -191,9 +197,10 @@ def test_failed_compilation_falls_back_to_eager(monkeypatch, tmp_path):
     monkeypatch.setattr(kernel, "aot_cache_dir", lambda: str(tmp_path))
     monkeypatch.setattr(torch.export, "export", broken)
     monkeypatch.setattr(torch, "compile", broken)
+    kernels = kernel.KernelCache()
     with pytest.warns(RuntimeWarning, match="eager"):
-        out = _render(setup, "on")
-    assert kernel.failed(setup)
+        out = _render(setup, "on", kernels=kernels)
+    assert kernels.failed(setup) and not KERNELS.failed(setup)
     np.testing.assert_array_equal(out, eager)
 
 
@@ -205,8 +212,9 @@ def test_compiled_cuda_matches_cpu_eager():
     eager = _render(cpu, "off")
     with dask.config.set({"braggtile.compile.mode": "on"}):
         geo = gpu.detector
-        out = render_window(gpu, Window.full(geo.slow_pixels, geo.fast_pixels)).cpu().numpy()
-    assert not kernel.failed(gpu)
+        out = render_window(gpu, Window.full(geo.slow_pixels, geo.fast_pixels), KERNELS)
+    assert not KERNELS.failed(gpu)
+    out = out.cpu().numpy()
     _assert_close(out, eager, 1e-4)
 
 

@@ -23,6 +23,7 @@ import httpx
 import numpy as np
 import pytest
 import zarr
+from gate import TileGate
 from PIL import Image
 
 from service.colormaps import document
@@ -44,6 +45,8 @@ LONG_ARGS = (
 LONG = {"nanobragg": LONG_ARGS, "tile": 32, "frames": 3}
 TIMEOUT = httpx.Timeout(300.0, connect=30.0)
 FINAL = {"successful", "failed", "dismissed"}
+#: A tile of LONG's last frame that tests hold (tests/gate.py) to keep a job running.
+LAST = (2, 7, 7)
 
 
 def free_port() -> int:
@@ -72,7 +75,8 @@ def serving(
     log_level: str = "warning",
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """Run ``braggtile serve`` on ``data`` until the block ends: (base URL, process); its
-    output goes to ``data/serve.log``."""
+    output goes to ``data/serve.log``. Its workers obey the tile gate ``data / "gate"``
+    (:func:`gate`)."""
     port = free_port()
     log = open(data / "serve.log", "ab")  # noqa: SIM115 - closed below
     cmd = [
@@ -80,7 +84,7 @@ def serving(
         "--database", f"sqlite:///{database}", *cluster, "--warm", "eager",
         "--log-level", log_level,
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **gate(data).env()}
     proc = subprocess.Popen(
         cmd, cwd=data, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
@@ -100,6 +104,11 @@ def serving(
     finally:
         stop(proc)
         log.close()
+
+
+def gate(data: Path) -> TileGate:
+    """The tile gate of the service :func:`serving` runs on ``data``."""
+    return TileGate(data / "gate")
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -324,15 +333,19 @@ def test_live_store_reads_over_http(server: str, http: httpx.Client) -> None:
     assert head.status_code == 200 and int(head.headers["content-length"]) > 0
 
 
-def test_cancel_dismisses_and_other_jobs_run_on(http: httpx.Client) -> None:
+def test_cancel_dismisses_and_other_jobs_run_on(http: httpx.Client, data: Path) -> None:
+    held = gate(data)
+    held.hold(LAST)
     job = submit(http, LONG)
-    first = read_events(http, job["id"], stop_after=3)  # accepted, running, a tile
-    assert first[-1]["event"] == "tile"
-    r = http.delete(f"/v1/jobs/{job['id']}")
-    assert r.status_code == 200 and r.json()["status"] == "dismissed"
-    events = read_events(http, job["id"])
-    assert events[-1]["event"] == "dismissed"
-    time.sleep(2.0)
+    try:
+        held.wait("held", LAST)  # the job cannot finish
+        r = http.delete(f"/v1/jobs/{job['id']}")
+        assert r.status_code == 200 and r.json()["status"] == "dismissed"
+        events = read_events(http, job["id"])
+        assert events[-1]["event"] == "dismissed"
+    finally:
+        held.release(LAST)
+    held.wait("passed", LAST)  # a task of the dismissed job wrote its tile after the dismissal
     record = http.get(f"/v1/jobs/{job['id']}").json()
     assert record["status"] == "dismissed" and record["finished"]
     assert record["tiles_done"] < record["tiles_total"]
@@ -473,13 +486,19 @@ def test_bad_reads_get_a_clear_4xx(http: httpx.Client, finished) -> None:
     assert http.get("/healthz").json()["status"] == "ok"
 
 
-def test_tile_not_rendered_yet_is_a_clear_404(http: httpx.Client) -> None:
+def test_tile_not_rendered_yet_is_a_clear_404(http: httpx.Client, data: Path) -> None:
+    held = gate(data)
+    held.hold(LAST)
     job = submit(http, LONG)
-    r = http.get(f"/v1/jobs/{job['id']}/frames/2/tiles/7/7")  # among the last tiles rendered
-    assert r.status_code == 404 and "not rendered yet" in r.json()["detail"]
-    http.delete(f"/v1/jobs/{job['id']}")
-    r = http.get(f"/v1/jobs/{job['id']}/frames/2/export")
-    assert r.status_code == 404 and "not complete" in r.json()["detail"]
+    try:
+        held.wait("held", LAST)
+        r = http.get(f"/v1/jobs/{job['id']}/frames/2/tiles/7/7")
+        assert r.status_code == 404 and "not rendered yet" in r.json()["detail"]
+        assert http.delete(f"/v1/jobs/{job['id']}").json()["status"] == "dismissed"
+        r = http.get(f"/v1/jobs/{job['id']}/frames/2/export")
+        assert r.status_code == 404 and "not complete" in r.json()["detail"]
+    finally:
+        held.release(LAST)
 
 
 def test_list_metrics_docs_presets(http: httpx.Client, finished) -> None:
@@ -541,15 +560,19 @@ def test_records_and_events_are_in_the_database(http: httpx.Client, finished, da
     assert [tuple(r) for r in stored] == [(e["id"], e["event"]) for e in events]
 
 
-def test_a_long_job_does_not_hold_up_a_short_one(http: httpx.Client) -> None:
-    long_args = LONG_ARGS.replace("-detpixels 256", "-detpixels 512") + " -mosaic 0.5 -mosaic_dom 8"
-    long = submit(http, {"nanobragg": long_args, "tile": 32, "frames": 3})
-    read_events(http, long["id"], stop_after=3)  # it is rendering
-    short = submit(http, {"nanobragg": ARGS, "tile": 256})
-    assert read_events(http, short["id"])[-1]["event"] == "successful"
-    record = http.get(f"/v1/jobs/{long['id']}").json()
-    assert record["status"] == "running" and record["tiles_done"] < record["tiles_total"]
-    assert http.delete(f"/v1/jobs/{long['id']}").json()["status"] == "dismissed"
+def test_a_long_job_does_not_hold_up_a_short_one(http: httpx.Client, data: Path) -> None:
+    held = gate(data)
+    held.hold(LAST)  # the long job cannot finish until the test releases it
+    long = submit(http, LONG)
+    try:
+        held.wait("held", LAST)
+        short = submit(http, {"nanobragg": ARGS, "tile": 256})
+        assert read_events(http, short["id"])[-1]["event"] == "successful"
+        record = http.get(f"/v1/jobs/{long['id']}").json()
+        assert record["status"] == "running" and record["tiles_done"] < record["tiles_total"]
+        assert http.delete(f"/v1/jobs/{long['id']}").json()["status"] == "dismissed"
+    finally:
+        held.release(LAST)
 
 
 def test_a_restarted_service_finishes_its_jobs_with_every_event_once(tmp_path: Path) -> None:

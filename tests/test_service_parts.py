@@ -74,9 +74,14 @@ def test_contrast_scales() -> None:
         Contrast("linear", 0, 100).normalise(data), [[0, 0, 0.25, 1, 1]], atol=1e-12
     )
     np.testing.assert_allclose(Contrast("sqrt", 0, 100).normalise(data)[0, 2], 0.5)
+    # log: the display's three decades, vmin to vmax: each tenfold step above vmin (in units
+    # of a 999th of the range) is a third of the scale, 0 and the largest value its ends
+    decades = np.array([[0.0, 9.0, 99.0, 999.0]])
     np.testing.assert_allclose(
         Contrast("log", 0, 100).normalise(data)[0, 2], np.log(1 + 1000 * 0.25) / np.log(1001)
     )
+    grey = np.asarray(Image.open(io.BytesIO(to_png(decades, Contrast("log", 0, 999)))))
+    np.testing.assert_array_equal(grey, [[0, 85, 170, 255]])
     assert Contrast().limits(data) == (0.0, 200.0)  # default: 0 to the largest value
     assert Contrast(vmin=5.0, vmax=5.0).limits(data) == (5.0, 6.0)  # never an empty range
 

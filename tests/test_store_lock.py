@@ -6,10 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from gate import TileGate
 
 from tiling.lock import StoreLock, StoreLockedError
 from tiling.store import StoreReader
@@ -18,8 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 ARGS = (
     "-N 5 -cell 100 100 100 90 90 90 -default_F 100 -lambda 1 -distance 100 -misset 10 20 30 "
-    "-detpixels 256 -mosaic 0.5 -mosaic_domains 50 -oversample 3"
+    "-detpixels 256 -oversample 1"
 )
+#: A tile of the last frame, held until the second render has been refused.
+HELD = (3, 4, 4)
 
 
 def test_a_second_writer_is_refused_in_the_same_process(tmp_path: Path) -> None:
@@ -62,26 +64,24 @@ def render(out: Path, *extra: str) -> list[str]:
 
 def test_two_renders_into_one_store_never_interleave(tmp_path: Path) -> None:
     out = tmp_path / "two.zarr"
+    gate = TileGate(tmp_path / "gate")
+    gate.hold(HELD)  # the first render holds its lock until the test releases this tile
     first = subprocess.Popen(
-        render(out), cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
+        render(out), cwd=tmp_path, env={**ENV, **gate.env()}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while not Path(f"{out}.lock").exists() or not (out / "zarr.json").exists():
-            assert first.poll() is None, first.communicate()
-            assert time.monotonic() < deadline, "the first render never took the lock"
-            time.sleep(0.05)
+        gate.wait("held", HELD)
         second = subprocess.run(
             render(out, "--overwrite"), cwd=tmp_path, env=ENV, capture_output=True, text=True,
             timeout=120,
         )  # fmt: skip
+        gate.release(HELD)
         first_out, first_err = first.communicate(timeout=300)
     finally:
+        gate.release(HELD)
         if first.poll() is None:
             first.kill()
-    if first.returncode == 0 and "being written" not in second.stderr:
-        pytest.fail(f"the second render was not refused by the lock: {second.stderr}")
     assert second.returncode == 2
     assert f"being written by process {first.pid}" in second.stderr
     assert second.stderr.count("\n") == 1, second.stderr  # one line, no traceback

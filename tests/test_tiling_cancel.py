@@ -4,47 +4,52 @@ from __future__ import annotations
 
 import shlex
 import threading
-import time
 from pathlib import Path
 
 import pytest
+from gate import TileGate
 
 from engine.resolve import parse_nanobragg
 from tiling.cluster import connect
-from tiling.events import Event, JobStarted, TileDone
+from tiling.events import Event, JobStarted
+from tiling.gate import GATE_ENV
 from tiling.graph import JobCancelled, render_job
 from tiling.job import JobSpec
 from tiling.store import TileStore
 
 ARGS = "-N 5 -cell 100 100 100 90 90 90 -default_F 100 -lambda 1 -distance 100 -detpixels 128"
+#: The tiles of one task (a level-1 chunk of frame 0), nearest the beam centre first.
+GROUP = [(0, 5, 5), (0, 5, 4), (0, 4, 5), (0, 4, 4)]
 
 
-def test_a_cancelled_job_stops_its_tasks_and_resumes_later(tmp_path: Path) -> None:
+def test_a_cancelled_job_stops_its_tasks_and_resumes_later(tmp_path: Path, monkeypatch) -> None:
     job = JobSpec(parse_nanobragg(shlex.split(ARGS)).experiment, frames=4, tile=8)
     total = 4 * 16 * 16
     path = str(tmp_path / "c.zarr")
     cancel = threading.Event()
-    seen: list[Event] = []
+    gate = TileGate(tmp_path / "gate")
+    monkeypatch.setenv(GATE_ENV, str(gate.folder))  # the cluster's worker inherits it
+    gate.hold(*GROUP)
 
-    def on_event(event: Event) -> None:
-        seen.append(event)
-        if isinstance(event, TileDone) and event.tiles_done == 3:
-            threading.Thread(target=cancel.set).start()  # as a request thread would
+    def cancel_when_held() -> None:  # as a request thread would, while the task is in hand
+        gate.wait("held", GROUP[0])
+        cancel.set()
 
     with connect(workers=1, torch_threads=1, gpu=False) as client:
+        threading.Thread(target=cancel_when_held, daemon=True).start()
         with pytest.raises(JobCancelled):
-            render_job(client, path, job, on_event=on_event, cancel=cancel)
-        deadline = time.monotonic() + 60  # the scheduler drops the queued tasks (asynchronously)
-        while any(client.processing().values()):
-            assert time.monotonic() < deadline, "tasks still running 60 s after cancel"
-            time.sleep(0.1)
-        stopped = len(TileStore.open_or_create(path, job)[0].records())
-        assert 3 <= stopped < total
-        time.sleep(1.0)
-        assert len(TileStore.open_or_create(path, job)[0].records()) == stopped
+            render_job(client, path, job, cancel=cancel)
+        assert not any(client.processing().values())  # the queued tasks are dropped
+        stopped = set(TileStore.open_or_create(path, job)[0].records())
+        assert 0 < len(stopped) < total and not stopped & set(GROUP)
+        gate.release(*GROUP)
+        for tile in GROUP:  # the one task in hand when cancelled writes its tiles, no other
+            gate.wait("passed", tile)
+        kept = set(TileStore.open_or_create(path, job)[0].records())
+        assert kept == stopped | set(GROUP)
         resumed: list[Event] = []
         done = render_job(client, path, job, on_event=resumed.append, cancel=threading.Event())
     started = resumed[0]
-    assert isinstance(started, JobStarted) and started.tiles_done == stopped
-    assert done.tiles_rendered == total - stopped
+    assert isinstance(started, JobStarted) and started.tiles_done == len(kept)
+    assert done.tiles_rendered == total - len(kept)
     assert len(TileStore.open_or_create(path, job)[0].records()) == total

@@ -48,7 +48,7 @@ class FrameDone:
 @dataclass(frozen=True)
 class JobDone:
     """All frames complete. ``pixels_rendered`` counts ROI pixels rendered by this run;
-    ``stages``: worker seconds of its tasks by stage (see :data:`tiling.graph.STAGES`), summed
+    ``stages``: worker seconds of its tasks by stage (see :data:`tiling.worker.STAGES`), summed
     over the tasks of this run."""
 
     store: str

@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import numpy as np
 from distributed import Client, Future, as_completed
 
 from engine import config
@@ -32,7 +31,15 @@ from tiling.job import JobSpec
 from tiling.lock import StoreLock
 from tiling.pyramid import children, level_chunks
 from tiling.store import TileRecord, TileStore
-from tiling.worker import FrameWriter, bin_chunk, bin_tail, finish_frame, render_tiles
+from tiling.worker import (
+    STAGES,
+    FrameWriter,
+    TileGroupResult,
+    bin_chunk,
+    bin_tail,
+    finish_frame,
+    render_tiles,
+)
 
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 
@@ -42,12 +49,35 @@ FINISH_PRIORITY = 1 << 30
 CANCEL_POLL_S = 0.02
 #: Tasks per cancel message.
 CANCEL_BATCH = 16
-#: Worker seconds a job's tasks report, summed over its tasks (:attr:`JobDone.stages`).
-STAGES = ("setup", "render", "statistics", "write", "pyramid")
 
 
 class JobCancelled(Exception):
     """render_job stopped because its ``cancel`` event was set; its live tasks were cancelled."""
+
+
+@dataclass(frozen=True)
+class TileGroupTask:
+    """A task rendering the missing ``tiles`` ((row, col) -> tile) of one level-1 chunk."""
+
+    frame: int
+    tiles: dict[tuple[int, int], Tile]
+
+
+@dataclass(frozen=True)
+class PyramidTask:
+    """A task binning pyramid chunks of ``frame`` (its result: the seconds it took)."""
+
+    frame: int
+
+
+@dataclass(frozen=True)
+class FinishTask:
+    """A task running the frame writer on finished ``frame`` (its result: the writer's log)."""
+
+    frame: int
+
+
+Task = TileGroupTask | PyramidTask | FinishTask
 
 
 @dataclass
@@ -91,7 +121,7 @@ class _Run:
         self.order = self.grid.ordered(*beam_centre_pixels(self.job.experiment))
         self.frames: dict[int, _Frame] = {}
         self.queue: deque[int] = deque()  # frames whose missing tiles are not yet submitted
-        self.meta: dict[str, tuple[Any, ...]] = {}
+        self.tasks: dict[str, Task] = {}  # live task key -> what it does
         self.live: dict[str, Future] = {}
         self.pending = as_completed(with_results=True)
         self.pending_tiles = 0
@@ -154,7 +184,7 @@ class _Run:
                     priority=-(frame * len(self.order) + rank),
                     resources=self.resources,
                 )
-                self.meta[key] = ("tiles", frame, {(t.row, t.col): t for t in tiles})
+                self.tasks[key] = TileGroupTask(frame, {(t.row, t.col): t for t in tiles})
                 state.groups += 1
             self.pending_tiles += len(state.missing)
             state.missing = []
@@ -186,7 +216,7 @@ class _Run:
                 deps = list(previous.values())
                 tail = self.submit(bin_tail, key, frame, level, *deps, priority=FINISH_PRIORITY)
                 previous = {(0, 0): tail}
-                self.meta[key] = ("bin", frame)
+                self.tasks[key] = PyramidTask(frame)
                 state.futures.append(tail)
                 break
             current = {}
@@ -197,7 +227,7 @@ class _Run:
                 current[(row, col)] = self.submit(
                     bin_chunk, chunk_key, frame, level, row, col, *deps, priority=FINISH_PRIORITY
                 )
-                self.meta[chunk_key] = ("bin", frame)
+                self.tasks[chunk_key] = PyramidTask(frame)
             state.futures.extend(current.values())
             previous = current
         state.finishing = len(state.futures)
@@ -216,19 +246,18 @@ class _Run:
             priority=FINISH_PRIORITY,
         )
         state.finishing += 1
-        self.meta[key] = ("finish", frame)
+        self.tasks[key] = FinishTask(frame)
 
-    def group_done(
-        self, frame: int, tiles: dict[tuple[int, int], Tile], result: dict[str, Any], done: int
-    ) -> int:
+    def group_done(self, task: TileGroupTask, result: TileGroupResult, done: int) -> int:
         """A tile-group task finished: one TileDone per tile; returns the tiles done so far."""
-        for name, seconds in result["stages"].items():
+        for name, seconds in result.stages.items():
             self.stages[name] += seconds
+        frame = task.frame
         state = self.frames[frame]
         total = self.tiles_total
-        for row, col, *vector in result["records"]:
-            tile = tiles[(int(row), int(col))]
-            record = TileRecord.from_vector(np.asarray(vector))
+        for tile_result in result.tiles:
+            tile = task.tiles[(tile_result.row, tile_result.col)]
+            record = tile_result.record
             state.partials[(tile.row, tile.col)] = record.statistics
             state.remaining -= 1
             self.pending_tiles -= 1
@@ -287,15 +316,16 @@ class _Run:
                     self.finish_tiles(frame, 1)
             self.feed()
             for future, result in self.completed(cancel):
-                what = self.meta.pop(future.key)
+                task = self.tasks.pop(future.key)
                 self.live.pop(future.key, None)
-                if what[0] == "tiles":
-                    tiles_done = self.group_done(what[1], what[2], result, tiles_done)
-                elif what[0] == "bin":
-                    self.stages["pyramid"] += float(result)
-                    self.pyramid_done(what[1])
-                elif what[0] == "finish":
-                    self.frame_done(what[1], result or "")
+                match task:
+                    case TileGroupTask():
+                        tiles_done = self.group_done(task, result, tiles_done)
+                    case PyramidTask():
+                        self.stages["pyramid"] += float(result)
+                        self.pyramid_done(task.frame)
+                    case FinishTask():
+                        self.frame_done(task.frame, result or "")
         except BaseException:
             self.cancel_live()
             raise

@@ -44,13 +44,13 @@ def warm_worker(mode: str) -> dict[str, float]:
     from engine.window import Window
     from tiling.worker import current_plugin
 
-    current_plugin()  # the worker's torch threads
+    kernels = current_plugin().kernels  # the worker's torch threads and kernels
     timings = {}
     start = time.perf_counter()
     argv = [a.format(n=64) for a in WARM_ARGS]
     setup = prepare_frame(parse_nanobragg(argv).experiment, dtype=torch.float32)
     with dask.config.set({"braggtile.compile.mode": "off"}):
-        render_window(setup, Window(0, 64, 0, 64))
+        render_window(setup, Window(0, 64, 0, 64), kernels)
     timings["eager_s"] = time.perf_counter() - start
     if mode == "compile" and config.compile_mode() != "off":
         start = time.perf_counter()
@@ -58,7 +58,7 @@ def warm_worker(mode: str) -> dict[str, float]:
         setup = prepare_frame(parse_nanobragg(argv).experiment, dtype=torch.float32)
         with dask.config.set({"braggtile.compile.mode": "on"}):
             if use_compiled(setup):
-                render_window(setup, Window(0, WARM_TILE, 0, WARM_TILE))
+                render_window(setup, Window(0, WARM_TILE, 0, WARM_TILE), kernels)
         timings["compile_s"] = time.perf_counter() - start
     return timings
 

@@ -3,8 +3,9 @@
 The plugin sets torch's thread count, picks the worker's device and caches, per worker, the
 opened store with its job (the experiment is read once per worker from the store's attributes,
 never shipped with each task) and the most recent :class:`~engine.setup.FrameSetup` objects,
-keyed by (job fingerprint, frame, dtype, device). Tasks write their output chunks themselves and
-return only small records.
+keyed by (job fingerprint, frame, dtype, device), and owns the worker's
+:class:`~engine.kernel.KernelCache` (compiled block functions). Tasks write their output chunks
+themselves and return only small typed records (:class:`TileGroupResult`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,6 +25,7 @@ from engine import config
 from engine.frame import FrameSetup
 from engine.statistics import FrameStatistics, TileStatistics
 from engine.window import Window
+from tiling import gate
 from tiling.allocator import tune_allocator
 from tiling.grid import intersect
 from tiling.inputs import local_experiment
@@ -32,10 +35,15 @@ from tiling.store import TileRecord, TileStore
 if TYPE_CHECKING:
     import torch
 
+    from engine.kernel import KernelCache
+
 # torch, the kernel and the frame set-up load inside the tasks (workers only): the service
 # imports this module to build graphs and must not load torch
 
 PLUGIN_NAME = "braggtile-tiling"
+#: Worker seconds a tile-group task reports, by stage: store and frame set-up look-up, kernel,
+#: statistics, chunk encoding and write (with the record), pyramid binning.
+STAGES = ("setup", "render", "statistics", "write", "pyramid")
 
 #: A picklable callable run on a worker once a frame's statistics are known, to write files
 #: such as SMV/noise images: (frame set-up on the CPU, frame image (slow, fast) in photons/pixel,
@@ -69,10 +77,21 @@ class TilingPlugin(WorkerPlugin):
         self.gpu_index: int | None = None
         self.setups_prepared = 0
         self.allocator_tuned = False
+        self._kernels: KernelCache | None = None  # made on the worker (torch loads there only)
         self._stores: OrderedDict[tuple[str, str], TileStore] = OrderedDict()
         self._setups: OrderedDict[tuple[str, int, str, str], FrameSetup] = OrderedDict()
 
+    @property
+    def kernels(self) -> KernelCache:
+        """This worker's compiled block functions (tasks of all its threads share them)."""
+        if self._kernels is None:
+            from engine.kernel import KernelCache
+
+            self._kernels = KernelCache()
+        return self._kernels
+
     def setup(self, worker: Any = None) -> None:
+        self.kernels  # noqa: B018 - made before the tasks' threads share it
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         per_host = self.workers_per_host.get(getattr(worker, "ip", ""), 1)
         configured = config.get("worker.torch-threads")  # this worker's own setting
@@ -174,6 +193,24 @@ def worker_info() -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class TileResult:
+    """A tile a task rendered and wrote: (row, col) of its frame and its record."""
+
+    row: int
+    col: int
+    record: TileRecord
+
+
+@dataclass(frozen=True)
+class TileGroupResult:
+    """What a :func:`render_tiles` task returns: its tiles' results in the order it was given
+    them, and the worker seconds it spent by stage (:data:`STAGES`)."""
+
+    tiles: list[TileResult]
+    stages: dict[str, float]
+
+
 def render_tiles(
     path: str,
     fingerprint: str,
@@ -181,31 +218,30 @@ def render_tiles(
     tiles: list[tuple[int, int]],
     device: str,
     level1: tuple[int, int] | None = None,
-) -> dict[str, Any]:
+) -> TileGroupResult:
     """Render ``tiles`` ((row, col) each) of ``frame``, writing each level-0 chunk, then its
     record; then, if ``level1`` is given, write that pyramid level-1 chunk, binned from the
     tiles in memory (its other tiles, already recorded or outside the ROI, read from the store).
 
     A task renders the tiles of one level-1 chunk (up to 2 x 2), so the first pyramid level
-    never reads level 0 back and the client handles a quarter of the tasks. Returns
-    ``{"records": [[row, col, *record]] in the order of ``tiles`` (see
-    :data:`tiling.layout.RECORD_FIELDS`), "stages": worker seconds spent in "setup" (store and
-    frame set-up look-up), "render", "statistics", "write" (chunk encoding and write, record)
-    and "pyramid"}``.
+    never reads level 0 back and the client handles a quarter of the tasks. A tile held by the
+    test gate (:mod:`tiling.gate`) waits for its release before it renders.
     """
     start = time.perf_counter()
     plugin = current_plugin()
     store = plugin.store(path, fingerprint)
-    stages = dict.fromkeys(("setup", "render", "statistics", "write", "pyramid"), 0.0)
+    stages = dict.fromkeys(STAGES, 0.0)
     parts: dict[tuple[int, int], np.ndarray] = {}  # each tile, binned when tiles are even
-    records = []
+    results = []
     setup = None
     if tiles:
         setup = plugin.frame_setup(store, frame, plugin.device(device))
     stages["setup"] = time.perf_counter() - start
     for row, col in tiles:
-        data, record = _render_tile(store, setup, frame, row, col, stages)
-        records.append([row, col, *record.to_vector().tolist()])
+        gate.before_tile(frame, row, col)
+        data, record = _render_tile(plugin, store, setup, frame, row, col, stages)
+        gate.after_tile(frame, row, col)
+        results.append(TileResult(row, col, record))
         if level1 is not None:
             t0 = time.perf_counter()
             parts[(row, col)] = _level1_part(store, data)
@@ -214,7 +250,7 @@ def render_tiles(
         t0 = time.perf_counter()
         _write_level1(store, frame, level1, parts)
         stages["pyramid"] += time.perf_counter() - t0
-    return {"records": records, "stages": stages}
+    return TileGroupResult(results, stages)
 
 
 def _level1_part(store: TileStore, pixels: np.ndarray) -> np.ndarray:
@@ -226,7 +262,13 @@ def _level1_part(store: TileStore, pixels: np.ndarray) -> np.ndarray:
 
 
 def _render_tile(
-    store: TileStore, setup: FrameSetup, frame: int, row: int, col: int, stages: dict
+    plugin: TilingPlugin,
+    store: TileStore,
+    setup: FrameSetup,
+    frame: int,
+    row: int,
+    col: int,
+    stages: dict,
 ) -> tuple[np.ndarray, TileRecord]:
     """Render, measure and write one tile (chunk, then record); its pixels and record."""
     import torch
@@ -236,7 +278,7 @@ def _render_tile(
     start = time.perf_counter()
     grid = store.job.grid
     window = grid.window(row, col)
-    values = render_window(setup, window)
+    values = render_window(setup, window, plugin.kernels)
     if values.device.type == "cuda":
         torch.cuda.synchronize(values.device)
     t_render = time.perf_counter()
