@@ -13,7 +13,7 @@ from pathlib import Path as FsPath
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
-from fastapi.responses import FileResponse
+from fastapi.responses import Response
 
 from service.deps import JobParams
 from service.errors import BadInput, NotFound
@@ -57,15 +57,23 @@ def zarr_key(
         str,
         Path(max_length=MAX_KEY_CHARS, description="store key, e.g. zarr.json or 0/c/0/1/2"),
     ],
-) -> FileResponse:
-    """One key of the store (metadata JSON or a chunk's bytes)."""
+) -> Response:
+    """One key of the store (metadata JSON or a chunk's bytes).
+
+    The file is read whole through one open descriptor: the writers replace files by rename
+    (metadata as a job runs, chunks on a resume), and a length taken from the path before
+    another open could belong to a different file than the bytes sent."""
     check_key(key)
     path = store_file(job.row["store"], key)
     chunk = level_chunk_of_key(key)
     if chunk is not None and chunk[0] == 0 and not job.pixels().tile_done(*chunk[1:]):
         raise NotFound(f"no key {key!r} in the store: its tile is not rendered yet", field="key")
     media = "application/json" if path.name == "zarr.json" else "application/octet-stream"
-    return FileResponse(path, media_type=media, headers={"Cache-Control": "no-cache"})
+    try:
+        content = path.read_bytes()
+    except FileNotFoundError as err:  # removed since (a purge): as if never written
+        raise NotFound(f"no key {key!r} in the store", field="key") from err
+    return Response(content, media_type=media, headers={"Cache-Control": "no-cache"})
 
 
 router.add_api_route(
