@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tiling.exports.frames import FrameFile
-from tiling.exports.series import Scale
+from tiling.exports.series import FrameFile, Scale
 
 #: int32 ADU; the largest is the count cutoff.
 CBF_TOP = 2**31 - 1
