@@ -44,7 +44,6 @@ def pilatus_header(item: FrameFile, top: int) -> str:
         f"# Start_angle {geo.frame_phi0_deg[item.frame]:.7f} deg.",
         f"# Angle_increment {geo.osc_deg:.7f} deg.",
         f"# Phi {geo.frame_phi0_deg[item.frame]:.7f} deg.",
-        "# Oscillation_axis X, CW",
     ]
     return "\n".join(lines)
 
