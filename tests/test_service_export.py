@@ -19,7 +19,7 @@ import pytest
 from test_export import parse_smv
 from test_service import TIMEOUT, read_events, serving, submit
 
-from tiling.store import StoreReader
+from tiling.store import StoreReader, TileStore
 
 ARGS = "-N 1 -cell 100 100 100 90 90 90 -default_F 1 -lambda 1 -distance 100 -phi 2 -osc 0.5"
 SMALL = {"nanobragg": f"{ARGS} -detpixels 64", "tile": 32, "frames": 3}
@@ -116,6 +116,17 @@ def test_bad_parameters_are_a_4xx_naming_the_field(
     assert r.status_code == 422, r.text
     body = r.json()
     assert body["field"] == field and (limit is None or body["limit"] == limit), body
+
+
+def test_a_job_still_rendering_exports_its_finished_frames(service) -> None:
+    http, data, _ = service
+    job_id = finished_job(http, SMALL)
+    store = TileStore.open(str(data / "jobs" / job_id / "store.zarr"))
+    store.set_frame(2, store.frame_statistics(2), complete=False)  # as while frame 2 renders
+    assert len(zip_of(http, job_id, format="float").namelist()) == 2
+    r = http.get(f"/v1/jobs/{job_id}/export", params={"format": "nexus", "frames": "1:3"})
+    assert r.status_code == 404 and r.json()["field"] == "frames", r.text
+    assert "frame 2 is not finished yet" in r.json()["detail"]
 
 
 def test_unknown_job_is_404(service) -> None:
