@@ -137,3 +137,35 @@ def test_bad_response_names_the_field() -> None:
         PointSpread.parse("gauss")
     with pytest.raises(ValidationError, match="shape"):
         PointSpread.parse("airy:10")
+
+
+CELL = "-cell 100 100 100 90 90 90 -default_F 100 -N 5 -lambda 1 -distance 100 -detpixels 64"
+
+
+def _nanobragg(folder, name: str, *extra: str) -> np.ndarray:
+    from engine.cli import main
+    from engine.smv import read_smv
+
+    argv = CELL.split() + ["-seed", "5", "-noprogress", "-nopgm", "-floatfile", str(folder / "f")]
+    argv += ["-intfile", str(folder / "i.img"), "-noisefile", str(folder / name), *extra]
+    assert main(argv) == 0
+    return read_smv(folder / name)[1].astype(np.int64)
+
+
+def test_nanobragg_noise_image_gain_offset_overload(tmp_path) -> None:
+    plain = _nanobragg(tmp_path, "plain.img")  # C's -noisefile: counts + 40
+    counts = plain - 40
+    assert counts.max() > 20  # some Bragg spots
+    adu = _nanobragg(tmp_path, "g.img", "-gain", "2.5", "-adc", "10", "-overload", "300")
+    np.testing.assert_array_equal(adu, np.minimum(np.floor(2.5 * counts + 10), 300))
+
+
+def test_nanobragg_psf_conserves_photons_and_bad_psf_is_refused(tmp_path, capsys) -> None:
+    from engine.cli import main
+
+    blurred = _nanobragg(tmp_path, "p.img", "-psf", "gauss:200", "-adc", "0", "-overload", "65535")
+    plain = _nanobragg(tmp_path, "plain.img") - 40
+    assert abs(blurred.sum() - plain.sum()) < 6 * np.sqrt(2 * plain.sum())
+    assert blurred.max() < plain.max()  # spread out
+    assert main(CELL.split() + ["-psf", "airy:3", "-noprogress"]) == 2
+    assert "-psf" in capsys.readouterr().err
