@@ -60,6 +60,8 @@ def test_readout_noise_has_the_asked_rms() -> None:
     assert abs(values.var() - (49.0 + 1 / 12)) < 5 * 49.0 * math.sqrt(2.0 / n)
     again, _ = _image(photons, response.model_copy(update={"seed": 1}))
     assert not np.array_equal(again, adu)  # the seed chooses the stream
+    other_frame, _ = _image(photons, response, frame=1)
+    assert not np.array_equal(other_frame, adu)  # and so does the frame
 
 
 def test_poisson_noise_variance_scales_with_gain() -> None:

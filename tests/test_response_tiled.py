@@ -10,17 +10,21 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from engine.noise import poisson_counts
 from engine.response import DetectorResponse, PointSpread, detector_image
 from engine.window import Window
 from tiling.store import StoreReader
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = "-N 5 -cell 100 100 100 90 90 90 -default_F 100 -lambda 1 -distance 100 -detpixels 300"
-RESPONSE = (
-    "--psf", "gauss:250", "--noise", "--seed", "7", "--gain", "2.5",
-    "--readout-noise", "3", "--overload", "60000",
+#: No photon noise and a high gain: a photon difference of 1e-5 (a halo a pixel short) shows.
+PSF = (
+    "--psf", "gauss:250", "--seed", "7", "--gain", "1e6", "--readout-noise", "3",
+    "--overload", "4294967295",
 )  # fmt: skip
+NOISE = ("--noise", "--seed", "7", "--gain", "2.5", "--overload", "60000")
 
 
 def _render(out: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -34,32 +38,29 @@ def _render(out: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 def test_psf_tiles_equal_the_whole_frame_and_photons_are_kept(tmp_path: Path) -> None:
-    for name, tile in (("tiled.zarr", "128"), ("whole.zarr", "300"), ("plain.zarr", "128")):
-        extra = () if name == "plain.zarr" else RESPONSE
+    renders = {"tiled": ("128", PSF), "whole": ("300", PSF), "noisy": ("128", NOISE)}
+    renders["plain"] = ("128", ())
+    for name, (tile, extra) in renders.items():
         proc = _render(tmp_path / name, "--tile", tile, *extra)
         assert proc.returncode == 0, proc.stderr
-    tiled = StoreReader(str(tmp_path / "tiled.zarr"))
-    whole = StoreReader(str(tmp_path / "whole.zarr"))
-    plain = StoreReader(str(tmp_path / "plain.zarr"))
-    assert tiled.has_detector() and not plain.has_detector()
-    adu = tiled.read_detector_frame(0)
-    assert adu.dtype == np.uint16 and adu.shape == (300, 300)
-    np.testing.assert_array_equal(adu, whole.read_detector_frame(0))
-    photons = plain.read_frame(0, 0)
-    np.testing.assert_array_equal(tiled.read_frame(0, 0), photons)  # level 0: photons
-    np.testing.assert_array_equal(whole.read_frame(0, 0), photons)
+    store = {name: StoreReader(str(tmp_path / name)) for name in renders}
+    assert not store["plain"].has_detector()
+    adu = store["tiled"].read_detector_frame(0)
+    assert adu.dtype == np.uint32 and adu.shape == (300, 300)
+    np.testing.assert_array_equal(adu, store["whole"].read_detector_frame(0))
+    photons = store["plain"].read_frame(0, 0)
+    for name in ("tiled", "whole", "noisy"):  # level 0 keeps the noise-free photons
+        np.testing.assert_array_equal(store[name].read_frame(0, 0), photons)
     response = DetectorResponse(
-        noise=True,
-        seed=7,
-        gain=2.5,
-        readout_noise=3.0,
-        overload=60000,
+        seed=7, gain=1e6, readout_noise=3.0, overload=2**32 - 1,
         psf=PointSpread(shape="gauss", fwhm_um=250.0),
-    )
-    assert tiled.job.response == response
+    )  # fmt: skip
+    assert store["tiled"].job.response == response
     expected, _ = detector_image(photons, Window(0, 300, 0, 300), response, 0, 300, 100e-6)
     np.testing.assert_array_equal(adu, expected)
-    assert not np.array_equal(adu, np.trunc(photons * 2.5 + 40.0).astype(np.uint16))
+    counts = poisson_counts(torch.from_numpy(photons), 7, 0, torch.arange(90000).reshape(300, 300))
+    noisy = np.minimum(np.trunc(2.5 * counts.numpy() + 40.0), 60000)
+    np.testing.assert_array_equal(store["noisy"].read_detector_frame(0), noisy)
 
 
 def test_bad_response_options_name_the_option(tmp_path: Path) -> None:
