@@ -33,6 +33,10 @@ class Outputs:
     pgm_scale: float = 0.0
     adc_offset: float = 40.0
     seed: int | None = None
+    gain: float = 1.0  # noise image: ADU per photon
+    readout_noise: float = 0.0  # noise image: ADU rms
+    psf: str = "none"  # noise image: "gauss:FWHM_UM", "fiber:FWHM_UM" or "none"
+    overload: int = 65535  # noise image: saturation, ADU
     progress: bool = True
     dumpfile: str = "Fdump.bin"
     printout_pixel: tuple[int, int] | None = None

@@ -86,6 +86,28 @@ def choice(*allowed: str) -> Check:
     return check
 
 
+def point_spread(flag: str, v: str) -> str:
+    """``gauss:FWHM_UM`` or ``fiber:FWHM_UM`` (FWHM in micrometres, > 0), or ``none``."""
+    shape, sep, fwhm = v.lower().partition(":")
+    if shape == "none" and not sep:
+        return "none"
+    try:
+        width = float(fwhm)
+    except ValueError:
+        width = math.nan
+    if shape not in ("gauss", "fiber") or not 0 < width <= 1e5:
+        raise InputError(
+            flag, f"must be gauss:FWHM_UM or fiber:FWHM_UM (0 < FWHM <= 1e5); got {v!r}"
+        )
+    return f"{shape}:{width:g}"
+
+
+def overload(flag: str, n: int) -> int:
+    if not 1 <= n <= 65535:
+        raise InputError(flag, f"must be between 1 and 65535 ADU (2-byte SMV), got {n}")
+    return n
+
+
 @dataclass(frozen=True)
 class Flag:
     """One nanoBragg flag: spellings, value kinds, target (or handler), check, unit."""
@@ -526,6 +548,23 @@ FLAGS: tuple[Flag, ...] = (
         handler="device",
         values="cpu|cuda|cuda:N|auto",
     ),
+    F("-gain", "f", "outputs.gain", "noise image: ADU per photon (1)", check=positive),
+    F(
+        "-readout_noise",
+        "f",
+        "outputs.readout_noise",
+        "noise image: read-out noise, ADU rms (0)",
+        check=non_negative,
+    ),
+    F(
+        "-psf",
+        "s",
+        "outputs.psf",
+        "noise image: point spread (none)",
+        check=point_spread,
+        values="gauss:FWHM_UM|fiber:FWHM_UM|none",
+    ),
+    F("-overload", "i", "outputs.overload", "noise image: saturation, ADU (65535)", check=overload),
     F(
         "-nocompile",
         "",

@@ -12,9 +12,11 @@ import torch
 from engine.cli_args import Outputs
 from engine.frame import FrameSetup
 from engine.noise import noise_image
+from engine.response import DetectorResponse, PointSpread, detector_image
 from engine.smv import c_g, int_image, smv_header, write_float_image, write_pgm, write_smv
 from engine.statistics import FrameStatistics
 from engine.structure_factors import write_fdump
+from engine.window import Window
 
 
 def write_outputs(
@@ -42,24 +44,63 @@ def write_outputs(
         noise = None
         if outputs.noisefile:  # drawn while the other files are made (it needs no statistics)
             seed = outputs.seed if outputs.seed is not None else int(time.time())
-            noise = pool.submit(
-                noise_image,
-                torch.from_numpy(image),
-                seed,
-                frame,
-                0,
-                0,
-                image.shape[1],
-                outputs.adc_offset,
-                torch.from_numpy(roi_mask),
-            )
+            noise = pool.submit(_noise_image, setup, image, outputs, seed, frame, roi_mask)
         _write_images(setup, image, stats, outputs, roi_mask, say)
         if noise is not None:
-            counts, photons, overloads = noise.result()
-            say(f"{photons:.0f} photons on noise image ({overloads} overloads)")
-            write_smv(outputs.noisefile, counts.numpy(), smv_header(setup.plan))
+            counts, line = noise.result()
+            say(line)
+            write_smv(outputs.noisefile, counts, smv_header(setup.plan))
             say(f"writing {outputs.noisefile} as 2-byte integers")
     return lines
+
+
+def noise_response(outputs: Outputs, seed: int) -> DetectorResponse | None:
+    """The detector response ``-gain``, ``-readout_noise``, ``-psf``, ``-overload`` ask of
+    the noise image (None: none of them given, C's plain ``-noisefile``)."""
+    plain = Outputs()
+    own = ("gain", "readout_noise", "psf", "overload")
+    if all(getattr(outputs, name) == getattr(plain, name) for name in own):
+        return None
+    psf = None if outputs.psf == "none" else PointSpread.parse(outputs.psf)
+    return DetectorResponse(
+        noise=True,
+        seed=seed,
+        gain=outputs.gain,
+        adc_offset=outputs.adc_offset,
+        readout_noise=outputs.readout_noise,
+        psf=psf,
+        overload=outputs.overload,
+    )
+
+
+def _noise_image(
+    setup: FrameSetup,
+    image: np.ndarray,
+    outputs: Outputs,
+    seed: int,
+    frame: int,
+    roi_mask: np.ndarray,
+) -> tuple[np.ndarray, str]:
+    """The noise image (uint16 ADU) and its log line: C's, or with a detector response."""
+    response = noise_response(outputs, seed)
+    if response is None:
+        counts, photons, overloads = noise_image(
+            torch.from_numpy(image),
+            seed,
+            frame,
+            0,
+            0,
+            image.shape[1],
+            outputs.adc_offset,
+            torch.from_numpy(roi_mask),
+        )
+        return counts.numpy(), f"{photons:.0f} photons on noise image ({overloads} overloads)"
+    geo = setup.detector
+    window = Window.full(*image.shape)
+    adu, overloads = detector_image(
+        image, window, response, frame, geo.fast_pixels, geo.pixel_size, inside=roi_mask
+    )
+    return adu, f"detector response on noise image ({overloads} overloads)"
 
 
 def _write_images(

@@ -18,7 +18,7 @@ STORE_LAYER = {"tiling/layout.py", "tiling/store.py", "tiling/chunkio.py", "tili
 #: Keys of the layout: group attributes, their fields, the record array and its attributes.
 #: ("frames", a field of the attributes, is also a job option: any access to the attributes'
 #: one goes through "braggtile" first.)
-KEYS = {"braggtile", "ome", "tiles", "statistics", "complete", "fields"}
+KEYS = {"braggtile", "ome", "tiles", "detector", "statistics", "complete", "fields"}
 #: Calls whose first argument is a key (dict look-ups, zarr nodes, chunk access).
 LOOKUPS = {
     "get", "pop", "setdefault", "index", "chunks", "array", "level", "create_array",
@@ -27,7 +27,7 @@ LOOKUPS = {
 #: zarr functions that open a store.
 OPENERS = {"open", "open_group", "open_array", "open_consolidated", "group", "create_array"}
 #: Names of the layout's keys, for the store layer alone.
-KEY_NAMES = {"ATTRS_KEY", "OME_KEY", "RECORDS", "RECORD_FIELDS", "level_path"}
+KEY_NAMES = {"ATTRS_KEY", "OME_KEY", "RECORDS", "DETECTOR", "RECORD_FIELDS", "level_path"}
 #: Subscripts of these names are not store look-ups: worker stage timings (tiling.graph.STAGES)
 #: share the word "statistics".
 NOT_STORES = {"stages"}

@@ -96,8 +96,54 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     p.add_argument("--overwrite", action="store_true", help="replace a store of another job")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_response_arguments(p)
     p.set_defaults(func=run_render)
     return p
+
+
+def add_response_arguments(p: argparse.ArgumentParser) -> None:
+    """The detector response options: any of them stores the detector's image (ADU) too."""
+    group = p.add_argument_group(
+        "detector response", "the detector's image (ADU) is stored beside the photons"
+    )
+    group.add_argument("--noise", action="store_true", help="Poisson photon noise")
+    group.add_argument("--seed", type=int, help="noise seed (default: -seed, else 0)")
+    group.add_argument("--gain", type=float, metavar="ADU", help="ADU per photon (1)")
+    group.add_argument("--readout-noise", type=float, metavar="ADU", help="rms, ADU (0)")
+    group.add_argument(
+        "--psf", metavar="SHAPE:FWHM_UM", help="point spread: gauss:FWHM_UM or fiber:FWHM_UM"
+    )
+    group.add_argument("--overload", type=int, metavar="ADU", help="saturation, ADU (65535)")
+    group.add_argument("--adc-offset", type=float, metavar="ADU", help="ADC offset, ADU (40)")
+
+
+#: Response options: command-line option -> DetectorResponse field.
+RESPONSE_OPTIONS = {
+    "--noise": "noise",
+    "--seed": "seed",
+    "--gain": "gain",
+    "--readout-noise": "readout_noise",
+    "--psf": "psf",
+    "--overload": "overload",
+    "--adc-offset": "adc_offset",
+}
+
+
+def response_options(args: argparse.Namespace, seed: int | None) -> dict[str, Any] | None:
+    """The detector response the options ask for, as a dict (None: none asked for);
+    ``seed``: the nanoBragg arguments' ``-seed``, used when ``--seed`` is not given."""
+    values = {field: getattr(args, field, None) for field in RESPONSE_OPTIONS.values()}
+    given = {field: v for field, v in values.items() if v is not None and v is not False}
+    if not given:
+        return None
+    if "seed" not in given and seed is not None:
+        given["seed"] = seed
+    if "psf" in given:
+        shape, sep, fwhm = str(given["psf"]).partition(":")
+        if not sep:
+            raise InputError("--psf", f"expected gauss:FWHM_UM or fiber:FWHM_UM, got {shape!r}")
+        given["psf"] = {"shape": shape, "fwhm_um": fwhm}
+    return given
 
 
 def add_cluster_arguments(p: argparse.ArgumentParser) -> Any:
@@ -140,12 +186,14 @@ def load_job(args: argparse.Namespace) -> tuple[JobSpec, FrameWriter | None]:
     if (nanobragg is None) == (args.spec is None):
         raise InputError("--nanobragg", "give the job as nanoBragg arguments or --spec (one)")
     writer_outputs = None
+    seed = None
     if nanobragg is not None:
         from engine.resolve import parse_nanobragg
 
         run = parse_nanobragg(nanobragg)
         job = JobSpec(run.experiment, dtype=run.dtype)
         writer_outputs = requested_outputs(nanobragg, run.outputs)
+        seed = run.outputs.seed
     else:
         job = load_spec(args.spec)
     overrides = {
@@ -153,6 +201,7 @@ def load_job(args: argparse.Namespace) -> tuple[JobSpec, FrameWriter | None]:
         "tile": args.tile,
         "dtype": args.dtype,
         "pyramid_min": args.pyramid_min,
+        "response": response_options(args, seed),
     }
     job = with_options(job, **overrides)
     writer = NanoBraggFiles(writer_outputs, job.frames) if writer_outputs else None
@@ -167,7 +216,10 @@ def with_options(job: JobSpec, **options: Any) -> JobSpec:
         return JobSpec.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
-        raise InputError("--" + str(first["loc"][0]).replace("_", "-"), first["msg"]) from None
+        loc = [str(part) for part in first["loc"]]
+        name = loc[1] if loc[0] == "response" and len(loc) > 1 else loc[0]
+        name = "psf" if loc[:2] == ["response", "psf"] else name
+        raise InputError("--" + name.replace("_", "-"), first["msg"]) from None
 
 
 def nanobragg_argv(args: argparse.Namespace) -> list[str] | None:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validat
 from engine.model import Experiment, Scan
 from engine.plan import frame_experiment
 from engine.precision import Precision, torch_dtype
+from engine.response import DetectorResponse
 from tiling.grid import TileGrid
 from tiling.pyramid import DEFAULT_MIN_SIZE, level_shapes
 
@@ -54,6 +55,11 @@ class JobSpec(BaseModel):
         default_factory=dict,
         description="input files the experiment names (HKL, Fdump) by file name -> sha256 of "
         "their contents; the files travel in the store (see tiling.inputs)",
+    )
+    response: DetectorResponse | None = Field(
+        None,
+        description="detector response (PSF, noise, gain, read-out noise, offset, overload): "
+        "each tile's detector image (ADU) is stored beside the photons; None: photons only",
     )
 
     def __init__(self, experiment: Experiment | None = None, /, **data: Any) -> None:
@@ -95,8 +101,11 @@ class JobSpec(BaseModel):
         return frame_experiment(self.experiment, frame)
 
     def options(self) -> dict[str, Any]:
-        """The job's options besides the experiment, JSON-ready."""
-        return {name: getattr(self, name) for name in OPTION_FIELDS}
+        """The job's options besides the experiment, JSON-ready (``response`` only if set)."""
+        options = {name: getattr(self, name) for name in OPTION_FIELDS}
+        if self.response is not None:
+            options["response"] = self.response.model_dump(mode="json")
+        return options
 
     @property
     def fingerprint(self) -> str:
@@ -106,7 +115,12 @@ class JobSpec(BaseModel):
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        """The job as JSON; ``response`` left out when None, so jobs without one keep the
+        fingerprint they had before it existed."""
+        data = self.model_dump(mode="json")
+        if data.get("response", 0) is None:
+            del data["response"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:

@@ -7,6 +7,8 @@ Layout of ``OUT.zarr`` (zarr v3)::
                   full experiment, derived geometry, per-frame statistics and completion)
     0/            level 0: (frames, slow, fast) photons/pixel, chunks (1, tile, tile)
     1/, 2/, ...   2x2-mean pyramid levels, same chunk shape
+    detector/     only for a job with a detector response: (frames, slow, fast) the detector's
+                  image in ADU (uint16, or uint32 for overloads above 65535), level 0's chunks
     tiles/        (frames, tile rows, tile cols, fields) float64 tile records, one chunk each
     inputs/       the job's input files (see :mod:`tiling.inputs`)
 
@@ -37,6 +39,8 @@ ATTRS_KEY = "braggtile"
 OME_KEY = "ome"
 #: Array of the tile records.
 RECORDS = "tiles"
+#: Array of the detector's image (ADU), for jobs with a detector response.
+DETECTOR = "detector"
 LEVEL_DIMENSIONS = ("t", "y", "x")
 RECORD_DIMENSIONS = ("t", "tile_y", "tile_x", "field")
 #: Key of a chunk of an image level: level, frame, chunk row, chunk column (zarr v3 default

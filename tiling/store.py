@@ -28,6 +28,7 @@ from tiling.inputs import pack_inputs, write_inputs
 from tiling.job import JobSpec
 from tiling.layout import (
     ATTRS_KEY,
+    DETECTOR,
     LEVEL_DIMENSIONS,
     OME_KEY,
     RECORD_DIMENSIONS,
@@ -213,6 +214,20 @@ class StoreReader:
                     out[_within(part, window)] = chunk[_within(part, w)]
         return out
 
+    # --- the detector's image (jobs with a detector response) --------------------------------
+
+    def has_detector(self) -> bool:
+        """Whether the store holds the detector's image (its job has a detector response)."""
+        return DETECTOR in self.group
+
+    def read_detector_frame(self, frame: int) -> np.ndarray:
+        """The detector's image of ``frame`` in ADU (0 where nothing is written)."""
+        return np.asarray(self._array(DETECTOR)[frame])
+
+    def read_detector_chunk(self, frame: int, row: int, col: int) -> np.ndarray:
+        """Chunk (row, col) of the detector's image of ``frame``, in ADU."""
+        return self._io(DETECTOR).read((frame, row, col))[0]
+
     # --- tile records (done-set) ----------------------------------------------------------
 
     def tile_done(self, frame: int, row: int, col: int) -> bool:
@@ -298,6 +313,18 @@ class TileStore(StoreReader):
                 compressors=level_compressors(),
                 dimension_names=LEVEL_DIMENSIONS,
             )
+        if job.response is not None:
+            slow, fast = job.level_shapes[0]
+            group.create_array(
+                DETECTOR,
+                shape=(job.frames, slow, fast),
+                chunks=(1, tile, tile),
+                dtype=job.response.dtype,
+                fill_value=0,
+                compressors=level_compressors(),
+                dimension_names=LEVEL_DIMENSIONS,
+                attributes={"units": "ADU"},
+            )
         rows, cols = job.grid.shape
         group.create_array(
             RECORDS,
@@ -371,6 +398,10 @@ class TileStore(StoreReader):
     def write_chunk(self, level: int, frame: int, row: int, col: int, data: np.ndarray) -> None:
         """Write chunk (row, col) of ``level`` of ``frame`` whole (``data``: its pixels)."""
         self.chunks(level).write((frame, row, col), data[None])
+
+    def write_detector_chunk(self, frame: int, row: int, col: int, data: np.ndarray) -> None:
+        """Write chunk (row, col) of the detector's image of ``frame`` (ADU) whole."""
+        self._io(DETECTOR).write((frame, row, col), data[None])
 
     def write_record(self, frame: int, row: int, col: int, record: TileRecord) -> None:
         """Mark tile (row, col) of ``frame`` finished; call only after its chunk is written."""

@@ -27,6 +27,7 @@ from engine.statistics import FrameStatistics, TileStatistics
 from engine.window import Window
 from tiling import gate
 from tiling.allocator import tune_allocator
+from tiling.detector import write_detector_tile
 from tiling.grid import intersect
 from tiling.inputs import local_experiment
 from tiling.pyramid import bin2x2, children, chunk_window, source_window
@@ -294,6 +295,7 @@ def _render_tile(
     stats = TileStatistics.from_tile(pixels, window, mask, setup.skipped(window))
     t_stats = time.perf_counter()
     store.write_chunk(0, frame, row, col, pixels)
+    write_detector_tile(store, setup, plugin.kernels, frame, row, col, pixels, mask)
     record = TileRecord(stats, rendered_at=time.time(), render_s=time.perf_counter() - start)
     store.write_record(frame, row, col, record)
     stages["render"] += t_render - start
