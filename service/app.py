@@ -24,11 +24,14 @@ from service import db
 from service.auth import require
 from service.errors import add_exception_handlers
 from service.events import Hub
+from service.health import Workers
 from service.jobs import JobManager
 from service.metrics import Metrics
 from service.models import ErrorBody
+from service.retention import Retention
 from service.routers import jobs, ops, pixels, zarr
 from service.settings import Settings
+from service.space import add_storage_handlers
 from tiling.cluster import connect
 from tiling.store import software_version
 from tiling.warm import warm_cluster
@@ -81,7 +84,12 @@ class Service:
     manager: JobManager
     hub: Hub
     metrics: Metrics
+    retention: Retention
     stack: ExitStack = field(default_factory=ExitStack)
+    workers: Workers = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.workers = Workers(self.client)
 
     @classmethod
     def start(cls, settings: Settings) -> Service:
@@ -108,12 +116,17 @@ class Service:
             resumed = manager.recover()
             if resumed:
                 log.info("resuming %d job(s) of a previous run: %s", len(resumed), resumed)
+            retention = Retention(manager, settings.retain_days, settings.max_data_bytes)
+            manager.on_finish = retention.after_finish
+            retention.start()
+            stack.callback(retention.stop)
         except BaseException:
             stack.close()
             raise
-        return cls(settings, engine, client, manager, hub, metrics, stack)
+        return cls(settings, engine, client, manager, hub, metrics, retention, stack)
 
     def stop(self) -> None:
+        self.retention.stop()
         self.manager.close()
         self.stack.close()
 
@@ -142,6 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     add_exception_handlers(app)
+    add_storage_handlers(app)
     for module in (jobs, pixels, zarr):
         app.include_router(
             module.router, dependencies=[Depends(require)], responses={401: {"model": ErrorBody}}

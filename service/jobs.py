@@ -13,7 +13,8 @@ import shutil
 import threading
 import uuid
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,7 @@ from service.events import Hub, frame_payload, tile_payload
 from service.metrics import Metrics
 from service.models import FINAL, JobRecord, JobRequest
 from service.settings import Settings
+from service.space import Space
 from service.submission import build_spec, summary
 from tiling.events import Event, FrameDone, JobStarted, TileDone
 from tiling.graph import JobCancelled, render_job
@@ -39,6 +41,8 @@ STORE_NAME = "store.zarr"
 INPUTS_NAME = "inputs"
 #: Job specs kept validated in memory for the pixel endpoints.
 SPEC_CACHE = 256
+#: Seconds a purge waits for the render thread of a dismissed job to stop.
+PURGE_WAIT_S = 120.0
 
 
 @dataclass
@@ -65,6 +69,10 @@ class JobManager:
         self.live_lock = threading.Lock()
         self.specs: OrderedDict[str, JobSpec] = OrderedDict()
         self.accepting = True
+        self.futures: dict[str, Future[None]] = {}  # each queued or running job's thread
+        self.space = Space(settings, engine)
+        #: Called as a job finishes, before its final event (the retention policy).
+        self.on_finish: Callable[[str], None] = lambda _job_id: None
 
     # --- submit ----------------------------------------------------------------------------
 
@@ -76,31 +84,32 @@ class JobManager:
         folder = self.settings.job_folder(job_id)
         try:
             spec = build_spec(request, folder / INPUTS_NAME, self.settings.limits)
+            self.space.check(summary(spec))  # 507 when it cannot fit
             store = folder / STORE_NAME
             spec = TileStore.open_or_create(str(store), spec)[0].job  # input files in the store
+            tiles_total = len(spec.grid.tiles()) * spec.frames
+            row = {
+                "id": job_id,
+                "status": "accepted",
+                "created": db.utcnow(),
+                "tiles_done": 0,
+                "tiles_total": tiles_total,
+                "nanobragg": request.nanobragg,
+                "spec": spec.to_dict(),
+                "summary": summary(spec),
+                "fingerprint": spec.fingerprint,
+                "store": str(store),
+            }
+            with self.engine.begin() as conn:
+                conn.execute(db.jobs.insert().values(**row))
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        tiles_total = len(spec.grid.tiles()) * spec.frames
-        row = {
-            "id": job_id,
-            "status": "accepted",
-            "created": db.utcnow(),
-            "tiles_done": 0,
-            "tiles_total": tiles_total,
-            "nanobragg": request.nanobragg,
-            "spec": spec.to_dict(),
-            "summary": summary(spec),
-            "fingerprint": spec.fingerprint,
-            "store": str(store),
-        }
-        with self.engine.begin() as conn:
-            conn.execute(db.jobs.insert().values(**row))
         live = _Live(seq=0)
         with self.live_lock:
             self.live[job_id] = live
         self.emit(job_id, "status", {"status": "accepted"})
-        self.pool.submit(self._run, job_id)
+        self.futures[job_id] = self.pool.submit(self._run, job_id)
         return self.record(job_id)
 
     def recover(self) -> list[str]:
@@ -117,7 +126,7 @@ class JobManager:
         for job_id, seq in rows:
             with self.live_lock:
                 self.live[job_id] = _Live(seq=int(seq), recovered=True)
-            self.pool.submit(self._run, job_id)
+            self.futures[job_id] = self.pool.submit(self._run, job_id)
         return [job_id for job_id, _ in rows]
 
     # --- running ---------------------------------------------------------------------------
@@ -148,6 +157,7 @@ class JobManager:
             with self.live_lock:
                 if live.closed:
                     self.live.pop(job_id, None)
+                self.futures.pop(job_id, None)
 
     def _catch_up(self, job_id: str, path: str, spec: JobSpec) -> None:
         """Emit the ``tile`` and ``frame`` events of tiles and frames in the store that have
@@ -195,6 +205,7 @@ class JobManager:
 
     def finish(self, job_id: str, status: str, message: str | None) -> None:
         """Write the final status and event of a job (once)."""
+        self.on_finish(job_id)
         self.emit(
             job_id, status, {"status": status, "message": message}, final=True, message=message
         )
@@ -266,6 +277,24 @@ class JobManager:
         except JobCancelled:
             pass  # it finished meanwhile
         return self.record(job_id)
+
+    def purge(self, job_id: str) -> None:
+        """Remove a job and its data: dismiss it if it is queued or running, wait for its render
+        to stop, then delete its events, its record and its folder (the job is then 404)."""
+        if self.row(job_id)["status"] not in FINAL:
+            try:
+                self.cancel(job_id)
+            except Conflict:
+                pass  # left by a previous process and not queued here: nothing runs it
+        future = self.futures.get(job_id)
+        if future is not None and not future.cancel():
+            wait([future], timeout=PURGE_WAIT_S)
+        forget(self.engine, job_id)
+        with self.live_lock:
+            self.live.pop(job_id, None)
+            self.specs.pop(job_id, None)
+            self.futures.pop(job_id, None)
+        shutil.rmtree(self.settings.job_folder(job_id), ignore_errors=True)
 
     def drain(self) -> None:
         """Stop taking jobs (submissions get 503); running and queued jobs go on until close."""
@@ -348,6 +377,13 @@ class JobManager:
     def running(self) -> int:
         with self.live_lock:
             return sum(1 for live in self.live.values() if not live.closed)
+
+
+def forget(engine: Engine, job_id: str) -> None:
+    """Delete a job's events and record."""
+    with engine.begin() as conn:
+        conn.execute(db.events.delete().where(db.events.c.job_id == job_id))
+        conn.execute(db.jobs.delete().where(db.jobs.c.id == job_id))
 
 
 def _progress(status: str, done: int, total: int) -> dict[str, Any]:
