@@ -6,6 +6,7 @@ fail (CI must run them).
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 from collections.abc import Iterator
@@ -39,10 +40,17 @@ def free(path: Path) -> int:
 
 
 def fill(disk: Path) -> Path:
-    """Fill the disk: one file of exactly its free bytes; returns the file (remove it to
-    give the space back)."""
+    """Fill the disk (one file takes every free byte, also while others write to it); returns
+    the file (remove it to give the space back)."""
     target = disk / FILL
-    with open(target, "ab") as fh:
-        fh.write(bytes(free(disk)))
-    assert free(disk) == 0
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        while (left := free(disk)) > 0:
+            try:
+                os.write(fd, bytes(min(left, 1 << 20)))
+            except OSError as err:  # another writer took the rest first
+                if err.errno != errno.ENOSPC:
+                    raise
+    finally:
+        os.close(fd)
     return target
