@@ -3,7 +3,10 @@
 A job is accepted only if its store fits on the ``--data`` disk, together with what the jobs
 already accepted or running still have to write, and its records and events fit on the
 database's disk (SQLite: the folder of its file). Full disks met anyway (another program filled
-them) answer 507 with the service's JSON error body instead of a 500.
+them) answer 507 with the service's JSON error body instead of a 500. A SQLite database keeps
+:data:`RESERVE_BYTES` set aside on its disk (a file given up when a write finds the disk full,
+taken again when space returns), so a job whose store filled the disk can still record that
+it failed.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ EVENT_BYTES = 1024
 RECORD_BYTES = 64 << 10
 #: Error codes of a full disk or an exhausted quota.
 FULL = (errno.ENOSPC, errno.EDQUOT)
+#: Bytes set aside for the database on its disk, and the file that holds them.
+RESERVE_BYTES = 1 << 20
+RESERVE_NAME = ".braggtile-db-reserve"
 
 
 def _blocks(size: int) -> int:
@@ -84,12 +90,50 @@ def free_bytes(path: Path) -> int:
     return stat.f_bavail * stat.f_frsize
 
 
+class Reserve:
+    """Space set aside for a SQLite database in ``folder`` (nothing for other databases)."""
+
+    def __init__(self, folder: Path | None):
+        self.path = None if folder is None else folder / RESERVE_NAME
+
+    def hold(self) -> None:
+        """Set the space aside, if it is not and the disk has twice as much free."""
+        if self.path is None or self.path.exists():
+            return
+        if free_bytes(self.path.parent) < 2 * RESERVE_BYTES:
+            return
+        try:
+            with open(self.path, "wb") as fh:
+                fh.write(bytes(RESERVE_BYTES))
+        except OSError:
+            self.path.unlink(missing_ok=True)
+
+    def release(self) -> None:
+        """Give the space to the database (its disk is full)."""
+        if self.path is not None and self.path.exists():
+            log.warning("the database's disk is full: releasing %s", self.path)
+            self.path.unlink(missing_ok=True)
+
+    def watch(self, engine: Engine) -> None:
+        """Release the space whenever a statement of ``engine`` finds the disk full, so the next
+        one (the final event of the job that met it) can be written."""
+
+        def on_error(context: Any) -> None:
+            if "full" in str(context.original_exception).lower():
+                self.release()
+
+        sa.event.listen(engine, "handle_error", on_error)
+
+
 class Space:
     """The free-space check of job submissions on the data and database disks."""
 
     def __init__(self, settings: Settings, engine: Engine):
         self.settings, self.engine = settings, engine
         self.database = database_folder(settings.database_url)
+        self.reserve = Reserve(self.database)
+        self.reserve.watch(engine)
+        self.reserve.hold()
 
     def outstanding(self) -> int:
         """Bytes the accepted and running jobs may still write to their stores (each job's
@@ -125,6 +169,7 @@ class Space:
                     field=flag,
                     limit=free,
                 )
+        self.reserve.hold()  # again, if space has returned
 
 
 def _same_disk(a: Path, b: Path) -> bool:

@@ -23,6 +23,9 @@ import pytest
 from small_disk import fill, free, small_disk
 from test_service import TIMEOUT, read_events, serving, submit
 
+from service.retention import Finished, choose
+from service.space import store_bytes
+
 SMALL = {"nanobragg": "-cell 100 100 100 90 90 90 -N 3 -default_F 100 -detpixels 64", "tile": 32}
 #: Long (about 2 s a frame on one torch thread): still running when the test looks at it.
 SLOW_ARGS = (
@@ -100,6 +103,7 @@ def test_healthz_and_purge_of_queued_running_and_finished_jobs(tmp_path: Path) -
         done, final = run(http, SMALL)  # the service goes on
         assert final == "successful"
         assert http.delete(f"/v1/jobs/{done['id']}").status_code == 409  # finished: no cancel
+        assert disk_bytes(tmp_path / "jobs" / done["id"]) <= store_bytes(done)  # an upper bound
         assert_purged(http, tmp_path, database, done["id"])
         assert http.delete(f"/v1/jobs/{done['id']}", params={"purge": "true"}).status_code == 404
         assert sorted(p.name for p in (tmp_path / "jobs").iterdir()) == []
@@ -153,33 +157,41 @@ def assert_507(r: httpx.Response, field: str) -> dict[str, Any]:
     return body
 
 
-def test_full_data_disk(tmp_path: Path) -> None:
-    database = tmp_path / "jobs.db"
-    with (
-        small_disk(tmp_path / "disk") as disk,
-        serving(tmp_path, database, (*ONE, "--data", str(disk))) as (url, _),
-        httpx.Client(base_url=url, timeout=TIMEOUT) as http,
-    ):
-        job = submit(http, slow(2))
-        first = read_events(http, job["id"], stop_after=3)
-        assert first[-1]["event"] == "tile", first  # it writes: now the disk fills up
-        filler = fill(disk)
-        events = read_events(http, job["id"])
-        assert events[-1]["event"] == "failed", events[-1]
-        assert "No space left on device" in events[-1]["data"]["message"]
-        assert sorted(p.name for p in disk.rglob("*.partial")) == []
+@pytest.mark.parametrize("database_on_it", [False, True], ids=["database-elsewhere", "same-disk"])
+def test_full_data_disk(tmp_path: Path, database_on_it: bool) -> None:
+    with small_disk(tmp_path / "disk") as disk:
+        database = (disk if database_on_it else tmp_path) / "jobs.db"
+        with (
+            serving(tmp_path, database, (*ONE, "--data", str(disk))) as (url, _),
+            httpx.Client(base_url=url, timeout=TIMEOUT) as http,
+        ):
+            check_full_data_disk(http, disk, database, database_on_it)
 
-        body = assert_507(http.post("/v1/jobs", json=SMALL), "--data")
-        assert body["limit"] == free(disk)  # the free bytes, also named in the detail
-        assert f"{free(disk)} bytes are free" in body["detail"]
-        assert sorted(p.name for p in (disk / "jobs").iterdir()) == [job["id"]]  # none left
-        assert http.get("/healthz").json()["disk_free_bytes"] == free(disk)
 
-        assert http.delete(f"/v1/jobs/{job['id']}").status_code == 409  # failed: no cancel
-        assert_purged(http, disk, database, job["id"])
-        filler.unlink()  # space returns
-        again, final = run(http, SMALL)
-        assert final == "successful"
+def check_full_data_disk(http: httpx.Client, disk: Path, database: Path, same: bool) -> None:
+    job = submit(http, slow(2))
+    first = read_events(http, job["id"], stop_after=3)
+    assert first[-1]["event"] == "tile", first  # it writes: now the disk fills up
+    filler = fill(disk)
+    events = read_events(http, job["id"])  # the job still gets its final event
+    assert events[-1]["event"] == "failed", events[-1]
+    message = events[-1]["data"]["message"]
+    assert "No space left on device" in message or (same and "disk is full" in message)
+    assert sorted(p.name for p in disk.rglob("*.partial")) == []
+
+    body = assert_507(http.post("/v1/jobs", json=SMALL), "--data")
+    assert body["limit"] == free(disk)  # the free bytes, also named in the detail
+    assert f"{free(disk)} bytes are free" in body["detail"]
+    assert sorted(p.name for p in (disk / "jobs").iterdir()) == [job["id"]]  # none left
+    assert http.get("/healthz").json()["disk_free_bytes"] == free(disk)
+
+    assert http.delete(f"/v1/jobs/{job['id']}").status_code == 409  # failed: no cancel
+    if same:
+        filler.unlink()  # the database needs room to delete
+    assert_purged(http, disk, database, job["id"])
+    filler.unlink(missing_ok=True)  # space returns
+    again, final = run(http, SMALL)
+    assert final == "successful"
 
 
 def test_full_database_disk(tmp_path: Path) -> None:
@@ -213,3 +225,23 @@ def test_retention_flags_refuse_negative_values(tmp_path: Path, flag: str) -> No
     from service.serve import main
 
     assert main(["--data", str(tmp_path), flag, "-1"]) == 2
+
+
+def test_store_bytes_counts_every_chunk_and_record_in_whole_blocks() -> None:
+    job = {"tile": 32, "frames": 2, "dtype": "float32", "levels": [[64, 64], [32, 32]]}
+    # per frame: 4 + 1 chunks of 32 x 32 x 4 bytes, 4 records of 72 bytes, each in a 4 KiB
+    # block; then 256 KiB of metadata, all times 1.25
+    assert store_bytes({**job, "grid": [2, 2]}) == (2 * (5 * 4096 + 4 * 4096) + 262144) * 1.25
+    # float64: a chunk of 8 KiB is 2 blocks
+    bigger = {**job, "dtype": "float64", "grid": [2, 2]}
+    assert store_bytes(bigger) == (2 * (5 * 8192 + 4 * 4096) + 262144) * 1.25
+
+
+def test_choose_evicts_the_old_then_the_least_recently_used() -> None:
+    jobs = [Finished("a", 100.0, 10), Finished("b", 50.0, 10), Finished("c", 200.0, 10)]
+    assert choose(jobs, total=40, max_bytes=None, cutoff=None) == []
+    assert choose(jobs, total=40, max_bytes=30, cutoff=None) == ["b"]
+    assert choose(jobs, total=40, max_bytes=15, cutoff=None) == ["b", "a", "c"]
+    assert choose(jobs, total=40, max_bytes=None, cutoff=150.0) == ["b", "a"]
+    assert choose(jobs, total=40, max_bytes=30, cutoff=60.0) == ["b"]  # both say b only
+    assert choose(jobs, total=40, max_bytes=25, cutoff=60.0) == ["b", "a"]
