@@ -152,12 +152,25 @@ class JobManager:
         except JobCancelled:
             pass  # dismissed (the final event is written) or shutting down (resumable)
         except Exception as err:  # noqa: BLE001 - any failure of a render fails its job
-            self.finish(job_id, "failed", f"{type(err).__name__}: {err}")
+            self._record_failure(job_id, f"{type(err).__name__}: {err}")
         finally:
             with self.live_lock:
                 if live.closed:
                     self.live.pop(job_id, None)
                 self.futures.pop(job_id, None)
+
+    def _record_failure(self, job_id: str, message: str) -> None:
+        """Finish the job as failed; a second try if the first found the database's disk full
+        (that released the space set aside for it: see :mod:`service.space`)."""
+        for attempt in (1, 2):
+            try:
+                self.finish(job_id, "failed", message)
+                return
+            except JobCancelled:
+                return  # dismissed meanwhile
+            except sa.exc.OperationalError:
+                if attempt == 2:
+                    log.exception("job %s failed (%s); that was not recorded", job_id, message)
 
     def _catch_up(self, job_id: str, path: str, spec: JobSpec) -> None:
         """Emit the ``tile`` and ``frame`` events of tiles and frames in the store that have

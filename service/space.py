@@ -108,6 +108,11 @@ class Reserve:
         except OSError:
             self.path.unlink(missing_ok=True)
 
+    @property
+    def missing(self) -> int:
+        """Bytes to set aside again before the database's disk takes more jobs."""
+        return RESERVE_BYTES if self.path is not None and not self.path.exists() else 0
+
     def release(self) -> None:
         """Give the space to the database (its disk is full)."""
         if self.path is not None and self.path.exists():
@@ -150,12 +155,13 @@ class Space:
         return int(left)
 
     def check(self, summary: dict[str, Any]) -> None:
-        """Raise :class:`InsufficientStorage` (507) when a job of ``summary`` cannot fit:
-        the detail names the disk, the bytes needed and the bytes free."""
+        """Raise :class:`InsufficientStorage` (507) when a job of ``summary`` cannot fit (with
+        the database's reserve set aside again): the detail names the disk, the bytes needed
+        and the bytes free."""
         data = self.settings.data
         needs = [(data, "--data", store_bytes(summary) + self.outstanding())]
         if self.database is not None:
-            need = database_bytes(summary)
+            need = database_bytes(summary) + self.reserve.missing
             if _same_disk(self.database, data):
                 needs[0] = (data, "--data", needs[0][2] + need)
             else:

@@ -40,17 +40,17 @@ def free(path: Path) -> int:
 
 
 def fill(disk: Path) -> Path:
-    """Fill the disk (one file takes every free byte, also while others write to it); returns
-    the file (remove it to give the space back)."""
+    """Fill the disk: one file takes every free byte, or all it can get while others write
+    (it stops at the first ENOSPC, not to take what a writer frees later); returns the file
+    (remove it to give the space back)."""
     target = disk / FILL
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     try:
         while (left := free(disk)) > 0:
-            try:
-                os.write(fd, bytes(min(left, 1 << 20)))
-            except OSError as err:  # another writer took the rest first
-                if err.errno != errno.ENOSPC:
-                    raise
+            os.write(fd, bytes(min(left, 1 << 20)))
+    except OSError as err:  # another writer took the rest first
+        if err.errno != errno.ENOSPC:
+            raise
     finally:
         os.close(fd)
     return target
