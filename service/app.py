@@ -25,11 +25,14 @@ from service.auth import Tickets, TokenGate, require
 from service.bodylimit import BodyLimit
 from service.errors import add_exception_handlers
 from service.events import Hub
+from service.health import Workers
 from service.jobs import JobManager
 from service.metrics import Metrics
 from service.models import ErrorBody
+from service.retention import Retention
 from service.routers import exports, jobs, ops, pixels, processes, zarr
 from service.settings import Settings
+from service.space import add_storage_handlers
 from tiling.cluster import connect
 from tiling.store import software_version
 from tiling.warm import warm_cluster
@@ -82,7 +85,12 @@ class Service:
     manager: JobManager
     hub: Hub
     metrics: Metrics
+    retention: Retention
     stack: ExitStack = field(default_factory=ExitStack)
+    workers: Workers = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.workers = Workers(self.client)
 
     @classmethod
     def start(cls, settings: Settings) -> Service:
@@ -109,12 +117,17 @@ class Service:
             resumed = manager.recover()
             if resumed:
                 log.info("resuming %d job(s) of a previous run: %s", len(resumed), resumed)
+            retention = Retention(manager, settings.retain_days, settings.max_data_bytes)
+            manager.on_finish = retention.after_finish
+            retention.start()
+            stack.callback(retention.stop)
         except BaseException:
             stack.close()
             raise
-        return cls(settings, engine, client, manager, hub, metrics, stack)
+        return cls(settings, engine, client, manager, hub, metrics, retention, stack)
 
     def stop(self) -> None:
+        self.retention.stop()
         self.manager.close()
         self.stack.close()
 
@@ -146,6 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.tickets = Tickets()
     app.add_middleware(BodyLimit, limit=settings.limits.max_body_bytes)
     app.add_middleware(TokenGate, token=settings.token, tickets=app.state.tickets)  # outermost
+    add_storage_handlers(app)
     for module in (jobs, pixels, exports, zarr):
         app.include_router(
             module.router, dependencies=[Depends(require)], responses={401: {"model": ErrorBody}}

@@ -36,6 +36,7 @@ class JobParams:
     def __post_init__(self) -> None:
         self.manager = manager_of(self.request)
         self.row = self.manager.row(self.job_id)
+        self.request.app.state.service.retention.touch(self.job_id)
 
     @property
     def spec(self) -> JobSpec:

@@ -68,6 +68,10 @@ class Unavailable(ServiceError):
     """The service is starting or stopping and takes no new jobs."""
 
 
+class InsufficientStorage(ServiceError):
+    """A disk (the store's or the database's) has too little free space; ``limit``: free bytes."""
+
+
 #: Exception class -> HTTP status. The most specific class in an exception's MRO wins.
 STATUS_CODES: dict[type[Exception], int] = {
     NotFound: 404,
@@ -79,6 +83,7 @@ STATUS_CODES: dict[type[Exception], int] = {
     UserInputError: 422,
     Unauthorized: 401,
     Unavailable: 503,
+    InsufficientStorage: 507,
 }
 #: Headers sent with an error's response, by exception class.
 HEADERS: dict[type[Exception], dict[str, str]] = {

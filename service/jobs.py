@@ -21,7 +21,8 @@ import shutil
 import threading
 import uuid
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ from service.lifecycle import IllegalTransition, State, Transition, is_final, ne
 from service.metrics import Metrics
 from service.models import JobRecord, JobRequest
 from service.settings import Settings
+from service.space import Space
 from service.submission import build_spec, summary
 from tiling.events import Event, FrameDone, JobStarted, TileDone
 from tiling.graph import JobCancelled, render_job
@@ -47,6 +49,8 @@ STORE_NAME = "store.zarr"
 INPUTS_NAME = "inputs"
 #: Job specs kept validated in memory for the pixel endpoints.
 SPEC_CACHE = 256
+#: Seconds a purge waits for the render thread of a dismissed job to stop.
+PURGE_WAIT_S = 120.0
 
 
 @dataclass
@@ -78,6 +82,10 @@ class JobManager:
         self.live_lock = threading.Lock()
         self.specs: OrderedDict[str, JobSpec] = OrderedDict()
         self.accepting = True
+        self.futures: dict[str, Future[None]] = {}  # each queued or running job's thread
+        self.space = Space(settings, engine)
+        #: Called as a job finishes, before its final event (the retention policy).
+        self.on_finish: Callable[[str], None] = lambda _job_id: None
 
     # --- submit ----------------------------------------------------------------------------
 
@@ -89,31 +97,35 @@ class JobManager:
         folder = self.settings.job_folder(job_id)
         try:
             spec = build_spec(request, folder / INPUTS_NAME, self.settings.limits)
+            self.space.check(summary(spec))  # 507 when it cannot fit
             store = folder / STORE_NAME
             spec = TileStore.open_or_create(str(store), spec)[0].job  # input files in the store
+            self._insert_row(job_id, request, spec, str(store))
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        tiles_total = len(spec.grid.tiles()) * spec.frames
+        with self.live_lock:
+            self.live[job_id] = _Live(seq=0)
+        self._apply(job_id, "accept")
+        self.futures[job_id] = self.pool.submit(self._run, job_id)
+        return self.record(job_id)
+
+    def _insert_row(self, job_id: str, request: JobRequest, spec: JobSpec, store: str) -> None:
+        """The job's record, ``accepted``."""
         row = {
             "id": job_id,
             "status": "accepted",
             "created": db.utcnow(),
             "tiles_done": 0,
-            "tiles_total": tiles_total,
+            "tiles_total": len(spec.grid.tiles()) * spec.frames,
             "nanobragg": request.nanobragg,
             "spec": spec.to_dict(),
             "summary": summary(spec),
             "fingerprint": spec.fingerprint,
-            "store": str(store),
+            "store": store,
         }
         with self.engine.begin() as conn:
             conn.execute(db.jobs.insert().values(**row))
-        with self.live_lock:
-            self.live[job_id] = _Live(seq=0)
-        self._apply(job_id, "accept")
-        self.pool.submit(self._run, job_id)
-        return self.record(job_id)
 
     def recover(self) -> list[str]:
         """Queue again the jobs a previous process left accepted or running (their stores
@@ -134,7 +146,7 @@ class JobManager:
             with self.live_lock:
                 self.live[job_id] = _Live(seq=int(seq), state=status, recovered=True)
             self.requeue(job_id)  # a running one is accepted again (a status event)
-            self.pool.submit(self._run, job_id)
+            self.futures[job_id] = self.pool.submit(self._run, job_id)
         return [job_id for job_id, _, _ in rows]
 
     # --- running ---------------------------------------------------------------------------
@@ -159,11 +171,23 @@ class JobManager:
         except JobCancelled:
             pass  # dismissed (the final event is written) or shutting down (resumable)
         except Exception as err:  # noqa: BLE001 - any failure of a render fails its job
-            self.fail(job_id, f"{type(err).__name__}: {err}", late_ok=True)
+            self._record_failure(job_id, f"{type(err).__name__}: {err}")
         finally:
             with self.live_lock:
                 if live.closed:
                     self.live.pop(job_id, None)
+                self.futures.pop(job_id, None)
+
+    def _record_failure(self, job_id: str, message: str) -> None:
+        """Fail the job; a second try if the first found the database's disk full (that
+        released the space set aside for it: see :mod:`service.space`)."""
+        for attempt in (1, 2):
+            try:
+                self.fail(job_id, message, late_ok=True)
+                return
+            except sa.exc.OperationalError:
+                if attempt == 2:
+                    log.exception("job %s failed (%s); that was not recorded", job_id, message)
 
     def _catch_up(self, job_id: str, path: str, spec: JobSpec) -> None:
         """Emit the ``tile`` and ``frame`` events of tiles and frames in the store that have
@@ -278,12 +302,20 @@ class JobManager:
                 changes["status"] = state
             if is_final(state):
                 changes["finished"] = db.utcnow()
-            with self.engine.begin() as conn:
-                if state == "successful":
-                    changes["tiles_done"] = db.jobs.c.tiles_total
-                if changes:
-                    conn.execute(db.jobs.update().where(db.jobs.c.id == job_id).values(**changes))
-                written = self._write_events(conn, job_id, live, state, changed, changes, extra)
+                if changed:
+                    self.on_finish(job_id)  # the retention policy, before the final event
+            seq = live.seq
+            try:
+                with self.engine.begin() as conn:
+                    if state == "successful":
+                        changes["tiles_done"] = db.jobs.c.tiles_total
+                    if changes:
+                        update = db.jobs.update().where(db.jobs.c.id == job_id)
+                        conn.execute(update.values(**changes))
+                    written = self._write_events(conn, job_id, live, state, changed, changes, extra)
+            except BaseException:
+                live.seq = seq  # rolled back: the numbers are free again
+                raise
             live.state = state
             if is_final(state):
                 live.cancel.set()
@@ -340,6 +372,24 @@ class JobManager:
             if self.row(job_id)["status"] != "dismissed":
                 raise
         return self.record(job_id)
+
+    def purge(self, job_id: str) -> None:
+        """Remove a job and its data: dismiss it if it is queued or running, wait for its render
+        to stop, then delete its events, its record and its folder (the job is then 404)."""
+        if not is_final(self.row(job_id)["status"]):
+            try:
+                self.cancel(job_id)
+            except IllegalTransition:
+                pass  # left by a previous process and not queued here: nothing runs it
+        future = self.futures.get(job_id)
+        if future is not None and not future.cancel():
+            wait([future], timeout=PURGE_WAIT_S)
+        forget(self.engine, job_id)
+        with self.live_lock:
+            self.live.pop(job_id, None)
+            self.specs.pop(job_id, None)
+            self.futures.pop(job_id, None)
+        shutil.rmtree(self.settings.job_folder(job_id), ignore_errors=True)
 
     def drain(self) -> None:
         """Stop taking jobs (submissions get 503); running and queued jobs go on until close."""
@@ -422,6 +472,13 @@ class JobManager:
     def running(self) -> int:
         with self.live_lock:
             return sum(1 for live in self.live.values() if not live.closed)
+
+
+def forget(engine: Engine, job_id: str) -> None:
+    """Delete a job's events and record."""
+    with engine.begin() as conn:
+        conn.execute(db.events.delete().where(db.events.c.job_id == job_id))
+        conn.execute(db.jobs.delete().where(db.jobs.c.id == job_id))
 
 
 def _progress(status: str, done: int, total: int) -> dict[str, Any]:

@@ -135,10 +135,25 @@ class Preset(BaseModel):
     nanobragg: str
 
 
+class WorkerInfo(BaseModel):
+    """A Dask worker of the service's cluster."""
+
+    address: str
+    name: str
+    kind: Literal["cpu", "gpu"] = Field(description="gpu: the worker declares a GPU resource")
+    threads: int = Field(description="Dask task threads")
+    memory_limit: int | None = Field(description="bytes")
+    gpu_index: int | None = Field(description="CUDA device of a GPU worker")
+    torch_threads: int | None = Field(description="torch threads its tasks use")
+
+
 class Health(BaseModel):
     status: Literal["ok"]
-    workers: int
-    jobs_running: int
+    workers: int = Field(description="Dask workers connected")
+    jobs_running: int = Field(description="jobs rendering now")
+    jobs_queued: int = Field(description="jobs accepted and waiting for a render thread")
+    disk_free_bytes: int = Field(description="bytes free on the disk of --data")
+    worker_info: list[WorkerInfo]
     version: str
 
 

@@ -39,6 +39,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-running-jobs", type=int, default=4, help="jobs rendering at once; the rest queue"
     )
+    retention = p.add_argument_group("retention (finished jobs only; never queued or running)")
+    retention.add_argument(
+        "--retain-days",
+        type=float,
+        metavar="D",
+        help="purge finished jobs unused for D days (default: keep)",
+    )
+    retention.add_argument(
+        "--max-data-bytes",
+        type=int,
+        metavar="B",
+        help="purge the least recently used finished jobs while job folders exceed B bytes",
+    )
     limits = p.add_argument_group("limits (over a limit a job is refused with 413 naming it)")
     for name, field in Limits.model_fields.items():
         limits.add_argument(
@@ -76,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             warm=args.warm,
             max_running_jobs=args.max_running_jobs,
             token=args.token,
+            retain_days=args.retain_days,
+            max_data_bytes=args.max_data_bytes,
             limits=Limits(
                 **{k: v for k in Limits.model_fields if (v := getattr(args, k)) is not None}
             ),

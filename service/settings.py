@@ -47,6 +47,12 @@ class Settings(BaseModel):
     warm: Warm = "compile"
     max_running_jobs: int = Field(4, ge=1, description="jobs rendering at once; the rest queue")
     limits: Limits = Field(default_factory=Limits)
+    retain_days: float | None = Field(
+        None, ge=0, description="purge finished jobs unused for this many days"
+    )
+    max_data_bytes: int | None = Field(
+        None, ge=0, description="purge least recently used finished jobs above this many bytes"
+    )
     token: str | None = Field(
         None, min_length=1, repr=False, description="bearer token every /v1 request must carry"
     )

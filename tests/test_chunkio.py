@@ -3,10 +3,14 @@ for every level codec, edge chunks included; fsspec stores go through zarr."""
 
 from __future__ import annotations
 
+import errno
+import shutil
+
 import dask.config
 import numpy as np
 import pytest
 import zarr
+from small_disk import fill, small_disk
 
 from engine.errors import UserInputError
 from tiling.chunkio import ChunkIO
@@ -57,3 +61,39 @@ def test_unknown_level_codec_is_a_clear_error():
     with dask.config.set({"braggtile.tiling.level-codec": "snappy"}):
         with pytest.raises(UserInputError, match="level-codec.*lz4"):
             level_compressors()
+
+
+def _uncompressed(root: str) -> ChunkIO:
+    group = zarr.open_group(root, mode="w", zarr_format=3)
+    array = group.create_array(
+        "0", shape=(1, 64, 64), chunks=(1, 32, 32), dtype="float32", fill_value=0.0,
+        compressors=None,
+    )  # fmt: skip
+    io = ChunkIO(root, "0", array)
+    assert io.codecs is not None  # the direct path, not zarr's
+    return io
+
+
+def test_a_full_disk_leaves_no_partial_chunk(tmp_path):
+    data = np.arange(32 * 32, dtype=np.float32).reshape(1, 32, 32)
+    with small_disk(tmp_path / "disk") as disk:
+        root = str(disk / "s.zarr")
+        io = _uncompressed(root)
+        io.write((0, 0, 0), data)
+        fill(disk)
+        with pytest.raises(OSError) as err:
+            io.write((0, 1, 1), data + 1)
+        assert err.value.errno == errno.ENOSPC
+        assert sorted(p.name for p in disk.rglob("*.partial")) == []
+        np.testing.assert_array_equal(io.read((0, 0, 0)), data)  # the chunk written before
+        np.testing.assert_array_equal(io.read((0, 1, 1)), np.zeros_like(data))  # never written
+
+
+def test_a_removed_store_is_not_created_again(tmp_path):
+    """A worker finishing a tile after its job was purged must not bring the store back."""
+    root = tmp_path / "s.zarr"
+    io = _uncompressed(str(root))
+    shutil.rmtree(root)
+    with pytest.raises(FileNotFoundError):
+        io.write((0, 0, 0), np.ones((1, 32, 32), dtype=np.float32))
+    assert not root.exists()

@@ -10,6 +10,7 @@ as fsspec URLs, and arrays with other codecs, go through zarr.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable
@@ -87,11 +88,18 @@ class ChunkIO:
         try:
             fh = open(tmp, "wb")
         except FileNotFoundError:
+            if not os.path.isdir(self.folder):  # the store was removed (its job purged)
+                raise
             os.makedirs(os.path.dirname(path), exist_ok=True)
             fh = open(tmp, "wb")
-        with fh:
-            fh.write(payload)
-        os.replace(tmp, path)  # atomic: readers see the old chunk or the new one, never part
+        try:
+            with fh:
+                fh.write(payload)
+            os.replace(tmp, path)  # atomic: readers see the old chunk or the new one, never part
+        except BaseException:  # a full disk (ENOSPC), an interrupt: leave no partial file
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+            raise
 
     def read(self, coords: tuple[int, ...]) -> np.ndarray:
         """Chunk ``coords`` cut to :meth:`region` (the fill value where it was never written)."""

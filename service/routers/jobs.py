@@ -24,6 +24,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorBody},
     413: {"model": ErrorBody},
     422: {"model": ErrorBody},
+    507: {"model": ErrorBody},
 }
 #: Seconds a stream waits for news before checking again (pings keep proxies open).
 WAIT_S = 15.0
@@ -71,9 +72,22 @@ def get_job(job: Annotated[JobParams, Depends()]) -> JobRecord:
     return to_record(job.row)
 
 
-@router.delete("/{job_id}", response_model=JobRecord, responses=ERRORS)
-def cancel_job(job: Annotated[JobParams, Depends()]) -> JobRecord:
-    """Cancel (dismiss) an accepted or running job: its pending and queued tasks are dropped."""
+@router.delete(
+    "/{job_id}",
+    response_model=JobRecord,
+    responses={204: {"description": "purged: the job is gone (then 404)"}, **ERRORS},
+)
+def cancel_job(
+    job: Annotated[JobParams, Depends()],
+    purge: Annotated[
+        bool, Query(description="remove the job, its events and its data (any status): 204")
+    ] = False,
+) -> JobRecord | Response:
+    """Cancel (dismiss) an accepted or running job: its pending and queued tasks are dropped.
+    With ``purge=true``: dismiss it if it runs, then delete its record, events and folder."""
+    if purge:
+        job.manager.purge(job.job_id)
+        return Response(status_code=204)
     return job.manager.cancel(job.job_id)
 
 

@@ -9,9 +9,9 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 from service.auth import require
 from service.colormaps import document
+from service.health import health
 from service.models import Colormaps, Health, Preset
 from service.presets import PRESETS
-from tiling.store import software_version
 
 router = APIRouter(tags=["operations"])
 STATIC = Path(__file__).resolve().parents[1] / "static"
@@ -20,15 +20,9 @@ COLORMAPS = document()
 
 @router.get("/healthz", response_model=Health)
 def healthz(request: Request) -> Health:
-    """Liveness: the service answers and its cluster has workers."""
-    service = request.app.state.service
-    workers = service.client.scheduler_info(n_workers=-1).get("workers", {})
-    return Health(
-        status="ok",
-        workers=len(workers),
-        jobs_running=service.manager.running(),
-        version=software_version(),
-    )
+    """Liveness: the service answers; its workers (CPU or GPU), jobs running and queued, and
+    the bytes free on the disk of ``--data``."""
+    return health(request.app.state.service)
 
 
 @router.get("/metrics", response_class=Response)
