@@ -67,6 +67,12 @@ def parser() -> argparse.ArgumentParser:
         "OpenAPI pages (default: $BRAGGTILE_TOKEN; none)",
     )
     p.add_argument("--log-level", default="info", help="uvicorn log level")
+    p.add_argument(
+        "--ready-file",
+        metavar="PATH",
+        help="write the service's URL to PATH once it listens and its cluster is warm (a hook "
+        "for supervisors and tests; written atomically)",
+    )
     return p
 
 
@@ -114,13 +120,27 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(settings)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
     logging.getLogger("uvicorn.access").addFilter(RedactSecrets())  # after uvicorn's set-up
-    DrainingServer(config).run()
+    DrainingServer(config, ready_file=args.ready_file).run()
     return 0
 
 
 class DrainingServer(uvicorn.Server):
     """uvicorn's server that, on SIGTERM or SIGINT, first stops taking jobs (requests still in
     flight get 503), then shuts down: running renders stop and stay resumable."""
+
+    def __init__(self, config: uvicorn.Config, ready_file: str | None = None):
+        super().__init__(config)
+        self.ready_file = ready_file
+
+    async def startup(self, sockets: Any = None) -> None:
+        """uvicorn's start (lifespan: cluster up and warm; then the sockets listen), then the
+        ready file, if asked for."""
+        await super().startup(sockets)
+        if self.ready_file and self.started and not self.should_exit:
+            path = Path(self.ready_file)
+            partial = path.with_name(path.name + ".partial")
+            partial.write_text(f"http://{self.config.host}:{self.config.port}\n")
+            partial.replace(path)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         service = getattr(self.config.app.state, "service", None)

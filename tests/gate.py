@@ -11,6 +11,18 @@ from tiling.gate import GATE_ENV, HOLD_LIMIT_S, POLL_S, tile_name
 Tile = tuple[int, int, int]  # (frame, row, col)
 
 
+def wait_for_file(path: Path, process, timeout: float, log: Path | None = None) -> None:
+    """Block until ``path`` exists (a hook the system under test writes, e.g. ``serve
+    --ready-file``); fails at once if ``process`` exits first, and after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"exited ({process.returncode}) before {path.name}: "
+                                 + (log.read_text()[-3000:] if log else ""))  # fmt: skip
+        assert time.monotonic() < deadline, f"no {path.name} in {timeout:.0f} s"
+        time.sleep(POLL_S)
+
+
 class TileGate:
     """A gate folder: tiles held with :meth:`hold` wait in their worker until :meth:`release`."""
 

@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 import pytest
 import zarr
-from gate import TileGate
+from gate import TileGate, wait_for_file
 from PIL import Image
 
 from service.colormaps import document
@@ -78,11 +78,13 @@ def serving(
     output goes to ``data/serve.log``. Its workers obey the tile gate ``data / "gate"``
     (:func:`gate`)."""
     port = free_port()
+    ready = data / f"ready-{port}"  # serve --ready-file: written once it listens, cluster warm
+    ready.unlink(missing_ok=True)
     log = open(data / "serve.log", "ab")  # noqa: SIM115 - closed below
     cmd = [
         sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data", str(data),
         "--database", f"sqlite:///{database}", *cluster, "--warm", "eager",
-        "--log-level", log_level,
+        "--log-level", log_level, "--ready-file", str(ready),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT), **gate(data).env()}
     proc = subprocess.Popen(
@@ -90,16 +92,7 @@ def serving(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, (data / "serve.log").read_text()
-            try:
-                if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not start in 180 s"
-            time.sleep(0.5)
+        wait_for_file(ready, proc, 180, data / "serve.log")
         yield url, proc
     finally:
         stop(proc)
