@@ -14,8 +14,8 @@ import os
 from collections.abc import Callable
 
 from engine.errors import InputError
-from tiling.exports.frames import FRAME_FORMATS, FrameFile
-from tiling.exports.series import ExportInputError, Scale, check_template, frame_path
+from tiling.exports.frames import FRAME_FORMATS
+from tiling.exports.series import ExportInputError, FrameFile, Scale, check_template, frame_path
 from tiling.store import StoreMismatchError, StoreReader
 
 #: Every export format: the series formats, then the per-frame ones.

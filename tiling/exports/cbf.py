@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tiling.exports.frames import FrameFile
-from tiling.exports.series import Scale
+from tiling.exports.series import FrameFile, Scale
 
 #: int32 ADU; the largest is the count cutoff.
 CBF_TOP = 2**31 - 1
@@ -45,7 +44,6 @@ def pilatus_header(item: FrameFile, top: int) -> str:
         f"# Start_angle {geo.frame_phi0_deg[item.frame]:.7f} deg.",
         f"# Angle_increment {geo.osc_deg:.7f} deg.",
         f"# Phi {geo.frame_phi0_deg[item.frame]:.7f} deg.",
-        "# Oscillation_axis X, CW",
     ]
     return "\n".join(lines)
 

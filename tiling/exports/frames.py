@@ -8,26 +8,14 @@ fields (:mod:`tiling.exports.cbf`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-
-import numpy as np
 
 from engine.plan import plan
 from engine.smv import int_image, smv_header, write_float_image, write_smv
-from tiling.exports.series import Scale
-from tiling.store import StoreReader
+from tiling.exports.cbf import write_cbf
+from tiling.exports.series import FrameFile, Scale
 
 #: SMV holds unsigned 16-bit ADU; C's -noisefile clips there.
 SMV_TOP = 65535
-
-
-@dataclass(frozen=True)
-class FrameFile:
-    """A finished frame to write: the store, its 0-based index and its photons (slow, fast)."""
-
-    reader: StoreReader
-    frame: int
-    photons: np.ndarray
 
 
 Writer = Callable[[FrameFile, Scale, str], None]
@@ -48,8 +36,6 @@ def write_float_frame(item: FrameFile, scale: Scale, path: str) -> None:
 
 def write_cbf_frame(item: FrameFile, scale: Scale, path: str) -> None:
     """A Pilatus-style mini-CBF, int32 ADU (see :mod:`tiling.exports.cbf`)."""
-    from tiling.exports.cbf import write_cbf
-
     write_cbf(item, scale, path)
 
 

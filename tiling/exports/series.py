@@ -21,6 +21,15 @@ from tiling.store import StoreReader
 _TEMPLATE_RUN = re.compile(r"#+")
 
 
+@dataclass(frozen=True)
+class FrameFile:
+    """A finished frame to write: the store, its 0-based index and its photons (slow, fast)."""
+
+    reader: StoreReader
+    frame: int
+    photons: np.ndarray
+
+
 class ExportInputError(InputError):
     """A bad export request: the field at fault, why, and the limit it broke (if any)."""
 
