@@ -321,9 +321,10 @@ def test_nexus_import_has_the_smv_beam_detector_and_scan(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="dxtbx's FormatSMVJHSim reads BEAM_CENTER_X/Y as an ADXV beam centre plus one "
-    "pixel; nanoBragg writes its MOSFLM Xbeam/Ybeam there: the SMV panel origin is half a "
-    "pixel off in fast and slow (-0.05 mm each for 0.1 mm pixels)",
+    reason="dxtbx's FormatSMVJHSim takes BEAM_CENTER_X + 1 pixel as the fast and height - "
+    "BEAM_CENTER_Y + 1 pixel as the slow beam centre (mm); nanoBragg's MOSFLM header holds "
+    "Xbeam (slow) and Ybeam (fast) there: the SMV panel origin is half a pixel off here "
+    "(-0.05 mm in x and y), millimetres off for a beam away from the centre",
 )
 def test_smv_beam_centre_is_the_nexus_beam_centre(imported: Callable[[str], Path]) -> None:
     nexus, smv = expt_of(imported("nexus")), expt_of(imported("smv"))
