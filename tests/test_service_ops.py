@@ -20,8 +20,9 @@ from typing import Any
 
 import httpx
 import pytest
+from gate import TileGate
 from small_disk import fill, free, small_disk
-from test_service import TIMEOUT, read_events, serving, submit
+from test_service import TIMEOUT, gate, read_events, serving, submit
 
 from service.retention import Finished, choose
 from service.space import store_bytes
@@ -33,6 +34,8 @@ SLOW_ARGS = (
     "-phisteps 96 -osc 0.2 -mosaic 0.5 -mosaic_dom 4"
 )
 ONE = ("--workers", "1", "--torch-threads", "1")
+#: The tile of SMALL (frame, tile row, tile column) the tile gate holds.
+HELD = (0, 1, 1)
 
 
 def slow(frames: int) -> dict[str, Any]:
@@ -83,8 +86,10 @@ def test_healthz_and_purge_of_queued_running_and_finished_jobs(tmp_path: Path) -
         serving(tmp_path, database, (*ONE, "--max-running-jobs", "1")) as (url, _),
         httpx.Client(base_url=url, timeout=TIMEOUT) as http,
     ):
-        running = submit(http, slow(20))
-        wait_running(http, running["id"])
+        held = gate(tmp_path)
+        held.hold(HELD)  # the first job cannot finish until the test releases this tile
+        running = submit(http, SMALL)
+        held.wait("held", HELD)
         queued = submit(http, SMALL)
         health = http.get("/healthz").json()
         assert (health["jobs_running"], health["jobs_queued"]) == (1, 1), health
@@ -97,6 +102,7 @@ def test_healthz_and_purge_of_queued_running_and_finished_jobs(tmp_path: Path) -
 
         assert_purged(http, tmp_path, database, queued["id"])
         assert_purged(http, tmp_path, database, running["id"])
+        held.release(HELD)
         health = http.get("/healthz").json()
         assert (health["jobs_running"], health["jobs_queued"]) == (0, 0), health
 
@@ -165,14 +171,17 @@ def test_full_data_disk(tmp_path: Path, database_on_it: bool) -> None:
             serving(tmp_path, database, (*ONE, "--data", str(disk))) as (url, _),
             httpx.Client(base_url=url, timeout=TIMEOUT) as http,
         ):
-            check_full_data_disk(http, disk, database, database_on_it)
+            check_full_data_disk(http, gate(tmp_path), disk, database, database_on_it)
 
 
-def check_full_data_disk(http: httpx.Client, disk: Path, database: Path, same: bool) -> None:
-    job = submit(http, slow(2))
-    first = read_events(http, job["id"], stop_after=3)
-    assert first[-1]["event"] == "tile", first  # it writes: now the disk fills up
+def check_full_data_disk(
+    http: httpx.Client, held: TileGate, disk: Path, database: Path, same: bool
+) -> None:
+    held.hold(HELD)
+    job = submit(http, SMALL)
+    held.wait("held", HELD)  # mid-render: now the disk fills up
     filler = fill(disk)
+    held.release(HELD)
     events = read_events(http, job["id"])  # the job still gets its final event
     assert events[-1]["event"] == "failed", events[-1]
     message = events[-1]["data"]["message"]
