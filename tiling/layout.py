@@ -229,9 +229,12 @@ class StoreAttributes(BaseModel):
         return self.model_dump(mode="json")
 
 
-def job_geometry(experiment: Experiment, frames: int) -> Geometry:
+def job_geometry(
+    experiment: Experiment, frames: int, frame_phi0_deg: list[float] | None = None
+) -> Geometry:
     """The derived detector and scan geometry of ``frames`` frames of ``experiment`` (from
-    the torch-free frame plan)."""
+    the torch-free frame plan); ``frame_phi0_deg``: each frame's start angle (default: the
+    rotation series')."""
     from engine.plan import plan
 
     frame = plan(experiment)
@@ -261,13 +264,15 @@ def job_geometry(experiment: Experiment, frames: int) -> Geometry:
         osc_deg=osc,
         phistep_deg=phistep,
         phisteps=phisteps,
-        frame_phi0_deg=[phi0 + k * osc for k in range(frames)],
+        frame_phi0_deg=frame_phi0_deg or [phi0 + k * osc for k in range(frames)],
     )
 
 
-def geometry_attributes(experiment: Experiment, frames: int) -> dict[str, Any]:
+def geometry_attributes(
+    experiment: Experiment, frames: int, frame_phi0_deg: list[float] | None = None
+) -> dict[str, Any]:
     """:func:`job_geometry` JSON-ready (mm, degrees, pixels, unit vectors)."""
-    return job_geometry(experiment, frames).model_dump(mode="json")
+    return job_geometry(experiment, frames, frame_phi0_deg).model_dump(mode="json")
 
 
 def ome_attributes(levels: int) -> dict[str, Any]:
