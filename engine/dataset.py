@@ -46,6 +46,7 @@ __all__ = [
     "parse_distribution",
     "parse_variations",
     "parse_table",
+    "read_frames_table",
 ]
 
 #: Largest seed (exclusive): seeds are integers in [0, 2^63).
@@ -308,6 +309,41 @@ def parse_table(rows: list[dict[str, Any]]) -> list[FrameValues]:
             where = ".".join(str(x) for x in first["loc"]) or "row"
             raise DatasetError(f"frames_table[{i}].{where}", first["msg"]) from None
     return out
+
+
+def _cell_value(text: str) -> Any:
+    """A CSV cell: a number, or several separated by spaces (misset, umat, cell, N, ...)."""
+    parts = text.split()
+    try:
+        numbers = [float(p) for p in parts]
+    except ValueError:
+        raise DatasetError("--frames-table", f"{text!r} is not a number or numbers") from None
+    return numbers[0] if len(numbers) == 1 else numbers
+
+
+def read_frames_table(path: str) -> list[dict[str, Any]]:
+    """A frames table from ``path``: JSON lines (``.jsonl``/``.json``: one object a line) or CSV
+    (a header of :data:`TABLE_KEYS`, several numbers in a cell separated by spaces)."""
+    import csv
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as err:
+        raise DatasetError("--frames-table", f"cannot read {path}: {err.strerror}") from None
+    if path.endswith((".jsonl", ".json", ".ndjson")):
+        rows = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise DatasetError("--frames-table", f"{path}:{n}: {err.msg}") from None
+        return rows
+    reader = csv.DictReader(text.splitlines())
+    rows = [{k: _cell_value(v) for k, v in row.items() if k and v and v.strip()} for row in reader]
+    return rows
 
 
 def apply(experiment: Experiment, values: dict[str, Any] | FrameValues) -> Experiment:
