@@ -28,7 +28,7 @@ from service.events import Hub
 from service.jobs import JobManager
 from service.metrics import Metrics
 from service.models import ErrorBody
-from service.routers import jobs, ops, pixels, processes, zarr
+from service.routers import exports, jobs, ops, pixels, processes, zarr
 from service.settings import Settings
 from tiling.cluster import connect
 from tiling.store import software_version
@@ -146,7 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.tickets = Tickets()
     app.add_middleware(BodyLimit, limit=settings.limits.max_body_bytes)
     app.add_middleware(TokenGate, token=settings.token, tickets=app.state.tickets)  # outermost
-    for module in (jobs, pixels, zarr):
+    for module in (jobs, pixels, exports, zarr):
         app.include_router(
             module.router, dependencies=[Depends(require)], responses={401: {"model": ErrorBody}}
         )

@@ -3,6 +3,7 @@
 - ``braggtile nanobragg ARGS``  render a frame with nanoBragg's flags (engine)
 - ``braggtile render ...``      tiled render of frames into an OME-Zarr store (tiling)
 - ``braggtile bench ...``       speed benchmark: in-process kernel or --tiled (tiling)
+- ``braggtile export STORE ...`` finished frames as NXmx, mini-CBF, SMV or float files (tiling)
 - ``braggtile serve ...``       the HTTP service: jobs, events, tiles, zarr (service)
 """
 
@@ -16,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "nanobragg": ("engine.cli", "main", "render one frame with C nanoBragg's flags"),
     "render": ("tiling.cli", "main", "tiled render of one or more frames into OME-Zarr on Dask"),
     "bench": ("tiling.bench", "main", "time renders (in-process, or --tiled); one JSON line"),
+    "export": ("tiling.exports.cli", "main", "a job's finished frames as NXmx, CBF, SMV or float"),
     "serve": ("service.serve", "main", "HTTP service: submit jobs, stream tiles, serve zarr"),
 }
 

@@ -205,7 +205,20 @@ function updateLinks() {
     a("smv", jobPath(job.id, `/frames/${f}/export?format=smv`), "SMV image (.img)"),
     a("png", jobPath(job.id, `/frames/${f}/preview.png?${pngQuery()}`), "whole-frame picture with this contrast"),
     a("zarr", jobPath(job.id, "/zarr/zarr.json"), "the OME-Zarr store: zarr.open_group(<this URL without /zarr.json>)"),
+    ...seriesLinks(job, a),
   );
+}
+
+/** Download links of the job's whole series: one NXmx file, or a zip of frame files. */
+function seriesLinks(job, a) {
+  const path = (format) => jobPath(job.id, `/export?format=${format}`);
+  return [
+    el("span", { class: "muted", title: "every frame, photons x 1 + 40 ADU" }, "series:"),
+    a("nxs", path("nexus"), "all frames as one NXmx file (dials.import run.nxs)"),
+    a("cbf.zip", path("cbf"), "zip of one mini-CBF per frame (JOB_00001.cbf, ...)"),
+    a("smv.zip", path("smv"), "zip of one SMV image per frame"),
+    a("float.zip", path("float"), "zip of one raw float32 file per frame"),
+  ];
 }
 
 function pngQuery() {

@@ -1,0 +1,111 @@
+"""A job's finished frames as one download: an NXmx file, or a zip of CBF, SMV or float files.
+
+The NXmx file is written to a temporary file in the job's folder, streamed, then removed; a
+zip is produced frame by frame while it streams (:func:`tiling.exports.archive.zip_frames`),
+so the service holds one frame at a time whatever the job's length.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import FileResponse, StreamingResponse
+from starlette.background import BackgroundTask
+
+from engine.smv import ADC_OFFSET
+from service.deps import JobParams
+from service.errors import BadInput, NotFound, NotReady
+from service.routers.jobs import ERRORS
+from tiling.exports import open_store
+from tiling.exports.series import (
+    ExportInputError,
+    FrameNotFinished,
+    Scale,
+    parse_frames,
+    select_frames,
+)
+
+router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["exports"])
+
+SeriesFormat = Literal["nexus", "cbf", "smv", "float"]
+#: Largest gain (ADU per photon) and |ADC offset| (ADU) a request may ask for.
+MAX_GAIN = 1e9
+MAX_ADC = 1e9
+NEXUS_TYPE = "application/x-hdf5"
+ZIP_TYPE = "application/zip"
+
+
+def _series(job: JobParams, frames: str | None, gain: float, adc: float):
+    """(store, frames, scale) of the request, checked before any byte is sent."""
+    try:
+        reader = open_store(job.row["store"])
+    except ExportInputError:
+        raise NotFound("the job's store does not exist (any more)") from None
+    try:
+        chosen = select_frames(reader, parse_frames(frames, job.spec.frames))
+        return reader, chosen, Scale(gain, adc)
+    except FrameNotFinished as err:
+        raise NotReady(err.detail, field="frames", limit=err.limit) from None
+    except ExportInputError as err:
+        raise BadInput(err.detail, field=err.field, limit=err.limit) from None
+
+
+def _nexus(job: JobParams, reader, frames: list[int], scale: Scale) -> FileResponse:
+    from tiling.exports.nexus import write_nexus
+
+    folder = Path(job.row["store"]).parent
+    handle, path = tempfile.mkstemp(prefix=".export-", suffix=".nxs", dir=folder)
+    os.close(handle)
+    try:
+        write_nexus(reader, frames, scale, path)
+    except BaseException:
+        os.remove(path)
+        raise
+    return FileResponse(
+        path,
+        media_type=NEXUS_TYPE,
+        filename=f"{job.job_id}.nxs",
+        background=BackgroundTask(os.remove, path),
+    )
+
+
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {NEXUS_TYPE: {}, ZIP_TYPE: {}}}, **ERRORS},
+)
+def export_series(
+    job: Annotated[JobParams, Depends()],
+    format: Annotated[
+        SeriesFormat,
+        Query(description="nexus: one NXmx file; cbf, smv, float: a zip of one file per frame"),
+    ] = "nexus",
+    frames: Annotated[
+        str | None,
+        Query(max_length=32, description="A:B: 0-based frames A..B-1 (default: every finished)"),
+    ] = None,
+    gain: Annotated[
+        float, Query(gt=0, le=MAX_GAIN, allow_inf_nan=False, description="ADU per photon")
+    ] = 1.0,
+    adc: Annotated[
+        float, Query(ge=-MAX_ADC, le=MAX_ADC, allow_inf_nan=False, description="ADC offset, ADU")
+    ] = ADC_OFFSET,
+):
+    """The job's finished frames (or ``frames``) as photons x gain + adc ADU, the same scale
+    for every frame (float: the photons); 404 naming a frame not finished yet."""
+    reader, chosen, scale = _series(job, frames, gain, adc)
+    if format == "nexus":
+        return _nexus(job, reader, chosen, scale)
+    from tiling.exports.archive import zip_frames
+
+    folder = str(Path(job.row["store"]).parent)
+    name = f"{job.job_id}_{format}.zip"
+    return StreamingResponse(
+        zip_frames(reader, format, chosen, scale, folder, name=job.job_id),
+        media_type=ZIP_TYPE,
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
