@@ -165,6 +165,13 @@ class JobSpec(BaseModel):
             return row.phi
         return frame_experiment(self.experiment, 0 if self.stills else frame).scan.phi0_deg
 
+    def frame_phi0s(self) -> list[float] | None:
+        """Every frame's start angle (degrees) when they are not the rotation series', else
+        None."""
+        if not self.stills and self.frames_table is None:
+            return None
+        return [self.frame_phi0_deg(k) for k in range(self.frames)]
+
     def options(self) -> dict[str, Any]:
         """The job's options besides the experiment, JSON-ready (dataset options only when
         set)."""

@@ -8,6 +8,8 @@ Layout of ``OUT.zarr`` (zarr v3)::
     0/            level 0: (frames, slow, fast) photons/pixel, chunks (1, tile, tile)
     1/, 2/, ...   2x2-mean pyramid levels, same chunk shape
     tiles/        (frames, tile rows, tile cols, fields) float64 tile records, one chunk each
+    truth/        (frames,) UTF-8 JSON, one chunk each: the frame's ground truth
+                  (:class:`tiling.truth.FrameTruth`), written when the client plans the frame
     inputs/       the job's input files (see :mod:`tiling.inputs`)
 
 Only this module and :mod:`tiling.store` (which opens, reads and writes stores through it) know
@@ -37,6 +39,8 @@ ATTRS_KEY = "braggtile"
 OME_KEY = "ome"
 #: Array of the tile records.
 RECORDS = "tiles"
+#: Array of the frames' ground truths (JSON text, "" until written).
+TRUTH = "truth"
 LEVEL_DIMENSIONS = ("t", "y", "x")
 RECORD_DIMENSIONS = ("t", "tile_y", "tile_x", "field")
 #: Key of a chunk of an image level: level, frame, chunk row, chunk column (zarr v3 default
