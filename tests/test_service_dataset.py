@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_service import TIMEOUT, read_events, serving, submit
+from test_service import TIMEOUT, gate, read_events, serving, submit
 from test_truth import LOAD_EXPT, dxtbx, needs_dxtbx
 
 from tiling.store import StoreReader
@@ -25,8 +25,12 @@ BODY = {"nanobragg": ARGS, "tile": 48, "frames": 3, "stills": True, "variations"
 
 
 @pytest.fixture(scope="module")
-def http(tmp_path_factory) -> Iterator[httpx.Client]:
-    data = tmp_path_factory.mktemp("serve-dataset")
+def data(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("serve-dataset")
+
+
+@pytest.fixture(scope="module")
+def http(data: Path) -> Iterator[httpx.Client]:
     with serving(data, data / "records.db", cluster=("--workers", "1")) as (url, _):
         with httpx.Client(base_url=url, timeout=TIMEOUT) as client:
             yield client
@@ -112,3 +116,20 @@ def test_bad_dataset_requests_are_4xx_naming_the_field(http, extra, field) -> No
     assert r.status_code in (400, 422), r.text
     body = r.json()
     assert body["field"].startswith(field) and body["detail"]
+
+
+def test_a_running_job_serves_the_truth_of_its_planned_frames(http, data: Path) -> None:
+    """The truth of a frame is written when the frame is planned, before its tiles finish."""
+    held = (1, 0, 0)
+    tiles = gate(data)
+    tiles.hold(held)
+    try:
+        record = submit(http, {**BODY, "frames": 2, "seed": 8})
+        tiles.wait("held", held)
+        r = http.get(f"/v1/jobs/{record['id']}/frames/1/truth")
+        assert r.status_code == 200, r.text
+        assert r.json()["frame"] == 1 and r.json()["values"]["umat"]
+        assert http.get(f"/v1/jobs/{record['id']}").json()["status"] == "running"
+    finally:
+        tiles.release(held)
+    assert read_events(http, record["id"])[-1]["event"] == "successful"
