@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from engine.dataset import DatasetError, apply, draw, misset_umat, parse_distribution
+from engine.dataset import (
+    DatasetError,
+    apply,
+    draw,
+    misset_umat,
+    parse_distribution,
+    read_frames_table,
+)
 from engine.model import Beam, Crystal, Detector, Experiment
 from tiling.job import JobSpec
 
@@ -166,3 +173,24 @@ def test_bad_distributions_name_the_key(key: str, text: str, says: str) -> None:
     with pytest.raises(DatasetError, match=says) as err:
         parse_distribution(key, text)
     assert "\n" not in str(err.value) and str(err.value).startswith("--vary")
+
+
+def test_frames_table_files_csv_and_json_lines(tmp_path) -> None:
+    csv_file = tmp_path / "frames.csv"
+    csv_file.write_text("phi,misset,lambda,N\n1.5,10 20 30,0.9,2 3 4\n2.5,,,\n")
+    jsonl_file = tmp_path / "frames.jsonl"
+    jsonl_file.write_text(
+        '{"phi": 1.5, "misset": [10, 20, 30], "lambda": 0.9, "N": [2, 3, 4]}\n{"phi": 2.5}\n'
+    )
+    rows = read_frames_table(str(csv_file))
+    assert rows == read_frames_table(str(jsonl_file))
+    assert rows[0] == {"phi": 1.5, "misset": [10, 20, 30], "lambda": 0.9, "N": [2, 3, 4]}
+    job = JobSpec(BASE, frames_table=rows)
+    assert job.frames == 2 and job.frame_experiment(0).crystal.nc == 4
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"phi": 1}\n{"phi": \n')
+    with pytest.raises(DatasetError, match="bad.jsonl:2"):
+        read_frames_table(str(bad))
+    with pytest.raises(DatasetError, match="not a number"):
+        csv_file.write_text("phi\nabc\n")
+        read_frames_table(str(csv_file))
