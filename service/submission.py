@@ -38,6 +38,16 @@ class JobOptions(BaseModel):
     frames_table: list[dict[str, Any]] | None = None
 
 
+#: Frames of a dataset job whose inner steps per pixel are checked against the limit (their
+#: mosaic domains and automatic oversampling follow the drawn values).
+STEP_CHECK_FRAMES = 16
+
+
+def spec_varies(spec: JobSpec) -> bool:
+    """Whether the job's frames differ in more than their rotation."""
+    return bool(spec.variations) or spec.frames_table is not None
+
+
 #: Dataset fields of a request (the request's win over a typed job's own).
 DATASET_FIELDS = ("stills", "variations", "seed", "frames_table")
 
@@ -133,7 +143,10 @@ def build_spec(request: JobRequest, inputs_dir: Path, limits: Limits) -> JobSpec
     spec = _job_spec(request, options, experiment)
     nanobragg = request.nanobragg is not None
     _check_limits(spec, limits, "-detpixels" if nanobragg else "job.experiment.detector")
-    _check_steps(experiment, limits, "nanobragg" if nanobragg else "job.experiment")
+    for frame in range(min(spec.frames, STEP_CHECK_FRAMES) if spec_varies(spec) else 1):
+        _check_steps(
+            spec.frame_experiment(frame), limits, "nanobragg" if nanobragg else "job.experiment"
+        )
     check_files(experiment)
     return spec
 

@@ -133,3 +133,12 @@ def test_a_running_job_serves_the_truth_of_its_planned_frames(http, data: Path) 
     finally:
         tiles.release(held)
     assert read_events(http, record["id"])[-1]["event"] == "successful"
+
+
+def test_a_dataset_frame_over_the_step_limit_is_refused(http: httpx.Client) -> None:
+    """Drawn values set each frame's work: cells drawn large enough for C's automatic
+    oversampling to pass its limit are refused before any render."""
+    body = {"nanobragg": ARGS, "stills": True, "variations": {"N": "uniform:5000,5000"}}
+    r = http.post("/v1/jobs", json=body)
+    assert r.status_code in (400, 413, 422), r.text
+    assert "oversample" in r.json()["detail"]
