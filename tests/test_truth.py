@@ -163,7 +163,9 @@ def test_truth_jsonl_has_a_line_per_frame(stills, tmp_path) -> None:
         a = np.array(t["A_matrix"]).reshape(3, 3)
         assert a == pytest.approx(expected_a_matrix(misset), abs=1e-12)
         assert t["wavelength_A"] == 1.2 and t["cells"] == [2, 2, 2]
-    assert StoreReader(str(stills)).truth_frames() == {0, 1}
+    reader = StoreReader(str(stills))
+    assert reader.truth_frames() == {0, 1}
+    assert not np.array_equal(reader.read_frame(0, 0), reader.read_frame(0, 1))  # frames differ
 
 
 def test_rotation_frames_carry_goniometer_and_scan(tmp_path) -> None:
