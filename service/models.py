@@ -52,6 +52,21 @@ class JobRequest(BaseModel):
     frames: int | None = Field(None, ge=1, description="consecutive oscillation frames")
     tile: int | None = Field(None, ge=1, description="tile (= zarr chunk) side, pixels")
     dtype: Literal["float32", "float64"] | None = Field(None, description="precision")
+    stills: bool = Field(
+        False, description="independent still frames (no rotation between them), as --stills"
+    )
+    variations: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=32,
+        description='per-frame draws, as --vary: {"orientation": "random", "mosaic": '
+        '"uniform:0.1,0.5"} (see engine.dataset)',
+    )
+    seed: int | None = Field(None, ge=0, lt=2**63, description="seed of the per-frame draws")
+    frames_table: list[dict[str, Any]] | None = Field(
+        None,
+        description="one row per frame: phi, misset or umat, cell, mosaic, N, lambda, flux, "
+        "distance, beam_center, water (sets the frame count)",
+    )
     inputs: dict[str, str] = Field(
         default_factory=dict,
         description='files the arguments name: {"P1.hkl": "<text>"}; binary files (an SMV '
@@ -59,7 +74,7 @@ class JobRequest(BaseModel):
         "255 bytes of UTF-8)",
     )
 
-    @field_validator("nanobragg", "job", "inputs")
+    @field_validator("nanobragg", "job", "inputs", "variations")
     @classmethod
     def _valid_unicode(cls, value: Any) -> Any:
         bad = unencodable(value)

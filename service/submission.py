@@ -32,6 +32,53 @@ class JobOptions(BaseModel):
     tile: int | None = Field(None, ge=1)
     dtype: Literal["float32", "float64"] | None = None
     pyramid_min: int = Field(DEFAULT_MIN_SIZE, ge=1)
+    stills: bool = False
+    variations: dict[str, str] = Field(default_factory=dict)
+    seed: int = Field(0, ge=0, lt=2**63)
+    frames_table: list[dict[str, Any]] | None = None
+
+
+#: Frames of a dataset job whose inner steps per pixel are checked against the limit (their
+#: mosaic domains and automatic oversampling follow the drawn values).
+STEP_CHECK_FRAMES = 16
+
+
+def spec_varies(spec: JobSpec) -> bool:
+    """Whether the job's frames differ in more than their rotation."""
+    return bool(spec.variations) or spec.frames_table is not None
+
+
+#: Dataset fields of a request (the request's win over a typed job's own).
+DATASET_FIELDS = ("stills", "variations", "seed", "frames_table")
+
+
+def _dataset(request: JobRequest, options: JobOptions) -> dict[str, Any]:
+    """The dataset options of a request: its own where given, else the typed job's."""
+    given = request.model_dump(include=set(DATASET_FIELDS), exclude_unset=True)
+    return {name: given.get(name, getattr(options, name)) for name in DATASET_FIELDS}
+
+
+def _frames(request: JobRequest, options: JobOptions, table: list | None) -> int:
+    return request.frames or options.frames or (len(table) if table else 1)
+
+
+def _job_spec(request: JobRequest, options: JobOptions, experiment: Experiment) -> JobSpec:
+    """The JobSpec of the request (BadInput naming the request field it cannot take)."""
+    dataset = _dataset(request, options)
+    try:
+        return JobSpec(
+            experiment=experiment,
+            frames=_frames(request, options, dataset["frames_table"]),
+            tile=request.tile or options.tile or DEFAULT_TILE,
+            dtype=request.dtype or options.dtype or "float32",
+            pyramid_min=options.pyramid_min,
+            **dataset,
+        )
+    except ValidationError as err:
+        first = err.errors()[0]
+        if not first.get("loc"):
+            first = {**first, "loc": ("frames_table",)}
+        raise BadInput(**describe(first)) from None
 
 
 def _experiment(request: JobRequest, inputs_dir: Path) -> tuple[Experiment, JobOptions]:
@@ -93,23 +140,20 @@ def build_spec(request: JobRequest, inputs_dir: Path, limits: Limits) -> JobSpec
     options win over a typed job's own."""
     write_inputs(inputs_dir, request.inputs, limits)
     experiment, options = _experiment(request, inputs_dir)
-    spec = JobSpec(
-        experiment=experiment,
-        frames=request.frames or options.frames or 1,
-        tile=request.tile or options.tile or DEFAULT_TILE,
-        dtype=request.dtype or options.dtype or "float32",
-        pyramid_min=options.pyramid_min,
-    )
+    spec = _job_spec(request, options, experiment)
     nanobragg = request.nanobragg is not None
     _check_limits(spec, limits, "-detpixels" if nanobragg else "job.experiment.detector")
-    _check_steps(experiment, limits, "nanobragg" if nanobragg else "job.experiment")
+    for frame in range(min(spec.frames, STEP_CHECK_FRAMES) if spec_varies(spec) else 1):
+        _check_steps(
+            spec.frame_experiment(frame), limits, "nanobragg" if nanobragg else "job.experiment"
+        )
     check_files(experiment)
     return spec
 
 
 def summary(spec: JobSpec) -> dict[str, Any]:
     """What a job record shows besides its state: shape, levels, grid and geometry."""
-    geo = geometry_attributes(spec.experiment, spec.frames)
+    geo = geometry_attributes(spec.experiment, spec.frames, spec.frame_phi0s())
     det = spec.experiment.detector
     return {
         "frames": spec.frames,

@@ -38,6 +38,8 @@ from tiling.worker import FrameWriter
 EXIT_TERMINATED = 128 + signal.SIGTERM
 
 PROG = "braggtile render"
+#: Job fields named by another option than --FIELD.
+OPTION_NAMES = {"variations": "--vary", "experiment": "--spec", "spec": "--spec"}
 DESCRIPTION = (
     "Render a nanoBragg job tile by tile on Dask workers into an OME-Zarr (zarr v3) store. "
     "Re-running the same command on a partial store finishes only the missing tiles. "
@@ -76,6 +78,7 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, help=f"tile (= chunk) size, pixels (default {DEFAULT_TILE})")
     p.add_argument("--frames", type=int, help="consecutive oscillation frames (default 1)")
     p.add_argument("--dtype", choices=PRECISIONS, help="precision (default: -dtype, else float32)")
+    add_dataset_arguments(p)
     where = add_cluster_arguments(p)
     where.add_argument(
         "--in-process",
@@ -107,7 +110,6 @@ def add_response_arguments(p: argparse.ArgumentParser) -> None:
         "detector response", "the detector's image (ADU) is stored beside the photons"
     )
     group.add_argument("--noise", action="store_true", help="Poisson photon noise")
-    group.add_argument("--seed", type=int, help="noise seed (default: -seed, else 0)")
     group.add_argument("--gain", type=float, metavar="ADU", help="ADU per photon (1)")
     group.add_argument("--readout-noise", type=float, metavar="ADU", help="rms, ADU (0)")
     group.add_argument(
@@ -134,7 +136,7 @@ def response_options(args: argparse.Namespace, seed: int | None) -> dict[str, An
     ``seed``: the nanoBragg arguments' ``-seed``, used when ``--seed`` is not given."""
     values = {field: getattr(args, field, None) for field in RESPONSE_OPTIONS.values()}
     given = {field: v for field, v in values.items() if v is not None and v is not False}
-    if not given:
+    if not given.keys() - {"seed"}:  # --seed alone seeds a dataset's draws
         return None
     if "seed" not in given and seed is not None:
         given["seed"] = seed
@@ -144,6 +146,63 @@ def response_options(args: argparse.Namespace, seed: int | None) -> dict[str, An
             raise InputError("--psf", f"expected gauss:FWHM_UM or fiber:FWHM_UM, got {shape!r}")
         given["psf"] = {"shape": shape, "fwhm_um": fwhm}
     return given
+
+
+def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of a dataset job: independent stills, per-frame draws, or a frames table."""
+    p.add_argument(
+        "--stills",
+        type=int,
+        metavar="N",
+        help="N independent still frames (no rotation between them; -osc is still the "
+        "rotation within a frame)",
+    )
+    p.add_argument(
+        "--vary",
+        action="append",
+        metavar="KEY=DIST",
+        help="draw a parameter per frame (repeatable): orientation=random|jitter:DEG, "
+        "cell=normal:FRACTION, mosaic=uniform:LO,HI (deg), N=uniform:LO,HI, "
+        "lambda=normal:FRACTION, flux=lognormal:SIGMA, distance=normal:MM, "
+        "beam_center=normal:MM, water=uniform:LO,HI (um)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        help="seed of the per-frame draws (default 0) and of the detector noise (default: "
+        "-seed, else 0)",
+    )
+    p.add_argument(
+        "--frames-table",
+        metavar="FILE",
+        help="one row per frame (CSV or JSON lines): phi, misset or umat, cell, mosaic, N, "
+        "lambda, flux, distance, beam_center, water",
+    )
+
+
+def dataset_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The job options of the dataset arguments (None: not given)."""
+    from engine import dataset
+
+    if args.stills is not None and args.frames is not None:
+        raise InputError("--stills", "give --stills N or --frames N, not both")
+    variations = None
+    if args.vary:
+        variations = {}
+        for item in args.vary:
+            key, sep, dist = item.partition("=")
+            if not sep:
+                raise InputError("--vary", f"{item!r}: spell it KEY=DIST")
+            variations[key.strip()] = dist.strip()
+        dataset.parse_variations(variations)
+    table = dataset.read_frames_table(args.frames_table) if args.frames_table else None
+    return {
+        "stills": True if args.stills is not None else None,
+        "frames": args.stills,
+        "variations": variations,
+        "seed": args.seed,
+        "frames_table": table,
+    }
 
 
 def add_cluster_arguments(p: argparse.ArgumentParser) -> Any:
@@ -203,6 +262,11 @@ def load_job(args: argparse.Namespace) -> tuple[JobSpec, FrameWriter | None]:
         "pyramid_min": args.pyramid_min,
         "response": response_options(args, seed),
     }
+    dataset = dataset_options(args)
+    table = dataset["frames_table"]
+    frames = args.frames if dataset["frames"] is None else dataset.pop("frames")
+    dataset.pop("frames", None)
+    overrides |= dataset | {"frames": len(table) if frames is None and table else frames}
     job = with_options(job, **overrides)
     writer = NanoBraggFiles(writer_outputs, job.frames) if writer_outputs else None
     return job, writer
@@ -216,10 +280,12 @@ def with_options(job: JobSpec, **options: Any) -> JobSpec:
         return JobSpec.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
-        loc = [str(part) for part in first["loc"]]
-        name = loc[1] if loc[0] == "response" and len(loc) > 1 else loc[0]
-        name = "psf" if loc[:2] == ["response", "psf"] else name
-        raise InputError("--" + name.replace("_", "-"), first["msg"]) from None
+        loc = [str(part) for part in first["loc"]] or ["spec"]
+        if loc[0] == "response" and len(loc) > 1:
+            option = "--psf" if loc[1] == "psf" else "--" + loc[1].replace("_", "-")
+        else:
+            option = OPTION_NAMES.get(loc[0], "--" + loc[0].replace("_", "-"))
+        raise InputError(option, first["msg"].removeprefix("Value error, ")) from None
 
 
 def nanobragg_argv(args: argparse.Namespace) -> list[str] | None:

@@ -31,6 +31,7 @@ from tiling.job import JobSpec
 from tiling.lock import StoreLock
 from tiling.pyramid import children, level_chunks
 from tiling.store import TileRecord, TileStore
+from tiling.truth import frame_truth
 from tiling.worker import (
     STAGES,
     FrameWriter,
@@ -172,6 +173,7 @@ class _Run:
             ):
                 return
             frame = self.queue.popleft()
+            self.store.write_truth(frame, frame_truth(self.job, frame).model_dump(mode="json"))
             for rank, (chunk, tiles) in enumerate(self.groups(state.missing)):
                 key = f"bt-tiles-{self.token}-{frame}-{chunk[0]}-{chunk[1]}"
                 self.submit(

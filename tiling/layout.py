@@ -10,6 +10,8 @@ Layout of ``OUT.zarr`` (zarr v3)::
     detector/     only for a job with a detector response: (frames, slow, fast) the detector's
                   image in ADU (uint16, or uint32 for overloads above 65535), level 0's chunks
     tiles/        (frames, tile rows, tile cols, fields) float64 tile records, one chunk each
+    truth/        (frames,) UTF-8 JSON, one chunk each: the frame's ground truth
+                  (:class:`tiling.truth.FrameTruth`), written when the client plans the frame
     inputs/       the job's input files (see :mod:`tiling.inputs`)
 
 Only this module and :mod:`tiling.store` (which opens, reads and writes stores through it) know
@@ -41,6 +43,8 @@ OME_KEY = "ome"
 RECORDS = "tiles"
 #: Array of the detector's image (ADU), for jobs with a detector response.
 DETECTOR = "detector"
+#: Array of the frames' ground truths (JSON text, "" until written).
+TRUTH = "truth"
 LEVEL_DIMENSIONS = ("t", "y", "x")
 RECORD_DIMENSIONS = ("t", "tile_y", "tile_x", "field")
 #: Key of a chunk of an image level: level, frame, chunk row, chunk column (zarr v3 default
@@ -233,9 +237,12 @@ class StoreAttributes(BaseModel):
         return self.model_dump(mode="json")
 
 
-def job_geometry(experiment: Experiment, frames: int) -> Geometry:
+def job_geometry(
+    experiment: Experiment, frames: int, frame_phi0_deg: list[float] | None = None
+) -> Geometry:
     """The derived detector and scan geometry of ``frames`` frames of ``experiment`` (from
-    the torch-free frame plan)."""
+    the torch-free frame plan); ``frame_phi0_deg``: each frame's start angle (default: the
+    rotation series')."""
     from engine.plan import plan
 
     frame = plan(experiment)
@@ -265,13 +272,15 @@ def job_geometry(experiment: Experiment, frames: int) -> Geometry:
         osc_deg=osc,
         phistep_deg=phistep,
         phisteps=phisteps,
-        frame_phi0_deg=[phi0 + k * osc for k in range(frames)],
+        frame_phi0_deg=frame_phi0_deg or [phi0 + k * osc for k in range(frames)],
     )
 
 
-def geometry_attributes(experiment: Experiment, frames: int) -> dict[str, Any]:
+def geometry_attributes(
+    experiment: Experiment, frames: int, frame_phi0_deg: list[float] | None = None
+) -> dict[str, Any]:
     """:func:`job_geometry` JSON-ready (mm, degrees, pixels, unit vectors)."""
-    return job_geometry(experiment, frames).model_dump(mode="json")
+    return job_geometry(experiment, frames, frame_phi0_deg).model_dump(mode="json")
 
 
 def ome_attributes(levels: int) -> dict[str, Any]:

@@ -13,6 +13,7 @@ atomic (write then rename), so readers never see a partial chunk.
 
 from __future__ import annotations
 
+import json
 from importlib import metadata
 from typing import Any
 
@@ -34,6 +35,7 @@ from tiling.layout import (
     RECORD_DIMENSIONS,
     RECORD_FIELDS,
     RECORDS,
+    TRUTH,
     FrameEntry,
     JobOptions,
     StoreAttributes,
@@ -244,6 +246,25 @@ class StoreReader:
         done = np.argwhere(record_done(record_table(data)))
         return {(int(f), int(r), int(c)): TileRecord.from_vector(data[f, r, c]) for f, r, c in done}
 
+    # --- ground truth ---------------------------------------------------------------------
+
+    def _truth_texts(self) -> list[str]:
+        """Every frame's truth JSON ("" where none; all "" in stores older than truths)."""
+        if TRUTH not in self.group:
+            return [""] * self.attributes.job.frames
+        return [str(t) for t in self._array(TRUTH)[...]]
+
+    def truth_frames(self) -> set[int]:
+        """Frames whose ground truth is written."""
+        return {k for k, text in enumerate(self._truth_texts()) if text}
+
+    def frame_truth(self, frame: int) -> dict[str, Any] | None:
+        """Frame ``frame``'s ground truth (:class:`tiling.truth.FrameTruth` as JSON), or None."""
+        if TRUTH not in self.group or not 0 <= frame < self.attributes.job.frames:
+            return None
+        text = str(self._array(TRUTH)[frame])
+        return json.loads(text) if text else None
+
     # --- frames -----------------------------------------------------------------------------
 
     def frames(self) -> dict[int, FrameEntry]:
@@ -336,13 +357,14 @@ class TileStore(StoreReader):
             dimension_names=RECORD_DIMENSIONS,
             attributes={"fields": list(RECORD_FIELDS), "tile": tile},
         )
+        group.create_array(TRUTH, shape=(job.frames,), chunks=(1,), dtype=str, compressors=None)
         attributes = StoreAttributes(
             version=software_version(),
             fingerprint=job.fingerprint,
             job=JobOptions.model_validate(job.options()),
             inputs=job.inputs,
             experiment=job.experiment.model_dump(mode="json"),
-            geometry=job_geometry(job.experiment, job.frames),
+            geometry=job_geometry(job.experiment, job.frames, job.frame_phi0s()),
         )
         group.update_attributes(
             {OME_KEY: ome_attributes(len(job.level_shapes)), ATTRS_KEY: attributes.to_json()}
@@ -414,7 +436,13 @@ class TileStore(StoreReader):
             (frame, row, col, 0), np.full((1, 1, 1, len(RECORD_FIELDS)), np.nan)
         )
 
-    # --- attributes (client only) ---------------------------------------------------------
+    # --- attributes and truth (client only) ----------------------------------------------
+
+    def write_truth(self, frame: int, truth: dict[str, Any]) -> None:
+        """Record frame ``frame``'s ground truth (a JSON-ready dict); stores older than truths
+        have no place for it and are left as they are."""
+        if TRUTH in self.group:
+            self._array(TRUTH)[frame] = json.dumps(truth, allow_nan=False)
 
     def set_frame(self, frame: int, statistics: FrameStatistics, complete: bool) -> None:
         """Record a frame's statistics (and whether its pyramid and outputs are written)."""

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import os
 import tempfile
-from pathlib import Path
-from typing import Annotated, Literal
+from pathlib import Path as FilePath
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
 from engine.smv import ADC_OFFSET
 from service.deps import JobParams
 from service.errors import BadInput, NotFound, NotReady
+from service.models import MAX_INDEX
 from service.routers.jobs import ERRORS
 from tiling.exports import open_store
 from tiling.exports.series import (
@@ -57,7 +58,7 @@ def _series(job: JobParams, frames: str | None, gain: float, adc: float):
 def _nexus(job: JobParams, reader, frames: list[int], scale: Scale) -> FileResponse:
     from tiling.exports.nexus import write_nexus
 
-    folder = Path(job.row["store"]).parent
+    folder = FilePath(job.row["store"]).parent
     handle, path = tempfile.mkstemp(prefix=".export-", suffix=".nxs", dir=folder)
     os.close(handle)
     try:
@@ -102,10 +103,50 @@ def export_series(
         return _nexus(job, reader, chosen, scale)
     from tiling.exports.archive import zip_frames
 
-    folder = str(Path(job.row["store"]).parent)
+    folder = str(FilePath(job.row["store"]).parent)
     name = f"{job.job_id}_{format}.zip"
     return StreamingResponse(
         zip_frames(reader, format, chosen, scale, folder, name=job.job_id),
         media_type=ZIP_TYPE,
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
+
+
+def _truth_store(job: JobParams):
+    try:
+        return open_store(job.row["store"])
+    except ExportInputError:
+        raise NotFound("the job's store does not exist (any more)") from None
+
+
+@router.get("/truth.expt", responses={200: {"content": {"application/json": {}}}, **ERRORS})
+def truth_expt(job: Annotated[JobParams, Depends()]) -> JSONResponse:
+    """The ground truth of the job's planned frames as a dxtbx ExperimentList (JSON: one
+    experiment per frame; ``dials`` loads it as ``truth.expt``)."""
+    from tiling.truth import experiment_list
+
+    reader = _truth_store(job)
+    truths = [reader.frame_truth(k) for k in sorted(reader.truth_frames())]
+    return JSONResponse(
+        experiment_list([t for t in truths if t is not None]),
+        headers={"Content-Disposition": f'attachment; filename="{job.job_id}.expt"'},
+    )
+
+
+@router.get("/frames/{frame}/truth", responses=ERRORS)
+def frame_truth(
+    job: Annotated[JobParams, Depends()],
+    frame: Annotated[int, Path(description="frame index, 0-based", ge=0, le=MAX_INDEX)],
+) -> dict[str, Any]:
+    """What frame ``frame`` was rendered with (tiling.truth.FrameTruth): drawn values, the
+    oriented crystal (dxtbx A = UB), beam, detector, phi; 404 before the frame is planned."""
+    if frame >= job.spec.frames:
+        raise NotFound(
+            f"frame: {frame} is beyond the job's {job.spec.frames} frame(s)",
+            field="frame",
+            limit=job.spec.frames - 1,
+        )
+    truth = _truth_store(job).frame_truth(frame)
+    if truth is None:
+        raise NotReady(f"frame: {frame} is not planned yet", field="frame")
+    return truth

@@ -29,11 +29,16 @@ OPTIONS = {"frames": "--frames", "gain": "--gain", "adc-offset": "--adc-offset",
 def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the options of ``braggtile export`` to ``p``."""
     p.add_argument("store", metavar="STORE", help="the job's zarr store (OUT.zarr)")
-    p.add_argument("--format", required=True, choices=FORMATS, help="file format")
+    p.add_argument("--format", choices=FORMATS, help="file format")
+    p.add_argument(
+        "--truth",
+        metavar="PATH",
+        help="the frames' ground truth: PATH.expt a dxtbx ExperimentList (one experiment per "
+        "frame), PATH.jsonl one JSON object per frame",
+    )
     p.add_argument(
         "-o",
         "--output",
-        required=True,
         metavar="PATH",
         help="nexus: the file (run.nxs); others: a template (cbf/img_#####.cbf)",
     )
@@ -50,7 +55,31 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
+def _export_truth(args: argparse.Namespace) -> None:
+    """Write ``--truth`` (.expt: dxtbx ExperimentList JSON; .jsonl: one line per frame)."""
+    from tiling.truth import write_truth_expt, write_truth_jsonl
+
+    writers = {".expt": write_truth_expt, ".json": write_truth_expt, ".jsonl": write_truth_jsonl}
+    suffix = "." + args.truth.rpartition(".")[2]
+    if suffix not in writers:
+        raise InputError("--truth", f"{args.truth}: name it .expt or .jsonl")
+    reader = open_store(args.store)
+    try:
+        count = writers[suffix](reader, args.truth)
+    except OSError as err:
+        raise InputError("--truth", f"cannot write {args.truth}: {err.strerror}") from None
+    print(f"{args.truth}: ground truth of {count} frame(s)")
+
+
 def _export(args: argparse.Namespace) -> int:
+    if (args.format is None) != (args.output is None):
+        raise InputError("--format", "give --format and -o together")
+    if args.format is None and args.truth is None:
+        raise InputError("--format", "give --format and -o, or --truth")
+    if args.truth is not None:
+        _export_truth(args)
+    if args.format is None:
+        return 0
     try:
         scale = Scale(args.gain, args.adc_offset)
         reader = open_store(args.store)
