@@ -318,6 +318,41 @@ def test_smv_beam_centre_is_the_nexus_beam_centre(imported: Callable[[str], Path
     )
 
 
+#: Run by DIALS's Python: frame ``K`` of each imported.expt given, its raw pixels as dxtbx
+#: reads them, saved as one .npy per file.
+RAW_PIXELS = """
+import sys
+import numpy as np
+from dxtbx.model.experiment_list import ExperimentListFactory
+frame = int(sys.argv[1])
+for expt in sys.argv[2:]:
+    imageset = ExperimentListFactory.from_json_file(expt)[0].imageset
+    np.save(expt + ".npy", imageset.get_raw_data(frame)[0].as_numpy_array().astype(np.int64))
+"""
+
+
+def test_dxtbx_reads_the_same_pixels_from_every_format(
+    imported: Callable[[str], Path], dials_env: dict[str, str], series: Path
+) -> None:
+    """dxtbx reads one frame's pixels from the NXmx, CBF and SMV exports as the store's
+    photons x GAIN + 40 ADU, rounded: the formats differ in DIALS's spot count only by its
+    defaults per detector type (NXmx "pixel" -> SENSOR_PAD -> min_spot_size 3, not 6)."""
+    frame = FRAMES // 2
+    expts = [str(imported(fmt) / "imported.expt") for fmt in sorted(FORMATS)]
+    python = ("/usr/bin/python3", "-c", RAW_PIXELS, str(frame), *expts)
+    done = subprocess.run(python, env=dials_env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    from tiling.store import StoreReader
+
+    photons = StoreReader(str(series)).read_frame(0, frame).astype(np.float64)
+    adu = photons * GAIN + 40.0 + 0.5
+    assert adu.max() > 1000  # spots, not only background
+    for fmt, expt in zip(sorted(FORMATS), expts, strict=True):
+        # C's -noisefile (SMV) rounds through float32
+        expected = np.floor(np.float32(adu) if fmt == "smv" else adu)
+        np.testing.assert_array_equal(np.load(expt + ".npy"), expected, err_msg=expt)
+
+
 def test_an_off_centre_beam_has_one_origin_in_smv_and_nexus(
     dials_env: dict[str, str], tmp_path: Path
 ) -> None:
