@@ -126,22 +126,12 @@ class Indexed:
         return json.loads((self.folder / name).read_text())
 
 
-#: dxtbx 3.12 builds every NXmx panel with a parallax correction that asserts a sensor
-#: thickness > 0; nanoBragg's default -detector_thick is 0 and the export writes it as is.
-ZERO_THICKNESS = "DXTBX_ASSERT(t0 > 0)"
-
-
 def export_and_import(store: Path, fmt: str, folder: Path, env: dict[str, str]) -> None:
     """``braggtile export`` the store as ``fmt`` into ``folder``, then ``dials.import`` it."""
     out = folder / FORMATS[fmt]
     braggtile("export", str(store), "--format", fmt, "-o", str(out), "--gain", str(GAIN))
     source = str(out) if fmt == "nexus" else f"template={out}"
     done = dials_process(env, folder, "dials.import", source)
-    if done.returncode != 0 and ZERO_THICKNESS in done.stderr:
-        pytest.xfail(
-            "known export bug: NXmx sensor_thickness 0 (nanoBragg's default -detector_thick); "
-            f"dxtbx's parallax correction asserts a thickness > 0 ({ZERO_THICKNESS})"
-        )
     assert done.returncode == 0, f"dials.import {source}:\n{done.stdout[-4000:]}\n{done.stderr}"
 
 
@@ -159,7 +149,7 @@ def imported(
             try:
                 export_and_import(series, fmt, folder, dials_env)
                 outcomes[fmt] = folder
-            except BaseException as outcome:  # an xfail or failure, repeated for every test
+            except BaseException as outcome:  # a failure, repeated for every test
                 outcomes[fmt] = outcome
         outcome = outcomes[fmt]
         if isinstance(outcome, BaseException):
@@ -319,13 +309,6 @@ def test_nexus_import_has_the_smv_beam_detector_and_scan(
     np.testing.assert_allclose(panels[0]["origin"], pix0_mm, atol=1e-3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dxtbx's FormatSMVJHSim takes BEAM_CENTER_X + 1 pixel as the fast and height - "
-    "BEAM_CENTER_Y + 1 pixel as the slow beam centre (mm); nanoBragg's MOSFLM header holds "
-    "Xbeam (slow) and Ybeam (fast) there: the SMV panel origin is half a pixel off here "
-    "(-0.05 mm in x and y), millimetres off for a beam away from the centre",
-)
 def test_smv_beam_centre_is_the_nexus_beam_centre(imported: Callable[[str], Path]) -> None:
     nexus, smv = expt_of(imported("nexus")), expt_of(imported("smv"))
     np.testing.assert_allclose(
@@ -333,6 +316,64 @@ def test_smv_beam_centre_is_the_nexus_beam_centre(imported: Callable[[str], Path
         nexus["detector"][0]["panels"][0]["origin"],
         atol=1e-3,
     )
+
+
+#: Run by DIALS's Python: frame ``K`` of each imported.expt given, its raw pixels as dxtbx
+#: reads them, saved as one .npy per file.
+RAW_PIXELS = """
+import sys
+import numpy as np
+from dxtbx.model.experiment_list import ExperimentListFactory
+frame = int(sys.argv[1])
+for expt in sys.argv[2:]:
+    imageset = ExperimentListFactory.from_json_file(expt)[0].imageset
+    np.save(expt + ".npy", imageset.get_raw_data(frame)[0].as_numpy_array().astype(np.int64))
+"""
+
+
+def test_dxtbx_reads_the_same_pixels_from_every_format(
+    imported: Callable[[str], Path], dials_env: dict[str, str], series: Path
+) -> None:
+    """dxtbx reads one frame's pixels from the NXmx, CBF and SMV exports as the store's
+    photons x GAIN + 40 ADU, rounded: the formats differ in DIALS's spot count only by its
+    defaults per detector type (NXmx "pixel" -> SENSOR_PAD -> min_spot_size 3, not 6)."""
+    frame = FRAMES // 2
+    expts = [str(imported(fmt) / "imported.expt") for fmt in sorted(FORMATS)]
+    python = ("/usr/bin/python3", "-c", RAW_PIXELS, str(frame), *expts)
+    done = subprocess.run(python, env=dials_env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    from tiling.store import StoreReader
+
+    photons = StoreReader(str(series)).read_frame(0, frame).astype(np.float64)
+    adu = photons * GAIN + 40.0 + 0.5
+    assert adu.max() > 1000  # spots, not only background
+    for fmt, expt in zip(sorted(FORMATS), expts, strict=True):
+        # C's -noisefile (SMV) rounds through float32
+        expected = np.floor(np.float32(adu) if fmt == "smv" else adu)
+        np.testing.assert_array_equal(np.load(expt + ".npy"), expected, err_msg=expt)
+
+
+def test_an_off_centre_beam_has_one_origin_in_smv_and_nexus(
+    dials_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A beam 20 mm (slow) and 30 mm (fast) from the corner of a 51.2 mm detector: DIALS
+    reads the same panel origin, the store's pix0, from the SMV and the NXmx export."""
+    store = tmp_path / "off.zarr"
+    args = "-cell 78 78 37 90 90 90 -N 5 -default_F 100 -lambda 1 -distance 100"
+    args += " -detpixels 128 -pixel 0.4 -Xbeam 20 -Ybeam 30 -osc 0.5 -oversample 1"
+    braggtile("render", "--in-process", "--no-progress", "-o", str(store), "--nanobragg", args)
+    origins = {}
+    for fmt in ("smv", "nexus"):
+        folder = tmp_path / fmt
+        folder.mkdir()
+        export_and_import(store, fmt, folder, dials_env)
+        origins[fmt] = np.asarray(expt_of(folder)["detector"][0]["panels"][0]["origin"])
+    geometry = store_geometry(store)
+    pix0_mm = lab_rotation(geometry, expt_of(tmp_path / "nexus")) @ geometry["pix0_vector_m"]
+    np.testing.assert_allclose(origins["nexus"], pix0_mm * 1e3, atol=1e-3)
+    # MOSFLM: the beam hits pixel centre (Ybeam, Xbeam) + half a pixel; fast +x, slow -y
+    np.testing.assert_allclose(origins["nexus"], [-30.2, 20.2, -100.0], atol=1e-3)
+    np.testing.assert_allclose(origins["smv"], origins["nexus"], atol=1e-3)
 
 
 def indexed_fraction(log: str) -> float:

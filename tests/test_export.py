@@ -154,6 +154,49 @@ def test_smv_frames_are_c_noisefile_adu(store: Path, tmp_path: Path) -> None:
         assert float(header["OSC_START"]) == pytest.approx(PHI0 + k * OSC)
 
 
+#: A beam off the centre of the detector, no sensor thickness (nanoBragg's default).
+OFF_CENTRE = "-N 2 -cell 100 100 100 90 90 90 -default_F 10 -lambda 1.2 -distance 100 " + (
+    "-detpixels 64 -pixel 0.1 -Xbeam 2 -Ybeam 4"
+)
+
+
+@pytest.fixture(scope="module")
+def off_centre(tmp_path_factory) -> Path:
+    """A finished 1-frame 64 x 64 store of :data:`OFF_CENTRE`."""
+    out = tmp_path_factory.mktemp("off-centre") / "s.zarr"
+    cmd = [
+        sys.executable, "-m", "service.cli", "render", "--nanobragg", OFF_CENTRE, "-o",
+        str(out), "--in-process", "--no-progress",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run(cmd, check=True, cwd=ROOT, env=env, capture_output=True, timeout=300)
+    return out
+
+
+def test_smv_beam_centre_is_dxtbx_s(off_centre: Path, tmp_path: Path) -> None:
+    """dxtbx's FormatSMVJHSim reads the fast beam centre as BEAM_CENTER_X + 1 pixel and the
+    slow one as height - BEAM_CENTER_Y + 1 pixel (mm); nanoBragg's MOSFLM beam centre is
+    (fast, slow) = (Ybeam, Xbeam) + half a pixel = (4.05, 2.05) mm here."""
+    header, _ = parse_smv(export_smv(off_centre, tmp_path, "0")[0])
+    assert float(header["BEAM_CENTER_X"]) == pytest.approx(4.05 - 0.1, abs=1e-9)
+    assert float(header["BEAM_CENTER_Y"]) == pytest.approx(6.4 - 2.05 + 0.1, abs=1e-9)
+    dials_origin = [float(v) for v in header["DIALS_ORIGIN"].split(",")]
+    np.testing.assert_allclose(dials_origin, [-4.05, 2.05, -100], atol=1e-9)
+    for key, value in (("DENZO_X_BEAM", 2.05), ("DENZO_Y_BEAM", 4.05), ("ADXV_CENTER_X", 4.05)):
+        assert float(header[key]) == pytest.approx(value, abs=1e-9)  # C's other lines kept
+
+
+def test_nexus_without_a_sensor_thickness_has_a_negligible_one(
+    off_centre: Path, tmp_path: Path
+) -> None:
+    """No -detector_thick: a 1e-6 um sensor, as dxtbx's parallax correction needs one > 0."""
+    out = tmp_path / "run.nxs"
+    assert export(off_centre, "--format", "nexus", "-o", str(out)) == 0
+    with h5py.File(out, "r") as f:
+        thickness = f["entry/instrument/detector/sensor_thickness"]
+        assert thickness[()] == pytest.approx(1e-6) and thickness.attrs["units"] == "um"
+
+
 def test_float_frames_are_the_photons(store: Path, tmp_path: Path) -> None:
     assert export(store, "--format", "float", "-o", str(tmp_path / "img_#####.bin")) == 0
     for k in range(FRAMES):

@@ -2,7 +2,8 @@
 
 - ``nexus``: one NXmx HDF5 file for the series (:mod:`tiling.exports.nexus`)
 - ``cbf``: one Pilatus-style mini-CBF per frame (:mod:`tiling.exports.cbf`)
-- ``smv``, ``float``: one C nanoBragg SMV or raw float32 file per frame
+- ``smv``, ``float``: one C nanoBragg SMV or raw float32 file per frame (the SMV beam centre
+  as DIALS's reader takes it, :mod:`tiling.exports.frames`)
 
 The store is read through :class:`tiling.store.StoreReader` only; nothing here imports torch,
 so exports run beside a job that is still rendering, on the frames already finished.

@@ -33,6 +33,12 @@ from tiling.store import StoreReader
 #: dxtbx reads integer pixels as int32, so uint32 data stops at the largest int32.
 UINT32_TOP = 2**31 - 1
 UINT16_TOP = 65535
+#: Sensor thickness (um) written when the job gives none (nanoBragg's -detector_thick 0):
+#: dxtbx always builds a parallax correction that needs a thickness > 0. Its shift,
+#: (1/mu)[1 - (1 + mu t/cos) exp(-mu t/cos)] sin, is about mu t^2 sin / (2 cos^2): for
+#: t = 1e-9 mm and any mu below 1e4 /mm, under 1e-14 mm / cos^2 (of the ray to the normal),
+#: far below 1e-6 pixel; and never more than t tan = 1e-9 mm x tan.
+NEGLIGIBLE_THICKNESS_UM = 1e-6
 
 
 def mcstas_rotation(beam: tuple[float, float, float]) -> np.ndarray:
@@ -87,7 +93,9 @@ def _detector(instrument, reader: StoreReader, rotation: np.ndarray, saturation:
     _text(detector, "description", "braggtile nanoBragg simulation")
     _text(detector, "type", "pixel")
     _text(detector, "sensor_material", "Si")
-    thickness = detector.create_dataset("sensor_thickness", data=experiment.detector.thick_um)
+    thick_um = experiment.detector.thick_um
+    thick_um = thick_um if thick_um > 0 else NEGLIGIBLE_THICKNESS_UM
+    thickness = detector.create_dataset("sensor_thickness", data=thick_um)
     thickness.attrs["units"] = "um"
     detector.create_dataset("saturation_value", data=np.int64(saturation))
     detector.create_dataset("count_time", data=experiment.beam.exposure_s).attrs["units"] = "s"
