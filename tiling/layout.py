@@ -127,6 +127,8 @@ RECORD_FIELDS = (
 )
 #: One record as a numpy structured type: ``table.view(RECORD_DTYPE)`` names the last axis.
 RECORD_DTYPE = np.dtype([(name, "<f8") for name in RECORD_FIELDS])
+#: Bytes of one stored tile record, uncompressed.
+RECORD_BYTES = RECORD_DTYPE.itemsize
 
 
 def record_table(vectors: np.ndarray) -> np.ndarray:
