@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine, make_url
 from service import db
 from service.errors import InsufficientStorage, ServiceError, Unavailable, error_body, status_of
 from service.settings import Settings
-from tiling.layout import RECORD_BYTES
+from tiling.layout import RECORD_BYTES as TILE_RECORD_BYTES
 
 log = logging.getLogger("braggtile.service")
 #: Allocation unit assumed for every file, bytes (a 72-byte tile record takes a whole block).
@@ -60,7 +60,7 @@ def store_bytes(summary: dict[str, Any]) -> int:
     chunk = _blocks(tile * tile * np.dtype(summary["dtype"]).itemsize)
     chunks = sum(math.ceil(s / tile) * math.ceil(f / tile) for s, f in summary["levels"])
     rows, cols = summary["grid"]
-    records = rows * cols * _blocks(RECORD_BYTES)
+    records = rows * cols * _blocks(TILE_RECORD_BYTES)
     return int((frames * (chunks * chunk + records) + METADATA_BYTES) * MARGIN)
 
 
