@@ -70,8 +70,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ready-file",
         metavar="PATH",
-        help="write the service's URL to PATH once it listens and its cluster is warm (a hook "
-        "for supervisors and tests; written atomically)",
+        help="write the service's URL to PATH once it listens and its cluster is warm, and "
+        "remove it when a signal makes it stop taking jobs (a hook for supervisors and tests)",
     )
     return p
 
@@ -146,4 +146,6 @@ class DrainingServer(uvicorn.Server):
         service = getattr(self.config.app.state, "service", None)
         if service is not None:
             service.manager.drain()
+        if self.ready_file:  # not ready any more: it takes no jobs (the hook's other half)
+            Path(self.ready_file).unlink(missing_ok=True)
         super().handle_exit(sig, frame)

@@ -23,6 +23,14 @@ def wait_for_file(path: Path, process, timeout: float, log: Path | None = None) 
         time.sleep(POLL_S)
 
 
+def wait_for_removal(path: Path, timeout: float) -> None:
+    """Block until ``path`` is gone (e.g. ``serve --ready-file`` once the service drains)."""
+    deadline = time.monotonic() + timeout
+    while path.exists():
+        assert time.monotonic() < deadline, f"{path.name} still there after {timeout:.0f} s"
+        time.sleep(POLL_S)
+
+
 class TileGate:
     """A gate folder: tiles held with :meth:`hold` wait in their worker until :meth:`release`."""
 

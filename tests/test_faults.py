@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import numpy as np
 from distributed import Client
-from gate import TileGate
+from gate import TileGate, wait_for_removal
 from test_service import ROOT, TIMEOUT, free_port, gate, read_events, serving, submit
 
 from tiling.store import StoreReader
@@ -61,19 +61,6 @@ def hold_mid_job(http: httpx.Client, held: TileGate) -> dict[str, Any]:
     record = http.get(f"/v1/jobs/{job['id']}").json()
     assert record["status"] == "running" and record["tiles_done"] < TOTAL, record
     return job
-
-
-def wait_refused(port: int, deadline_s: float = 60.0) -> None:
-    """Return once nothing listens on ``port`` any more (uvicorn's shutdown has begun, after
-    its SIGTERM handler drained the service); fails after ``deadline_s``."""
-    deadline = time.monotonic() + deadline_s
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=5).close()
-        except ConnectionRefusedError:
-            return
-        assert time.monotonic() < deadline, "the service still listens after SIGTERM"
-        time.sleep(0.01)
 
 
 def assert_same_as_clean(http: httpx.Client, job_id: str, events: list[dict[str, Any]]) -> None:
@@ -147,7 +134,7 @@ def test_sigterm_drains_then_the_job_resumes(tmp_path: Path) -> None:
             # the server asks for the body once the endpoint reads it: the request is in flight
             assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue")
             os.kill(proc.pid, signal.SIGTERM)
-            wait_refused(port)  # drained: new jobs are refused from here on
+            wait_for_removal(tmp_path / f"ready-{port}", 60)  # drained: no new jobs from here on
             held.release(HELD)  # the held task ends; the job stays unfinished (cancelled)
             sock.sendall(body)
             reply = b""
