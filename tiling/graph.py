@@ -8,7 +8,10 @@ partials into the frame statistics (group attributes), then submits the rest of 
 pyramid: one task per output chunk of each level, each depending on the chunks it bins, and
 one task for all the levels that fit in a single chunk; then an optional per-frame task runs
 the frame writer (SMV/noise files). Tiles already recorded in the store are not rendered again
-(resume). The client only ever handles small records, never pixels.
+(resume). Small frames (all tiles in one level-1 chunk) go whole, several to a task, pyramid
+included (:mod:`tiling.stills`), so a long series of stills is a graph of a few tasks per
+worker thread and window of pending tiles. The client only ever handles small records, never
+pixels.
 """
 
 from __future__ import annotations
