@@ -63,11 +63,12 @@ VARIED = (
 def test_varied_frames_share_one_compiled_kernel():
     """Frames differing only in values (cell, misset, N, mosaic spread and domains within a
     bucket, wavelength, distance, fluence, water) run one compiled kernel, each frame's pixels
-    those of its eager render."""
+    those of its eager render. (The oversample is given: C's automatic one depends on N, cell
+    and distance, and is a count the graph keeps.)"""
     kernels = kernel.KernelCache()
     setups = [
         prepare_frame(
-            parse_nanobragg(f"{args} -default_F 50 -detpixels 40".split()).experiment,
+            parse_nanobragg(f"{args} -default_F 50 -oversample 2 -detpixels 40".split()).experiment,
             torch.float64,
         )
         for args in VARIED
