@@ -82,7 +82,8 @@ def test_landing_conformance_and_process_follow_the_schemas(ogc: httpx.Client) -
     render = ogc.get("/processes/render").json()
     check(render, "process")
     assert render["jobControlOptions"] == ["async-execute"]
-    assert {"nanobragg", "job", "frames", "tile", "dtype", "inputs"} == set(render["inputs"])
+    fields = {"nanobragg", "job", "frames", "tile", "dtype", "inputs"}
+    assert fields | {"stills", "variations", "seed", "frames_table"} == set(render["inputs"])
     assert render["inputs"]["frames"]["schema"] == {"type": "integer", "minimum": 1}
     assert render["inputs"]["dtype"]["schema"]["enum"] == ["float32", "float64"]
 
