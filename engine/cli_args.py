@@ -84,7 +84,8 @@ class ParsedArgs:
     given: list[str] = field(default_factory=list)  # flags in the order given
 
 
-def _store(state: ParsedArgs, target: str, value: Any) -> None:
+def store_target(state: ParsedArgs, target: str, value: Any) -> None:
+    """Set parse-state ``target`` ("section.name", as the flag table names it) to ``value``."""
     section, name = target.split(".")
     obj = getattr(state, section)
     if isinstance(obj, dict):
@@ -153,7 +154,7 @@ def parse_args(argv: list[str]) -> ParsedArgs:
             HANDLERS[flag.handler](state, name, flag, values)
         else:
             value = values[0] if flag.arity == 1 else (values or None)
-            _store(state, flag.target, flag.convert(value) if flag.convert else value)
+            store_target(state, flag.target, flag.convert(value) if flag.convert else value)
     _finish(state)
     return state
 
@@ -223,12 +224,12 @@ def _divsteps(state, name, flag, values):
 
 
 def _pivot_beam(state, name, flag, values):
-    _store(state, flag.target, values[0])
+    store_target(state, flag.target, values[0])
     state.pivot = Pivot.BEAM
 
 
 def _pivot_sample(state, name, flag, values):
-    _store(state, flag.target, values[0])
+    store_target(state, flag.target, values[0])
     state.pivot = Pivot.SAMPLE
 
 
@@ -242,7 +243,7 @@ def _convention(state, name, flag, values):
 
 
 def _vector(state, name, flag, values):
-    _store(state, flag.target, values)
+    store_target(state, flag.target, values)
     state.custom_vectors = True
 
 

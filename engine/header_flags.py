@@ -28,7 +28,7 @@ import math
 from collections.abc import Callable
 
 from engine import flags as fl
-from engine.cli_args import ParsedArgs, _finish
+from engine.cli_args import ParsedArgs, _finish, store_target
 from engine.errors import InputError
 from engine.smv_input import SMVFrame, read_smv_frame
 
@@ -66,15 +66,6 @@ def _flag_targets(state: ParsedArgs) -> set[str]:
     targets = {fl.BY_NAME[name].target for name in state.given if name in fl.BY_NAME}
     targets |= {f"detpixels.{k}" for k in state.detpixels}
     return {t for t in targets if t}
-
-
-def _store(state: ParsedArgs, target: str, value: float) -> None:
-    section, name = target.split(".")
-    obj = getattr(state, section)
-    if isinstance(obj, dict):
-        obj[name] = value
-    else:
-        setattr(obj, name, value)
 
 
 def _header_values(frame: SMVFrame, flag: str, pixel_m: float) -> dict[str, float]:
@@ -121,7 +112,7 @@ def apply_smv_headers(parsed: ParsedArgs, cwd_path: Callable[[str], str]) -> Par
                 if target.startswith("detpixels."):
                     state.detpixels[target[-1]] = int(value)
                 else:
-                    _store(state, target, value)
+                    store_target(state, target, value)
         if flag == "-mask":
             mask_shape = (frame.fast_pixels, frame.slow_pixels)
             state.sampling["mask_file"] = cwd_path(name)
