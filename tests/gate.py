@@ -11,24 +11,32 @@ from tiling.gate import GATE_ENV, HOLD_LIMIT_S, POLL_S, tile_name
 Tile = tuple[int, int, int]  # (frame, row, col)
 
 
-def wait_for_file(path: Path, process, timeout: float, log: Path | None = None) -> None:
-    """Block until ``path`` exists (a hook the system under test writes, e.g. ``serve
-    --ready-file``); fails at once if ``process`` exits first, and after ``timeout`` s."""
+def wait_until(ready, timeout: float, what: str, check=None) -> None:
+    """Block until ``ready()`` (a hook the system under test writes: a gate file, ``serve
+    --ready-file``); ``check()`` runs each round and may fail at once; fails after ``timeout``
+    s with "``what`` not so in ``timeout`` s" (a bounded poll, every POLL_S)."""
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    while not ready():
+        if check is not None:
+            check()
+        assert time.monotonic() < deadline, f"{what} not so in {timeout:.0f} s"
+        time.sleep(POLL_S)
+
+
+def wait_for_file(path: Path, process, timeout: float, log: Path | None = None) -> None:
+    """Block until ``path`` exists; fails at once if ``process`` exits first."""
+
+    def alive() -> None:
         if process.poll() is not None:
             raise AssertionError(f"exited ({process.returncode}) before {path.name}: "
                                  + (log.read_text()[-3000:] if log else ""))  # fmt: skip
-        assert time.monotonic() < deadline, f"no {path.name} in {timeout:.0f} s"
-        time.sleep(POLL_S)
+
+    wait_until(path.exists, timeout, f"{path.name} written", alive)
 
 
 def wait_for_removal(path: Path, timeout: float) -> None:
     """Block until ``path`` is gone (e.g. ``serve --ready-file`` once the service drains)."""
-    deadline = time.monotonic() + timeout
-    while path.exists():
-        assert time.monotonic() < deadline, f"{path.name} still there after {timeout:.0f} s"
-        time.sleep(POLL_S)
+    wait_until(lambda: not path.exists(), timeout, f"{path.name} removed")
 
 
 class TileGate:
@@ -55,11 +63,7 @@ class TileGate:
     def wait(self, state: str, tile: Tile, timeout: float = HOLD_LIMIT_S) -> None:
         """Block until a worker has put ``tile`` in ``state`` ("held" or "passed"); fails after
         ``timeout`` s (a bounded poll of the gate folder)."""
-        path = self._file(state, tile)
-        deadline = time.monotonic() + timeout
-        while not path.exists():
-            assert time.monotonic() < deadline, f"tile {tile} not {state} in {timeout:.0f} s"
-            time.sleep(POLL_S)
+        wait_until(self._file(state, tile).exists, timeout, f"tile {tile} {state}")
 
     def holder(self, tile: Tile) -> int:
         """The process id of the worker holding ``tile`` (after :meth:`wait` "held")."""
