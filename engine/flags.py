@@ -88,18 +88,18 @@ def choice(*allowed: str) -> Check:
 
 def point_spread(flag: str, v: str) -> str:
     """``gauss:FWHM_UM`` or ``fiber:FWHM_UM`` (FWHM in micrometres, > 0), or ``none``."""
-    shape, sep, fwhm = v.lower().partition(":")
-    if shape == "none" and not sep:
+    from engine.response import PointSpread
+
+    text = v.lower()
+    if text == "none":
         return "none"
     try:
-        width = float(fwhm)
+        psf = PointSpread.parse(text)
     except ValueError:
-        width = math.nan
-    if shape not in ("gauss", "fiber") or not 0 < width <= 1e5:
         raise InputError(
             flag, f"must be gauss:FWHM_UM or fiber:FWHM_UM (0 < FWHM <= 1e5); got {v!r}"
-        )
-    return f"{shape}:{width:g}"
+        ) from None
+    return f"{psf.shape}:{psf.fwhm_um:g}"
 
 
 def overload(flag: str, n: int) -> int:

@@ -23,10 +23,10 @@ same pixels of a whole frame. Torch loads only when noise is drawn.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.window import Window
 
@@ -59,13 +59,22 @@ class PointSpread(BaseModel):
     shape: Literal["gauss", "fiber"] = Field(description="Gaussian, or fiber-optic taper")
     fwhm_um: float = Field(gt=0, le=1e5, description="full width at half maximum, micrometres")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, data: Any) -> Any:
+        """Also read the command-line form ``gauss:FWHM_UM`` / ``fiber:FWHM_UM``."""
+        if not isinstance(data, str):
+            return data
+        shape, sep, fwhm = data.partition(":")
+        if not sep:
+            raise ValueError(f"PSF {data!r}: expected gauss:FWHM_UM or fiber:FWHM_UM")
+        return {"shape": shape, "fwhm_um": fwhm}
+
     @classmethod
     def parse(cls, text: str) -> PointSpread:
-        """``gauss:FWHM_UM`` or ``fiber:FWHM_UM`` (ValueError otherwise)."""
-        shape, sep, fwhm = text.partition(":")
-        if not sep:
-            raise ValueError(f"PSF {text!r}: expected gauss:FWHM_UM or fiber:FWHM_UM")
-        return cls(shape=shape, fwhm_um=float(fwhm))
+        """``gauss:FWHM_UM`` or ``fiber:FWHM_UM`` (pydantic's ValidationError, a ValueError,
+        otherwise)."""
+        return cls.model_validate(text)
 
 
 class DetectorResponse(BaseModel):

@@ -140,12 +140,7 @@ def response_options(args: argparse.Namespace, seed: int | None) -> dict[str, An
         return None
     if "seed" not in given and seed is not None:
         given["seed"] = seed
-    if "psf" in given:
-        shape, sep, fwhm = str(given["psf"]).partition(":")
-        if not sep:
-            raise InputError("--psf", f"expected gauss:FWHM_UM or fiber:FWHM_UM, got {shape!r}")
-        given["psf"] = {"shape": shape, "fwhm_um": fwhm}
-    return given
+    return given  # --psf stays text: PointSpread reads its SHAPE:FWHM_UM form
 
 
 def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
