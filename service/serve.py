@@ -24,7 +24,12 @@ DESCRIPTION = (
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="braggtile serve", description=DESCRIPTION)
     p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=8000,
+        help="TCP port (default 8000; 0: any free port, named in --ready-file)",
+    )
     p.add_argument(
         "--data", type=Path, default=Path("braggtile-data"), help="job folders and default DB"
     )
@@ -134,12 +139,15 @@ class DrainingServer(uvicorn.Server):
 
     async def startup(self, sockets: Any = None) -> None:
         """uvicorn's start (lifespan: cluster up and warm; then the sockets listen), then the
-        ready file, if asked for."""
+        ready file, if asked for: the URL the service listens on (the port it bound, also for
+        ``--port 0``)."""
         await super().startup(sockets)
         if self.ready_file and self.started and not self.should_exit:
             path = Path(self.ready_file)
             partial = path.with_name(path.name + ".partial")
-            partial.write_text(f"http://{self.config.host}:{self.config.port}\n")
+            host, port = self.servers[0].sockets[0].getsockname()[:2]  # the bound port
+            host = f"[{host}]" if ":" in host else host
+            partial.write_text(f"http://{host}:{port}\n")
             partial.replace(path)
 
     def handle_exit(self, sig: int, frame: Any) -> None:

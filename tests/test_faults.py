@@ -33,7 +33,16 @@ import httpx
 import numpy as np
 from distributed import Client
 from gate import TileGate, wait_for_removal
-from test_service import ROOT, TIMEOUT, free_port, gate, read_events, serving, submit
+from test_service import (
+    ROOT,
+    TIMEOUT,
+    free_port,
+    gate,
+    read_events,
+    ready_file,
+    serving,
+    submit,
+)  # fmt: skip
 
 from tiling.store import StoreReader
 
@@ -134,7 +143,7 @@ def test_sigterm_drains_then_the_job_resumes(tmp_path: Path) -> None:
             # the server asks for the body once the endpoint reads it: the request is in flight
             assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue")
             os.kill(proc.pid, signal.SIGTERM)
-            wait_for_removal(tmp_path / f"ready-{port}", 60)  # drained: no new jobs from here on
+            wait_for_removal(ready_file(tmp_path), 60)  # drained: no new jobs from here on
             held.release(HELD)  # the held task ends; the job stays unfinished (cancelled)
             sock.sendall(body)
             reply = b""

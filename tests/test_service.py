@@ -67,6 +67,12 @@ def database(data: Path) -> Path:
     return data / "records.db"
 
 
+def ready_file(data: Path) -> Path:
+    """The ``serve --ready-file`` of the service :func:`serving` runs on ``data``: its URL
+    while it takes jobs (gone once a signal makes it drain)."""
+    return data / "serve.ready"
+
+
 @contextmanager
 def serving(
     data: Path,
@@ -77,12 +83,11 @@ def serving(
     """Run ``braggtile serve`` on ``data`` until the block ends: (base URL, process); its
     output goes to ``data/serve.log``. Its workers obey the tile gate ``data / "gate"``
     (:func:`gate`)."""
-    port = free_port()
-    ready = data / f"ready-{port}"  # serve --ready-file: written once it listens, cluster warm
+    ready = ready_file(data)  # written once it listens (on a port of its choosing), cluster warm
     ready.unlink(missing_ok=True)
     log = open(data / "serve.log", "ab")  # noqa: SIM115 - closed below
     cmd = [
-        sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data", str(data),
+        sys.executable, "-m", "service.cli", "serve", "--port", "0", "--data", str(data),
         "--database", f"sqlite:///{database}", *cluster, "--warm", "eager",
         "--log-level", log_level, "--ready-file", str(ready),
     ]  # fmt: skip
@@ -90,10 +95,9 @@ def serving(
     proc = subprocess.Popen(
         cmd, cwd=data, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
-    url = f"http://127.0.0.1:{port}"
     try:
         wait_for_file(ready, proc, 180, data / "serve.log")
-        yield url, proc
+        yield ready.read_text().strip(), proc
     finally:
         stop(proc)
         log.close()
