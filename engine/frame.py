@@ -113,16 +113,8 @@ class FrameSetup:
         if self.pixel_mask is None:
             return None
         skip = ~self.pixel_mask[window.slow0 : window.slow1, window.fast0 : window.fast1]
-        inside = window.intersect(self.roi)
-        if inside != window:
-            in_roi = np.zeros(window.shape, dtype=bool)
-            if inside is not None:
-                in_roi[
-                    inside.slow0 - window.slow0 : inside.slow1 - window.slow0,
-                    inside.fast0 - window.fast0 : inside.fast1 - window.fast0,
-                ] = True
-            skip &= in_roi
-        return skip
+        in_roi = self.roi.part_of(window)
+        return skip if in_roi is None else skip & in_roi
 
     @property
     def subpixel_size(self) -> float:

@@ -515,10 +515,7 @@ def render_window(
     out = make(window.shape, dtype=setup.dtype, device=setup.device)
     if inside is None:
         return out
-    region = out[
-        inside.slow0 - window.slow0 : inside.slow1 - window.slow0,
-        inside.fast0 - window.fast0 : inside.fast1 - window.fast0,
-    ]
+    region = out[inside.slices_in(window)]
     slow, fast = (inside.slow0, inside.slow1), (inside.fast0, inside.fast1)
     if not (use_compiled(setup) and _try_compiled(setup, slow, fast, region, kernels)):
         render_region(setup, slow, fast, region, kernels, compiled=False)

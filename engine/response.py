@@ -180,10 +180,7 @@ def detector_image(
     """
     crop = window if crop is None else crop
     blurred = spread(photons, psf_kernel(response.psf, pixel_size_m))
-    blurred = blurred[
-        crop.slow0 - window.slow0 : crop.slow1 - window.slow0,
-        crop.fast0 - window.fast0 : crop.fast1 - window.fast0,
-    ]
+    blurred = blurred[crop.slices_in(window)]
     slow = np.arange(crop.slow0, crop.slow1, dtype=np.int64)
     fast = np.arange(crop.fast0, crop.fast1, dtype=np.int64)
     index = slow[:, None] * fast_pixels + fast[None, :]

@@ -38,6 +38,24 @@ class Window(NamedTuple):
             return None
         return Window(s0, s1, f0, f1)
 
+    def slices_in(self, outer: Window) -> tuple[slice, slice]:
+        """The (slow, fast) slices of this window's pixels within an array of ``outer``'s."""
+        return (
+            slice(self.slow0 - outer.slow0, self.slow1 - outer.slow0),
+            slice(self.fast0 - outer.fast0, self.fast1 - outer.fast0),
+        )
+
+    def part_of(self, window: Window) -> np.ndarray | None:
+        """Boolean mask (``window``'s shape) of ``window``'s pixels that lie in this window,
+        all False if none do; None if all do."""
+        inside = window.intersect(self)
+        if inside == window:
+            return None
+        mask = np.zeros(window.shape, dtype=bool)
+        if inside is not None:
+            mask[inside.slices_in(window)] = True
+        return mask
+
     def mask(self, slow_pixels: int, fast_pixels: int) -> np.ndarray:
         """Boolean (slow, fast) mask of a frame: True inside this window."""
         mask = np.zeros((slow_pixels, fast_pixels), dtype=bool)

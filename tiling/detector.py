@@ -64,8 +64,5 @@ def _with_halo(
     from engine.kernel import render_window
 
     photons = render_window(setup, big, kernels).cpu().numpy()
-    photons[
-        window.slow0 - big.slow0 : window.slow1 - big.slow0,
-        window.fast0 - big.fast0 : window.fast1 - big.fast0,
-    ] = pixels
+    photons[window.slices_in(big)] = pixels
     return photons

@@ -125,14 +125,6 @@ def _attributes(group: zarr.Group, path: str) -> StoreAttributes:
     return StoreAttributes.model_validate(group.attrs[ATTRS_KEY])
 
 
-def _within(part: Window, outer: Window) -> tuple[slice, slice]:
-    """The slices of ``part`` within an array holding the pixels of ``outer``."""
-    return (
-        slice(part.slow0 - outer.slow0, part.slow1 - outer.slow0),
-        slice(part.fast0 - outer.fast0, part.fast1 - outer.fast0),
-    )
-
-
 class StoreReader:
     """Read-only access to a job's store: levels, tile records and attributes.
 
@@ -213,7 +205,7 @@ class StoreReader:
                 part = window.intersect(w)
                 if part is not None:
                     chunk = io.read((frame, r, c))[0]
-                    out[_within(part, window)] = chunk[_within(part, w)]
+                    out[part.slices_in(window)] = chunk[part.slices_in(w)]
         return out
 
     # --- the detector's image (jobs with a detector response) --------------------------------

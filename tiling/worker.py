@@ -284,14 +284,8 @@ def _render_tile(
         torch.cuda.synchronize(values.device)
     t_render = time.perf_counter()
     pixels = values.cpu().numpy()
-    inside = intersect(window, grid.roi)
-    mask = None
-    if inside is not None and inside != window:
-        mask = np.zeros(window.shape, dtype=bool)
-        mask[
-            inside.slow0 - window.slow0 : inside.slow1 - window.slow0,
-            inside.fast0 - window.fast0 : inside.fast1 - window.fast0,
-        ] = True
+    # ROI pixels of the tile (None: all; a tile wholly outside counts all its pixels, as before)
+    mask = grid.roi.part_of(window) if intersect(window, grid.roi) is not None else None
     stats = TileStatistics.from_tile(pixels, window, mask, setup.skipped(window))
     t_stats = time.perf_counter()
     store.write_chunk(0, frame, row, col, pixels)
