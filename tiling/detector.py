@@ -58,11 +58,26 @@ def write_detector_tile(
 def _with_halo(
     setup: FrameSetup, kernels: KernelCache, window: Window, big: Window, pixels: np.ndarray
 ) -> np.ndarray:
-    """The photons of ``big``: the tile's own ``pixels`` at ``window``, the halo rendered."""
+    """The photons of ``big``: the tile's own ``pixels`` at ``window``, and the halo around it
+    rendered as four strips (the tile itself is not rendered again)."""
     if big == window:
         return pixels
     from engine.kernel import render_window
 
-    photons = render_window(setup, big, kernels).cpu().numpy()
+    photons = np.empty(big.shape, dtype=pixels.dtype)
     photons[window.slices_in(big)] = pixels
+    for strip in _halo_strips(window, big):
+        photons[strip.slices_in(big)] = render_window(setup, strip, kernels).cpu().numpy()
     return photons
+
+
+def _halo_strips(window: Window, big: Window) -> list[Window]:
+    """The pixels of ``big`` outside ``window`` as rectangles: above and below (full width),
+    left and right (the window's rows); empty ones left out."""
+    strips = [
+        Window(big.slow0, window.slow0, big.fast0, big.fast1),
+        Window(window.slow1, big.slow1, big.fast0, big.fast1),
+        Window(window.slow0, window.slow1, big.fast0, window.fast0),
+        Window(window.slow0, window.slow1, window.fast1, big.fast1),
+    ]
+    return [w for w in strips if w.slow1 > w.slow0 and w.fast1 > w.fast0]
