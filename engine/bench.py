@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -27,6 +26,7 @@ import dask.config
 import torch
 
 from engine import resolve_device
+from engine.argsplit import split_arguments
 from engine.errors import EXIT_BAD_INPUT, InputError, run_command
 from engine.jobfile import read_experiment
 from engine.memory import check_frame_memory, peak_rss_mib
@@ -76,7 +76,7 @@ def _load(args) -> tuple[Experiment, str | None, str | None, int]:
     """Experiment, dtype and device named by the source (or None), and its tile size (or 0)."""
     nanobragg = getattr(args, "nanobragg_argv", None)
     if nanobragg is None and args.nanobragg is not None:
-        nanobragg = shlex.split(args.nanobragg)
+        nanobragg = split_arguments(args.nanobragg)
     if (nanobragg is None) == (args.spec is None):
         raise InputError("--nanobragg", "give nanoBragg arguments or --spec (one of them)")
     if nanobragg is not None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import signal
 import sys
 import threading
@@ -20,6 +19,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from engine import config
+from engine.argsplit import split_arguments
 from engine.errors import EXIT_INTERRUPTED, InputError, run_command
 from engine.jobfile import read_job_file, spec_error
 from engine.memory import peak_rss_mib
@@ -289,7 +289,7 @@ def nanobragg_argv(args: argparse.Namespace) -> list[str] | None:
     if given is not None:
         return given
     if args.nanobragg is not None:
-        return shlex.split(args.nanobragg)
+        return split_arguments(args.nanobragg)
     return None
 
 
