@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 class FrameTensors(NamedTuple):
     """Pixel-independent tensors of a frame, in the frame's dtype unless marked float64.
 
-    S sources, M orientations (phi steps x mosaic domains), L sensor layers.
+    S sources, M orientations (phi steps x mosaic domains, padded to a bucket of
+    :func:`orientation_bucket` with copies of the first, weighted 0), L sensor layers.
     """
 
     depth: torch.Tensor  # (L,) float64 layer depths, m
@@ -55,18 +56,26 @@ class FrameTensors(NamedTuple):
     axes64: torch.Tensor  # (4, 3) float64 beam spot, fast, slow, normal axes (curved detector)
     spot64: torch.Tensor  # (3,) float64 distance x beam direction (curved detector), m
     distance64: torch.Tensor  # () float64 sample-detector distance (curved detector), m
+    ns: torch.Tensor  # (2, 3) cells Na, Nb, Nc; the same x pi
+    shape_n: torch.Tensor  # (3,) NaNbNc, its square, NaNbNc x the round shape's norm
+    orientation_weight: torch.Tensor  # (M,) 1 for each orientation, 0 for bucket padding
 
 
 @dataclass(frozen=True)
 class Structure:
-    """The static part of a frame: the Python values a compiled graph is specialised on."""
+    """The static part of a frame: the Python values a compiled graph is specialised on.
+
+    Only counts and switches: every value an experiment varies from frame to frame (cell,
+    orientation, N, mosaic spread, wavelength, distance, fluence, water) is a tensor of
+    :class:`FrameTensors`, and counts that vary (orientations, N's recurrence) are padded to
+    buckets, so a varied dataset compiles one graph per bucket."""
 
     layers: int
     oversample: int
     sources: int
-    orientations: int
+    orientations: int  # the bucket: orientation_weight's length
     shape: CrystalShape
-    ns: tuple[int, int, int]
+    ns_forms: tuple[int, int, int]  # physics.sincg_form per axis (square shape), else 0
     nopolar: bool
     kahn: bool  # polarization != 0
     oversample_polar: bool
@@ -79,6 +88,17 @@ class Structure:
     sf_mode: str  # "const", "nearest", "tricubic"
     sf_bounds: tuple[int, ...]  # h_min, h_max, k_min, k_max, l_min, l_max, hkls
     default_F: float
+
+
+def orientation_bucket(n: int) -> int:
+    """Orientations a frame of ``n`` computes: the least of 1, 2, 3, 4, 6, 8, 12, 16, 24, ...
+    (powers of two and 1.5 x them) not below ``n``, so at most a third is padding."""
+    power = 1
+    while n > power:
+        if power >= 2 and n <= power + power // 2:
+            return power + power // 2
+        power *= 2
+    return power
 
 
 @dataclass(frozen=True, eq=False)

@@ -66,9 +66,12 @@ def render_block(
     beam spot (A = B = oversample). Samples span (L, A, B, S, M, R, F) and are reduced here.
     """
     smp = sample_geometry(st, ft, gs, gf)
-    f_latt = lattice_transform(st.shape, st.ns, smp.h, smp.k, smp.l, ft.recip, ft.fudge)
+    f_latt = lattice_transform(
+        st.shape, st.ns_forms, smp.h, smp.k, smp.l, ft.ns, ft.shape_n, ft.recip, ft.fudge
+    )
     f2 = fcell_squared(st.sf_mode, table, ft.sf_values, smp.h, smp.k, smp.l)
-    intensity = f_latt * f_latt * f2
+    # x 1 leaves a real orientation's value as it is; bucket padding adds exactly 0
+    intensity = f_latt * f_latt * f2 * ft.orientation_weight.view(1, 1, 1, 1, -1, 1, 1)
     r0 = smp.r[:, :, :, :1]  # source 0's airpath, as C's omega and parallax use
     omega = solid_angle(r0, ft.omega_num, st.point_pixel)
     polar = None
@@ -133,6 +136,12 @@ def _reduce(st: Structure, ft: FrameTensors, intensity, omega, polar, valid, cap
 BLOCK_COLS = {"cpu": 512, "cuda": 2048}
 
 
+def _samples_per_pixel(setup: FrameSetup) -> int:
+    """Samples a pixel computes (bucket padding included): a function of the structure."""
+    st = setup.structure
+    return max(1, st.layers * st.oversample**2 * st.sources * st.orientations)
+
+
 def block_shape(setup: FrameSetup, max_pixels: int | None = None) -> tuple[int, int]:
     """Fixed (rows, cols) of a compiled block: one shape per frame structure and device.
 
@@ -146,7 +155,7 @@ def block_shape(setup: FrameSetup, max_pixels: int | None = None) -> tuple[int, 
     """
     cuda = setup.device.type == "cuda"
     if max_pixels is None:
-        samples = max(1, setup.steps * setup.sensor.layers)
+        samples = _samples_per_pixel(setup)
         if cuda:
             max_pixels = min(1 << 20, max(1 << 16, (1 << 25) // samples))
         else:
@@ -160,7 +169,7 @@ def block_shape(setup: FrameSetup, max_pixels: int | None = None) -> tuple[int, 
 
 def eager_block_shape(setup: FrameSetup, rows: int, cols: int) -> tuple[int, int]:
     """(rows, cols) of an eager block: at most eager-block-samples samples, one pixel at least."""
-    samples = max(1, setup.steps * setup.sensor.layers)
+    samples = _samples_per_pixel(setup)
     pixels = max(1, int(config.get("kernel.eager-block-samples")) // samples)
     fb = max(1, min(cols, pixels))
     return max(1, min(rows, pixels // fb)), fb

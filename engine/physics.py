@@ -208,29 +208,75 @@ def _sinc3(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x < 0.5, series, direct)
 
 
-def lattice_transform(shape: CrystalShape, ns, h, k, l, recip, fudge):  # noqa: E741
-    """F_latt of fractional indices h, k, l for a crystal of ``shape`` and ``ns`` = (Na, Nb,
-    Nc) cells; ``recip`` (3, 3) reciprocal vectors a*, b*, c* (rows, 1/A)."""
+def sincg_form(n: int) -> int:
+    """How :func:`lattice_transform` evaluates sin(N pi d)/sin(pi d) for N cells, the one
+    static fact a compiled graph keeps of N: 1 (N = 1: the factor is 1), the Chebyshev
+    recurrence's bucket (the power of two >= N, at most :data:`CHEBYSHEV_MAX_N`: frames
+    whose N fall in one bucket share a graph), or -1 (the sine ratio, any N above)."""
+    if n <= 1:
+        return 1
+    if n > CHEBYSHEV_MAX_N:
+        return -1
+    bucket = 2
+    while bucket < n:
+        bucket *= 2
+    return bucket
+
+
+def sincg_bucketed(delta: torch.Tensor, n: torch.Tensor, n_pi: torch.Tensor, form: int):
+    """:func:`sincg` with N a tensor: ``n`` () cells, ``n_pi`` () N x pi (both in delta's
+    dtype), ``form`` from :func:`sincg_form`. The recurrence runs the bucket's steps and
+    keeps the values of step N - 2 (later steps are masked out), so the result equals
+    :func:`sincg`'s for the same N exactly."""
+    if form == 1:
+        return torch.ones_like(delta)
+    if form < 0:
+        num = torch.sin(n_pi * delta)
+        den = torch.sin(math.pi * delta)
+        safe = torch.where(den == 0, 1.0, den)
+        return torch.where(den == 0, n, num / safe)
+    x2 = 2.0 * torch.cos(math.pi * delta)
+    u_prev, u = torch.ones_like(x2), x2  # U_0, U_1
+    for i in range(form - 2):
+        keep = n > i + 2  # steps 0 .. N-3 run: U_{N-1}
+        u_prev, u = torch.where(keep, u, u_prev), torch.where(keep, x2 * u - u_prev, u)
+    return u
+
+
+def lattice_transform(shape: CrystalShape, forms, h, k, l, ns, shape_n, recip, fudge):  # noqa: E741
+    """F_latt of fractional indices h, k, l for a crystal of ``shape``; ``recip`` (3, 3)
+    reciprocal vectors a*, b*, c* (rows, 1/A).
+
+    Cells as tensors (so frames differing in N share a graph): ``ns`` (2, 3) rows Na, Nb, Nc
+    and their multiples of pi; ``shape_n`` (3,) NaNbNc, its square and NaNbNc x the round
+    shape's norm, each rounded once from float64 as C's double expressions are. ``forms``:
+    :func:`sincg_form` of each axis (square shape only)."""
     if shape is CrystalShape.SQUARE:
         out = None
-        for x, n in zip((h, k, l), ns, strict=True):
-            if n > 1:
-                term = sincg(_frac(x), n)
+        for j, (x, form) in enumerate(zip((h, k, l), forms, strict=True)):
+            if form != 1:
+                term = sincg_bucketed(_frac(x), ns[0, j], ns[1, j], form)
                 out = term if out is None else out * term
         return out if out is not None else torch.ones_like(h)
     dh, dk, dl = _frac(h), _frac(k), _frac(l)
-    nnn = float(ns[0] * ns[1] * ns[2])
     if shape is CrystalShape.ROUND:
-        sh, sk, sl = dh * ns[0], dk * ns[1], dl * ns[2]
+        sh, sk, sl = dh * ns[0, 0], dk * ns[0, 1], dl * ns[0, 2]
         hrad = sh * sh + sk * sk + sl * sl
-        return nnn * _ROUND_NORM * _sinc3(math.pi * torch.sqrt(hrad * fudge))
+        return shape_n[2] * _sinc3(math.pi * torch.sqrt(hrad * fudge))
     dx = dh * recip[0, 0] + dk * recip[1, 0] + dl * recip[2, 0]
     dy = dh * recip[0, 1] + dk * recip[1, 1] + dl * recip[2, 1]
     dz = dh * recip[0, 2] + dk * recip[1, 2] + dl * recip[2, 2]
-    rad = (dx * dx + dy * dy + dz * dz) * (nnn * nnn)
+    rad = (dx * dx + dy * dy + dz * dz) * shape_n[1]
     if shape is CrystalShape.GAUSS:
-        return nnn * torch.exp(-(rad / 0.63 * fudge))
-    return nnn * (rad * fudge < 0.3969).to(h.dtype)
+        return shape_n[0] * torch.exp(-(rad / 0.63 * fudge))
+    return shape_n[0] * (rad * fudge < 0.3969).to(h.dtype)
+
+
+def shape_constants(na: int, nb: int, nc: int) -> tuple[list[list[float]], list[float]]:
+    """The float64 values of :func:`lattice_transform`'s ``ns`` and ``shape_n``."""
+    nnn = float(na * nb * nc)
+    ns = [[float(na), float(nb), float(nc)], [n * math.pi for n in (na, nb, nc)]]
+    return ns, [nnn, nnn * nnn, nnn * _ROUND_NORM]
 
 
 # ----------------------------------------------------------------------- structure factors

@@ -15,11 +15,18 @@ import numpy as np
 import torch
 
 from engine.errors import InputError
-from engine.frame import FrameSetup, FrameTensors, Structure
+from engine.frame import FrameSetup, FrameTensors, Structure, orientation_bucket
 from engine.geometry import DetectorGeometry
 from engine.lattice import Lattice
-from engine.model import Experiment
-from engine.physics import R_E_SQR, in_interpolation_range, sample_geometry, subpixel_coordinates
+from engine.model import CrystalShape, Experiment
+from engine.physics import (
+    R_E_SQR,
+    in_interpolation_range,
+    sample_geometry,
+    shape_constants,
+    sincg_form,
+    subpixel_coordinates,
+)
 from engine.plan import Sensor, plan, resolve_mosaic, resolve_sensor
 from engine.precision import torch_dtype
 from engine.structure_factors import StructureFactorTable, constant, read_fdump, read_hkl
@@ -77,7 +84,9 @@ def prepare_frame(
         geo, lattice, sensor, sf, incident, lambdas, cells, scalars, dtype, device
     )
     roi = roi_window(exp)
-    st = _structure(exp, geo, lattice, sensor, sf, oversample, n_src, n_orient)
+    st = _structure(
+        exp, geo, lattice, sensor, sf, oversample, n_src, len(tensors.orientation_weight)
+    )
     if interpolate and sf.hkls:
         tricubic = dataclasses.replace(st, sf_mode="tricubic")
         if _interpolation_in_range(tricubic, tensors, sf, geo, roi):
@@ -143,9 +152,9 @@ def _structure(
         layers=sensor.layers,
         oversample=oversample,
         sources=sources,
-        orientations=max(1, orientations),
+        orientations=orientations,
         shape=exp.crystal.shape,
-        ns=(lat.na, lat.nb, lat.nc),
+        ns_forms=_ns_forms(exp.crystal.shape, lat),
         nopolar=exp.beam.nopolar,
         kahn=exp.beam.polarization != 0.0,
         oversample_polar=samp.oversample_polar,
@@ -159,6 +168,26 @@ def _structure(
         sf_bounds=(*bounds, table.hkls) if table.hkls else (),
         default_F=float(table.default_F),
     )
+
+
+def _ns_forms(shape: CrystalShape, lat: Lattice) -> tuple[int, int, int]:
+    """What a compiled graph keeps of the cells per axis: the recurrence bucket (square
+    shape); nothing for the other shapes (N enters as a tensor only)."""
+    if shape is not CrystalShape.SQUARE:
+        return (0, 0, 0)
+    return (sincg_form(lat.na), sincg_form(lat.nb), sincg_form(lat.nc))
+
+
+def _padded_orientations(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cells (M, 3, 3) padded to :func:`orientation_bucket` (M) with copies of the first
+    orientation, and the weights (1 real, 0 padding): a padded sample adds exactly 0."""
+    count = max(1, len(cells))
+    bucket = orientation_bucket(count)
+    cells = np.asarray(cells, dtype=np.float64).reshape(-1, 3, 3)
+    pad = np.repeat(cells[:1], bucket - len(cells), axis=0)
+    weight = np.zeros(bucket)
+    weight[: len(cells)] = 1.0
+    return np.concatenate([cells, pad]), weight
 
 
 def _frame_tensors(
@@ -185,7 +214,9 @@ def _frame_tensors(
     perp = basis[None, :, :] - par.T[:, :, None] * incident[:, None, :]  # (S, 4, 3)
     b_in = np.array([_unit(np.cross(geo.polar, i)) for i in incident])
     e_in = np.array([_unit(np.cross(i, bb)) for i, bb in zip(incident, b_in, strict=True)])
+    cells, weight = _padded_orientations(cells)
     cell_rows = cells.reshape(-1, 3)  # (M*3, 3): a, b, c of each orientation
+    ns, shape_n = shape_constants(lattice.na, lattice.nb, lattice.nc)
     recip = np.stack([lattice.a_star, lattice.b_star, lattice.c_star])  # 1/A
     kw = {"dtype": dtype, "device": device}
     k64 = {"dtype": torch.float64, "device": device}
@@ -207,6 +238,9 @@ def _frame_tensors(
         axes64=torch.tensor(basis, **k64),
         spot64=torch.tensor(geo.distance * geo.beam, **k64),
         distance64=torch.tensor(geo.distance, **k64),
+        ns=torch.tensor(ns, **kw),
+        shape_n=torch.tensor(shape_n, **kw),
+        orientation_weight=torch.tensor(weight, **kw),
     )
 
 

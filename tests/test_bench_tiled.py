@@ -37,6 +37,7 @@ def test_tiled_bench_reports_cluster_jobs_rate_and_stages():
     warm = statistics.median(result["warm_seconds"])
     assert result["warm_job_seconds"] == pytest.approx(warm, abs=2e-6)  # the median warm job
     assert result["mpix_per_s"] == pytest.approx(result["pixels"] / warm / 1e6, abs=1e-3)
+    assert result["frames_per_s"] == pytest.approx(2 / warm, rel=1e-3, abs=1e-3)
     stages = result["stages"]
     assert set(stages) == set(STAGES)
     # every stage ran (300 px > 256: one pyramid level) and took less than the workers had
@@ -51,6 +52,9 @@ def test_tiled_bench_reports_cluster_jobs_rate_and_stages():
     # (rates are rounded to 3 decimals, the share to 4: abs covers the rounding of slow runs)
     assert result["kernel_mpix_per_s"] == pytest.approx(
         300 * 300 / result["kernel_warm_seconds"] / 1e6, rel=1e-3, abs=1e-3
+    )
+    assert result["kernel_frames_per_s"] == pytest.approx(
+        1 / result["kernel_warm_seconds"], rel=1e-3, abs=1e-3
     )
     assert result["tiled_share"] == pytest.approx(
         result["mpix_per_s"] / result["kernel_mpix_per_s"], rel=1e-3, abs=1e-3

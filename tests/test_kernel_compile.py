@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from engine import Window, config, kernel, prepare_frame, render_window
-from engine.physics import sincg
+from engine.frame import orientation_bucket
+from engine.physics import sincg, sincg_bucketed, sincg_form
 from engine.resolve import parse_nanobragg
 
 # Many features in one frame, so one compiled graph covers them: 2 sources x 2 mosaic
@@ -247,3 +248,35 @@ def test_settings_survive_a_config_set_made_before_engine_was_imported():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout.split()
     assert out == ["2097152", "auto"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bucketed_sincg_equals_sincg_for_every_n_of_its_bucket(dtype):
+    """N as a tensor (one graph per bucket): the same bits as the recurrence run N - 2 times."""
+    delta = torch.linspace(-0.5, 0.5, 1001, dtype=dtype)
+    for n in range(1, 40):
+        form = sincg_form(n)
+        got = sincg_bucketed(
+            delta, torch.tensor(float(n), dtype=dtype), torch.tensor(n * math.pi, dtype=dtype), form
+        )
+        assert torch.equal(got, sincg(delta, n)), n
+    assert [sincg_form(n) for n in (1, 2, 3, 4, 5, 8, 9, 16, 17)] == [1, 2, 4, 4, 8, 8, 16, 16, -1]
+
+
+def test_orientation_buckets_are_at_most_a_third_padding():
+    assert [orientation_bucket(n) for n in range(1, 14)] == [
+        1,
+        2,
+        3,
+        4,
+        6,
+        6,
+        8,
+        8,
+        12,
+        12,
+        12,
+        12,
+        16,
+    ]
+    assert all(n <= orientation_bucket(n) <= 1.5 * n for n in range(1, 1000))

@@ -46,3 +46,44 @@ def test_second_tile_size_builds_no_new_graph():
         assert kernels.compile_count() == first
     for image in tiles.values():
         np.testing.assert_array_equal(image, full)
+
+
+# frames of a varied dataset: every value differs, N and mosaic domains within one bucket
+VARIED = (
+    "-cell 100 100 100 90 90 90 -N 5 -mosaic 0.5 -mosaic_domains 5 -lambda 1.0 -distance 100",
+    "-cell 90 95 110 90 95 90 -N 6 -misset 3 7 11 -mosaic 1.0 -mosaic_domains 6 -lambda 1.1"
+    " -distance 90 -fluence 1e25 -water 50",
+    "-cell 80 80 120 90 90 120 -N 8 -misset 30 1 2 -mosaic 2.0 -mosaic_domains 5 -lambda 0.9"
+    " -distance 120 -water 200",
+    "-cell 70 75 85 90 90 90 -N 7 -mosaic 0.2 -mosaic_domains 6 -mosaic_seed 99 -lambda 1.3"
+    " -distance 70 -flux 1e12 -exposure 2 -beamsize 0.1",
+)
+
+
+def test_varied_frames_share_one_compiled_kernel():
+    """Frames differing only in values (cell, misset, N, mosaic spread and domains within a
+    bucket, wavelength, distance, fluence, water) run one compiled kernel, each frame's pixels
+    those of its eager render. (The oversample is given: C's automatic one depends on N, cell
+    and distance, and is a count the graph keeps.)"""
+    kernels = kernel.KernelCache()
+    setups = [
+        prepare_frame(
+            parse_nanobragg(f"{args} -default_F 50 -oversample 2 -detpixels 40".split()).experiment,
+            torch.float64,
+        )
+        for args in VARIED
+    ]
+    assert len({setup.structure for setup in setups}) == 1
+    assert {setup.n_orientations for setup in setups} == {5, 6}
+    with dask.config.set({"braggtile.compile.mode": "on"}):
+        before = kernels.compile_count()
+        compiled = [kernel.render_window(s, Window.full(40, 40), kernels) for s in setups]
+        assert not any(kernels.failed(setup) for setup in setups)
+        assert kernels.compile_count() == before + 1
+    with dask.config.set({"braggtile.compile.mode": "off"}):
+        eager = [kernel.render_window(s, Window.full(40, 40), kernels) for s in setups]
+    for ours, ref in zip(compiled, eager, strict=True):
+        ours, ref = ours.numpy(), ref.numpy()
+        assert np.abs(ref).max() > 0
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-9 * np.abs(ref).max())
+    assert not np.allclose(eager[0], eager[1])

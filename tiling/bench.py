@@ -10,13 +10,14 @@ then ``repeat`` more times (``warm_job_seconds``: their median), each into a new
 its pyramid, deleted after the job (the folder is ``TMPDIR``'s: put it on tmpfs to time the
 pipeline without the disk's write bandwidth). The JSON line holds
 ``cluster_start_seconds``, those job times, ``mpix_per_s`` (frames x pixels / warm job),
-``stages``: worker seconds of the median warm job summed over its tasks, by stage ("setup",
-"render", "statistics", "write" (chunk encoding and write, record), "pyramid"), and
-"scheduling": the rest of workers x wall (idle workers, task transfer and dispatch, client
-round trips); ``client_cpu_seconds``: CPU time of this process during that job (the client,
-and the scheduler of an embedded cluster). ``--compare-kernel`` then times the in-process
-warm kernel on the same frame (``kernel_mpix_per_s``) and reports ``tiled_share``, the
-tiled pipeline's pixel rate as a fraction of the kernel's.
+``frames_per_s`` (frames / warm job), ``stages``: worker seconds of the median warm job
+summed over its tasks, by stage ("setup", "render", "statistics", "write" (chunk encoding
+and write, record), "pyramid"), and "scheduling": the rest of workers x wall (idle workers,
+task transfer and dispatch, client round trips); ``client_cpu_seconds``: CPU time of this
+process during that job (the client, and the scheduler of an embedded cluster).
+``--compare-kernel`` then times the in-process warm kernel on the same frames
+(``kernel_mpix_per_s``, ``kernel_frames_per_s``) and reports ``tiled_share``, the tiled
+pipeline's pixel rate as a fraction of the kernel's.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace, experiment, dtype_name: str, spec_tile: int) -
     median_index = sorted(warm_index, key=lambda i: jobs[i].wall_s)[(len(warm_index) - 1) // 2]
     median, warm_jobs = jobs[median_index], [jobs[i] for i in warm_index]
     warm = statistics.median(d.wall_s for d in warm_jobs)
-    kernel = _kernel_rate(experiment, dtype_name, job.frames) if args.compare_kernel else None
+    kernel = _kernel_rate(job, dtype_name) if args.compare_kernel else None
     if kernel is not None:
         rate = median.pixels_rendered / max(warm, 1e-12) / 1e6
         kernel["tiled_share"] = round(rate / kernel["kernel_mpix_per_s"], 4)
@@ -108,6 +109,7 @@ def run(args: argparse.Namespace, experiment, dtype_name: str, spec_tile: int) -
         "warm_job_seconds": round(warm, 6),
         "warm_seconds": [round(d.wall_s, 6) for d in warm_jobs],
         "mpix_per_s": round(pixels / max(warm, 1e-12) / 1e6, 3),
+        "frames_per_s": round(frames / max(warm, 1e-12), 3),
         "pixels": pixels,
         "frames": frames,
         "tile": tile,
@@ -122,26 +124,29 @@ def run(args: argparse.Namespace, experiment, dtype_name: str, spec_tile: int) -
     }
 
 
-def _kernel_rate(experiment, dtype_name: str, frames: int) -> dict:
-    """The in-process warm kernel on the same frames, timed here after the cluster closed
-    (whole frames, every core): its Mpix/s and the tiled pipeline's share of it."""
+def _kernel_rate(job, dtype_name: str) -> dict:
+    """The in-process warm kernel on the job's frames (up to its first 3, after one warm-up
+    render), timed here after the cluster closed (whole frames, every core): seconds per
+    frame (median), Mpix/s and frames/s."""
     import torch
 
     from engine.bench import render_frame
     from engine.precision import torch_dtype
 
     dtype, device = torch_dtype(dtype_name), torch.device("cpu")
-    render_frame(experiment, dtype, device)  # warm
+    render_frame(job.frame_experiment(0), dtype, device)  # warm
     seconds = []
-    for _ in range(min(frames, 3)):
+    for frame in range(min(job.frames, 3)):
+        experiment = job.frame_experiment(frame)
         t0 = time.perf_counter()
         render_frame(experiment, dtype, device)
         seconds.append(time.perf_counter() - t0)
     warm = statistics.median(seconds)
-    det = experiment.detector
+    det = job.experiment.detector
     return {
         "kernel_warm_seconds": round(warm, 6),
         "kernel_mpix_per_s": round(det.fast_pixels * det.slow_pixels / warm / 1e6, 3),
+        "kernel_frames_per_s": round(1.0 / warm, 3),
     }
 
 

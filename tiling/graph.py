@@ -8,7 +8,10 @@ partials into the frame statistics (group attributes), then submits the rest of 
 pyramid: one task per output chunk of each level, each depending on the chunks it bins, and
 one task for all the levels that fit in a single chunk; then an optional per-frame task runs
 the frame writer (SMV/noise files). Tiles already recorded in the store are not rendered again
-(resume). The client only ever handles small records, never pixels.
+(resume). Small frames (all tiles in one level-1 chunk) go whole, several to a task, pyramid
+included (:mod:`tiling.stills`), so a long series of stills is a graph of a few tasks per
+worker thread and window of pending tiles. The client only ever handles small records, never
+pixels.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from tiling.grid import Tile, beam_centre_pixels
 from tiling.job import JobSpec
 from tiling.lock import StoreLock
 from tiling.pyramid import children, level_chunks
+from tiling.stills import frames_per_task, render_frames
 from tiling.store import TileRecord, TileStore
 from tiling.truth import frame_truth
 from tiling.worker import (
@@ -78,7 +82,16 @@ class FinishTask:
     frame: int
 
 
-Task = TileGroupTask | PyramidTask | FinishTask
+@dataclass(frozen=True)
+class FramesTask:
+    """A task rendering the whole of each of ``frames`` (small frames: one level-1 chunk each),
+    pyramid included; ``tiles``: (row, col) -> tile, the same for every frame."""
+
+    frames: list[int]
+    tiles: dict[tuple[int, int], Tile]
+
+
+Task = TileGroupTask | FramesTask | PyramidTask | FinishTask
 
 
 @dataclass
@@ -129,6 +142,7 @@ class _Run:
         self.rendered = 0
         self.pixels = 0
         self.stages: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        self.group = 0  # frames per FramesTask; 0: frames are not small (see plan)
 
     def submit(self, func: Any, key: str, *args: Any, priority: int, **kw: Any) -> Future:
         future = self.client.submit(
@@ -159,13 +173,27 @@ class _Run:
             done_total += len(done)
             if missing:
                 self.queue.append(frame)
+        if self.small_frames():
+            threads = sum(self.client.nthreads().values())
+            pixels = self.grid.roi.pixels
+            self.group = frames_per_task(pixels, len(self.queue), threads)
         return done_total
+
+    def small_frames(self) -> bool:
+        """True if a frame's tiles all lie in one level-1 chunk, whose pyramid below is one
+        chunk a level: then a task renders whole frames (:class:`FramesTask`)."""
+        shapes, tile = self.job.level_shapes, self.job.tile
+        if len(self.groups(self.order)) != 1:
+            return False
+        return len(shapes) < 2 or max(shapes[1]) <= tile
 
     def feed(self) -> None:
         """Submit the tiles of queued frames, in frame order, up to ``max_pending_tiles``: one
         task per level-1 pyramid chunk, rendering its missing tiles (up to 2 x 2) and writing
         that chunk (a chunk whose tiles are all recorded is only binned again)."""
         while self.queue:
+            if self.group and self.feed_frames():
+                continue
             state = self.frames[self.queue[0]]
             if (
                 self.pending_tiles
@@ -191,6 +219,35 @@ class _Run:
             self.pending_tiles += len(state.missing)
             state.missing = []
 
+    def feed_frames(self) -> bool:
+        """Submit the next up-to-``group`` queued frames with no tile recorded as one
+        :class:`FramesTask`, within ``max_pending_tiles``; False if the next frame has
+        recorded tiles (it goes by tile groups) or no room is left."""
+        batch: list[int] = []
+        whole = len(self.order)
+        for frame in self.queue:
+            if len(batch) == self.group or len(self.frames[frame].missing) != whole:
+                break
+            if self.pending_tiles + whole * (len(batch) + 1) > self.max_pending_tiles:
+                break
+            batch.append(frame)
+        if not batch:
+            return False
+        for frame in batch:
+            self.queue.popleft()
+            state = self.frames[frame]
+            state.missing, state.groups = [], 1
+        self.pending_tiles += whole * len(batch)
+        key = f"bt-frames-{self.token}-{batch[0]}-{batch[-1]}"
+        chunk = (0, 0) if self.level1 else None
+        tiles = [(t.row, t.col) for t in self.order]
+        self.submit(
+            render_frames, key, batch, tiles, self.device, chunk,
+            priority=-(batch[0] * whole), resources=self.resources,
+        )  # fmt: skip
+        self.tasks[key] = FramesTask(batch, {(t.row, t.col): t for t in self.order})
+        return True
+
     def groups(self, missing: list[Tile]) -> list[tuple[tuple[int, int], list[Tile]]]:
         """The tasks of a frame: (level-1 chunk, its missing tiles in beam-centre order), the
         chunk of the tile nearest the beam first; with a pyramid, every level-1 chunk of the ROI
@@ -209,8 +266,9 @@ class _Run:
         ``first`` (the tile tasks wrote level 1) and its writer."""
         state, job = self.frames[frame], self.job
         summary = state.statistics.summary()
-        self.store.set_frame(frame, summary, complete=False)
         shapes = job.level_shapes
+        if first < len(shapes) or self.frame_writer is not None:  # else: complete at once
+            self.store.set_frame(frame, summary, complete=False)
         previous: dict[tuple[int, int], Future] = {}
         for level in range(first, len(shapes)):
             key = f"bt-bin-{self.token}-{frame}-{level}"
@@ -250,8 +308,19 @@ class _Run:
         state.finishing += 1
         self.tasks[key] = FinishTask(frame)
 
-    def group_done(self, task: TileGroupTask, result: TileGroupResult, done: int) -> int:
-        """A tile-group task finished: one TileDone per tile; returns the tiles done so far."""
+    def frames_done(self, task: FramesTask, results: list[TileGroupResult], done: int) -> int:
+        """A FramesTask finished: each frame's tiles and the frame are done (pyramid
+        included); returns the tiles done so far."""
+        last = len(self.job.level_shapes)
+        for frame, result in zip(task.frames, results, strict=True):
+            done = self.group_done(TileGroupTask(frame, task.tiles), result, done, last)
+        return done
+
+    def group_done(
+        self, task: TileGroupTask, result: TileGroupResult, done: int, first: int = 2
+    ) -> int:
+        """A tile-group task finished: one TileDone per tile, then, after the frame's last tile,
+        its pyramid from level ``first`` on; returns the tiles done so far."""
         for name, seconds in result.stages.items():
             self.stages[name] += seconds
         frame = task.frame
@@ -280,7 +349,7 @@ class _Run:
             )
         state.groups -= 1
         if state.groups == 0 and state.remaining == 0:
-            self.finish_tiles(frame, 2)
+            self.finish_tiles(frame, first)
         self.feed()
         return done
 
@@ -323,6 +392,8 @@ class _Run:
                 match task:
                     case TileGroupTask():
                         tiles_done = self.group_done(task, result, tiles_done)
+                    case FramesTask():
+                        tiles_done = self.frames_done(task, result, tiles_done)
                     case PyramidTask():
                         self.stages["pyramid"] += float(result)
                         self.pyramid_done(task.frame)
