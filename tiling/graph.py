@@ -235,6 +235,7 @@ class _Run:
             return False
         for frame in batch:
             self.queue.popleft()
+            self.store.write_truth(frame, frame_truth(self.job, frame).model_dump(mode="json"))
             state = self.frames[frame]
             state.missing, state.groups = [], 1
         self.pending_tiles += whole * len(batch)
