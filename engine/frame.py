@@ -67,15 +67,16 @@ class Structure:
 
     Only counts and switches: every value an experiment varies from frame to frame (cell,
     orientation, N, mosaic spread, wavelength, distance, fluence, water) is a tensor of
-    :class:`FrameTensors`, and counts that vary (orientations, N's recurrence) are padded to
-    buckets, so a varied dataset compiles one graph per bucket."""
+    :class:`FrameTensors`, and the one count that varies (orientations) is padded to
+    buckets, so a varied dataset compiles one graph per bucket (of N, a graph keeps only
+    which axes have more than one cell)."""
 
     layers: int
     oversample: int
     sources: int
     orientations: int  # the bucket: orientation_weight's length
     shape: CrystalShape
-    ns_forms: tuple[int, int, int]  # physics.sincg_form per axis (square shape), else 0
+    many_cells: tuple[bool, bool, bool]  # per axis N > 1 (square shape), else all False
     nopolar: bool
     kahn: bool  # polarization != 0
     oversample_polar: bool

@@ -67,7 +67,7 @@ def render_block(
     """
     smp = sample_geometry(st, ft, gs, gf)
     f_latt = lattice_transform(
-        st.shape, st.ns_forms, smp.h, smp.k, smp.l, ft.ns, ft.shape_n, ft.recip, ft.fudge
+        st.shape, st.many_cells, smp.h, smp.k, smp.l, ft.ns, ft.shape_n, ft.recip, ft.fudge
     )
     f2 = fcell_squared(st.sf_mode, table, ft.sf_values, smp.h, smp.k, smp.l)
     # x 1 leaves a real orientation's value as it is; bucket padding adds exactly 0

@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from engine.frame import FrameTensors, Structure
 
 R_E_SQR = 7.94079248018965e-30  # m^2, Thomson cross-section
-#: Chebyshev form of sin(N x)/sin(x) up to this N; sin ratio above (accuracy ~ N eps).
-CHEBYSHEV_MAX_N = 16
 _ROUND_NORM = 0.723601254558268
 
 # Lagrange denominators prod_{j != i} (x_i - x_j) for the nodes floor(x) - 1 .. floor(x) + 2.
@@ -179,24 +177,20 @@ def _frac(x: torch.Tensor) -> torch.Tensor:
     return x - torch.ceil(x - 0.5)
 
 
-def sincg(delta: torch.Tensor, n: int) -> torch.Tensor:
-    """sin(N pi d)/sin(pi d) for d = h - round(h) in [-1/2, 1/2].
+def sincg(delta: torch.Tensor, n: torch.Tensor, n_pi: torch.Tensor) -> torch.Tensor:
+    """sin(N pi d)/sin(pi d) for d = h - round(h) in [-1/2, 1/2] (N at d = 0), as C's sincg.
 
-    Small N: the Chebyshev polynomial U_{N-1}(cos pi d) (one cos, N-2 multiply-adds, exactly
-    N at d = 0 with no special case). Large N: the sine ratio.
+    N is a tensor, ``n`` () cells and ``n_pi`` () N x pi, both in delta's dtype (rounded once
+    from float64), so frames differing in N share a compiled graph. The sine ratio for every
+    N: a Chebyshev recurrence U_{N-1}(cos pi d) runs N - 2 steps, a count a graph would keep
+    (or mask to a bucket), and inductor's lowering re-evaluates each read of an unrealized
+    value, so its cost grows exponentially with the steps (a 14-step masked recurrence did
+    not lower in 15 minutes; two sines lower at once and run faster than 8 steps).
     """
-    if n <= CHEBYSHEV_MAX_N:
-        x2 = 2.0 * torch.cos(math.pi * delta)
-        u_prev, u = torch.ones_like(x2), x2  # U_0, U_1
-        if n == 1:
-            return u_prev
-        for _ in range(n - 2):
-            u_prev, u = u, x2 * u - u_prev
-        return u
-    num = torch.sin((n * math.pi) * delta)
+    num = torch.sin(n_pi * delta)
     den = torch.sin(math.pi * delta)
     safe = torch.where(den == 0, 1.0, den)
-    return torch.where(den == 0, float(n), num / safe)
+    return torch.where(den == 0, n, num / safe)
 
 
 def _sinc3(x: torch.Tensor) -> torch.Tensor:
@@ -208,54 +202,19 @@ def _sinc3(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x < 0.5, series, direct)
 
 
-def sincg_form(n: int) -> int:
-    """How :func:`lattice_transform` evaluates sin(N pi d)/sin(pi d) for N cells, the one
-    static fact a compiled graph keeps of N: 1 (N = 1: the factor is 1), the Chebyshev
-    recurrence's bucket (the power of two >= N, at most :data:`CHEBYSHEV_MAX_N`: frames
-    whose N fall in one bucket share a graph), or -1 (the sine ratio, any N above)."""
-    if n <= 1:
-        return 1
-    if n > CHEBYSHEV_MAX_N:
-        return -1
-    bucket = 2
-    while bucket < n:
-        bucket *= 2
-    return bucket
-
-
-def sincg_bucketed(delta: torch.Tensor, n: torch.Tensor, n_pi: torch.Tensor, form: int):
-    """:func:`sincg` with N a tensor: ``n`` () cells, ``n_pi`` () N x pi (both in delta's
-    dtype), ``form`` from :func:`sincg_form`. The recurrence runs the bucket's steps and
-    keeps the values of step N - 2 (later steps are masked out), so the result equals
-    :func:`sincg`'s for the same N exactly."""
-    if form == 1:
-        return torch.ones_like(delta)
-    if form < 0:
-        num = torch.sin(n_pi * delta)
-        den = torch.sin(math.pi * delta)
-        safe = torch.where(den == 0, 1.0, den)
-        return torch.where(den == 0, n, num / safe)
-    x2 = 2.0 * torch.cos(math.pi * delta)
-    u_prev, u = torch.ones_like(x2), x2  # U_0, U_1
-    for i in range(form - 2):
-        keep = n > i + 2  # steps 0 .. N-3 run: U_{N-1}
-        u_prev, u = torch.where(keep, u, u_prev), torch.where(keep, x2 * u - u_prev, u)
-    return u
-
-
-def lattice_transform(shape: CrystalShape, forms, h, k, l, ns, shape_n, recip, fudge):  # noqa: E741
+def lattice_transform(shape: CrystalShape, many, h, k, l, ns, shape_n, recip, fudge):  # noqa: E741
     """F_latt of fractional indices h, k, l for a crystal of ``shape``; ``recip`` (3, 3)
     reciprocal vectors a*, b*, c* (rows, 1/A).
 
     Cells as tensors (so frames differing in N share a graph): ``ns`` (2, 3) rows Na, Nb, Nc
     and their multiples of pi; ``shape_n`` (3,) NaNbNc, its square and NaNbNc x the round
-    shape's norm, each rounded once from float64 as C's double expressions are. ``forms``:
-    :func:`sincg_form` of each axis (square shape only)."""
+    shape's norm, each rounded once from float64 as C's double expressions are. ``many``:
+    per axis, whether N > 1 (square shape only; an axis of one cell contributes 1)."""
     if shape is CrystalShape.SQUARE:
         out = None
-        for j, (x, form) in enumerate(zip((h, k, l), forms, strict=True)):
-            if form != 1:
-                term = sincg_bucketed(_frac(x), ns[0, j], ns[1, j], form)
+        for j, (x, more) in enumerate(zip((h, k, l), many, strict=True)):
+            if more:
+                term = sincg(_frac(x), ns[0, j], ns[1, j])
                 out = term if out is None else out * term
         return out if out is not None else torch.ones_like(h)
     dh, dk, dl = _frac(h), _frac(k), _frac(l)

@@ -24,7 +24,6 @@ from engine.physics import (
     in_interpolation_range,
     sample_geometry,
     shape_constants,
-    sincg_form,
     subpixel_coordinates,
 )
 from engine.plan import Sensor, plan, resolve_mosaic, resolve_sensor
@@ -154,7 +153,7 @@ def _structure(
         sources=sources,
         orientations=orientations,
         shape=exp.crystal.shape,
-        ns_forms=_ns_forms(exp.crystal.shape, lat),
+        many_cells=_many_cells(exp.crystal.shape, lat),
         nopolar=exp.beam.nopolar,
         kahn=exp.beam.polarization != 0.0,
         oversample_polar=samp.oversample_polar,
@@ -170,12 +169,12 @@ def _structure(
     )
 
 
-def _ns_forms(shape: CrystalShape, lat: Lattice) -> tuple[int, int, int]:
-    """What a compiled graph keeps of the cells per axis: the recurrence bucket (square
-    shape); nothing for the other shapes (N enters as a tensor only)."""
+def _many_cells(shape: CrystalShape, lat: Lattice) -> tuple[bool, bool, bool]:
+    """What a compiled graph keeps of the cells: per axis whether N > 1 (square shape: an
+    axis of one cell contributes 1); nothing for the other shapes (N is a tensor only)."""
     if shape is not CrystalShape.SQUARE:
-        return (0, 0, 0)
-    return (sincg_form(lat.na), sincg_form(lat.nb), sincg_form(lat.nc))
+        return (False, False, False)
+    return (lat.na > 1, lat.nb > 1, lat.nc > 1)
 
 
 def _padded_orientations(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

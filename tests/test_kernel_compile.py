@@ -19,7 +19,7 @@ import torch
 
 from engine import Window, config, kernel, prepare_frame, render_window
 from engine.frame import orientation_bucket
-from engine.physics import sincg, sincg_bucketed, sincg_form
+from engine.physics import sincg
 from engine.resolve import parse_nanobragg
 
 # Many features in one frame, so one compiled graph covers them: 2 sources x 2 mosaic
@@ -110,14 +110,20 @@ def test_compiled_matches_eager_float64_and_windows(hkl_folder):
         )
 
 
-def test_sincg_chebyshev_matches_sine_ratio():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sincg_matches_the_chebyshev_polynomial(dtype):
+    """N as a tensor: sin(N pi d)/sin(pi d) is U_{N-1}(cos pi d) (float64 recurrence) and
+    exactly N at d = 0, for every N."""
     delta = torch.linspace(-0.5, 0.5, 2001, dtype=torch.float64)
-    for n in range(1, 40):
-        ours = sincg(delta, n)
-        den = torch.sin(math.pi * delta)
-        ref = torch.where(den == 0, float(n), torch.sin(n * math.pi * delta) / den)
-        torch.testing.assert_close(ours.abs(), ref.abs(), rtol=1e-9, atol=1e-9 * n)
-        assert float(sincg(torch.zeros(1, dtype=torch.float64), n).abs()) == n
+    x2 = 2.0 * np.cos(math.pi * delta.numpy())
+    u_prev, u = np.ones_like(x2), x2
+    tol = 1e-12 if dtype == torch.float64 else 1e-6
+    for n in range(2, 40):
+        n_t, n_pi = torch.tensor(float(n), dtype=dtype), torch.tensor(n * math.pi, dtype=dtype)
+        ours = sincg(delta.to(dtype), n_t, n_pi).double().numpy()
+        np.testing.assert_allclose(ours, u, rtol=0, atol=tol * n)
+        assert float(sincg(torch.zeros(1, dtype=dtype), n_t, n_pi)) == n
+        u_prev, u = u, x2 * u - u_prev
 
 
 def test_compile_modes():
@@ -250,17 +256,16 @@ def test_settings_survive_a_config_set_made_before_engine_was_imported():
     assert out == ["2097152", "auto"]
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_bucketed_sincg_equals_sincg_for_every_n_of_its_bucket(dtype):
-    """N as a tensor (one graph per bucket): the same bits as the recurrence run N - 2 times."""
-    delta = torch.linspace(-0.5, 0.5, 1001, dtype=dtype)
-    for n in range(1, 40):
-        form = sincg_form(n)
-        got = sincg_bucketed(
-            delta, torch.tensor(float(n), dtype=dtype), torch.tensor(n * math.pi, dtype=dtype), form
-        )
-        assert torch.equal(got, sincg(delta, n)), n
-    assert [sincg_form(n) for n in (1, 2, 3, 4, 5, 8, 9, 16, 17)] == [1, 2, 4, 4, 8, 8, 16, 16, -1]
+def test_one_graph_for_every_n_above_one():
+    """A graph keeps of N only which axes have one cell: N = 2 .. 40 share a structure."""
+
+    def structure(cells: str):
+        argv = f"-cell 80 80 80 90 90 90 -default_F 1 -oversample 1 -detpixels 8 {cells}"
+        return prepare_frame(parse_nanobragg(argv.split()).experiment, torch.float32).structure
+
+    many = {structure(f"-N {n}") for n in (2, 3, 5, 9, 16, 17, 40)}
+    assert len(many) == 1
+    assert structure("-Na 1 -Nb 7 -Nc 30") != many.pop()
 
 
 def test_orientation_buckets_are_at_most_a_third_padding():

@@ -48,23 +48,23 @@ def test_second_tile_size_builds_no_new_graph():
         np.testing.assert_array_equal(image, full)
 
 
-# frames of a varied dataset: every value differs, N and mosaic domains within one bucket
+# frames of a varied dataset: every value differs, N anywhere above 1, mosaic domains in a bucket
 VARIED = (
-    "-cell 100 100 100 90 90 90 -N 5 -mosaic 0.5 -mosaic_domains 5 -lambda 1.0 -distance 100",
+    "-cell 100 100 100 90 90 90 -N 2 -mosaic 0.5 -mosaic_domains 5 -lambda 1.0 -distance 100",
     "-cell 90 95 110 90 95 90 -N 6 -misset 3 7 11 -mosaic 1.0 -mosaic_domains 6 -lambda 1.1"
     " -distance 90 -fluence 1e25 -water 50",
-    "-cell 80 80 120 90 90 120 -N 8 -misset 30 1 2 -mosaic 2.0 -mosaic_domains 5 -lambda 0.9"
+    "-cell 80 80 120 90 90 120 -N 13 -misset 30 1 2 -mosaic 2.0 -mosaic_domains 5 -lambda 0.9"
     " -distance 120 -water 200",
-    "-cell 70 75 85 90 90 90 -N 7 -mosaic 0.2 -mosaic_domains 6 -mosaic_seed 99 -lambda 1.3"
+    "-cell 70 75 85 90 90 90 -N 30 -mosaic 0.2 -mosaic_domains 6 -mosaic_seed 99 -lambda 1.3"
     " -distance 70 -flux 1e12 -exposure 2 -beamsize 0.1",
 )
 
 
 def test_varied_frames_share_one_compiled_kernel():
-    """Frames differing only in values (cell, misset, N, mosaic spread and domains within a
-    bucket, wavelength, distance, fluence, water) run one compiled kernel, each frame's pixels
-    those of its eager render. (The oversample is given: C's automatic one depends on N, cell
-    and distance, and is a count the graph keeps.)"""
+    """Frames differing only in values (cell, misset, N > 1, mosaic spread and domains
+    within a bucket, wavelength, distance, fluence, water) run one compiled kernel, each
+    frame's pixels those of its eager render. (The oversample is given: C's automatic one
+    depends on N, cell and distance, and is a count the graph keeps.)"""
     kernels = kernel.KernelCache()
     setups = [
         prepare_frame(
