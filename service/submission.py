@@ -170,6 +170,8 @@ def summary(spec: JobSpec) -> dict[str, Any]:
         "dtype": spec.dtype,
         "shape": [det.slow_pixels, det.fast_pixels],
         "levels": [list(s) for s in spec.level_shapes],
+        "photons": spec.photons,
+        "detector_itemsize": 0 if spec.response is None else spec.response.dtype.itemsize,
         "grid": list(spec.grid.shape),
         "geometry": {
             "wavelength_A": spec.experiment.beam.wavelength_A,

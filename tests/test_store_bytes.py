@@ -193,6 +193,8 @@ def counts_job(tmp_path_factory):
 def test_service_serves_a_counts_only_store(counts_job) -> None:
     http, job_id, store = counts_job
     assert not store.has_photons() and store.levels() == 1
+    record = http.get(f"/v1/jobs/{job_id}").json()
+    assert record["photons"] is False and record["levels"] == [[64, 64]]
     frames = f"/v1/jobs/{job_id}/frames"
     r = http.get(f"{frames}/1/tiles/1/0", params={"format": "npy"})
     assert r.status_code == 200, r.text
