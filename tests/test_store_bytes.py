@@ -9,6 +9,7 @@ import io
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ from engine.window import Window
 from tiling.bench import disk_bandwidth, roofline, store_bytes
 from tiling.exports.cli import main as export_main
 from tiling.pyramid import bin2x2
-from tiling.store import StoreReader
+from tiling.store import StoreReader, TileStore
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = "-N 5 -cell 100 100 100 90 90 90 -default_F 100 -lambda 1 -distance 100 -detpixels 300"
@@ -97,6 +98,23 @@ def test_counts_are_bit_exact_integers_with_bit_shuffle(stores) -> None:
     assert _arrays(stores["counts"]) == {"detector", "1", "tiles", "truth"}
     paths = [d["path"] for d in counts.ome["multiscales"][0]["datasets"]]
     assert paths == ["detector", "1"]
+
+
+def test_a_resumed_counts_only_store_bins_its_pyramid_from_the_counts(stores, tmp_path) -> None:
+    path = tmp_path / "counts"
+    shutil.copytree(stores["counts"], path)
+    TileStore.open(str(path)).forget_frames()  # as a kill after the tiles, before the pyramid
+    shutil.rmtree(path / "1" / "c")
+    assert StoreReader(str(path)).complete_frames() == set()
+    args, extra = STORES["counts"]
+    proc = _render(path, args, *extra)
+    assert proc.returncode == 0, proc.stderr
+    assert "0 tiles rendered, 18 resumed" in proc.stdout
+    store = StoreReader(str(path))
+    assert store.complete_frames() == {0, 1}
+    for k in range(2):
+        counts = store.read_frame(0, k)
+        np.testing.assert_array_equal(store.read_frame(1, k), bin2x2(counts).astype("f4"))
 
 
 def test_uint32_when_the_overload_does_not_fit_uint16(stores) -> None:

@@ -194,12 +194,6 @@ class JobSpec(BaseModel):
             return None
         return [self.frame_phi0_deg(k) for k in range(self.frames)]
 
-    @property
-    def has_pyramid(self) -> bool:
-        """Whether the store has levels below level 0 (``pyramid_min`` below the detector's
-        longest side)."""
-        return len(self.level_shapes) > 1
-
     def options(self) -> dict[str, Any]:
         """The job's options besides the experiment, JSON-ready (``response``, ``photons`` and
         the dataset options only when set)."""
