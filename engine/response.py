@@ -179,12 +179,16 @@ def detector_image(
     of ``crop``, False where nothing is rendered (ROI): those pixels are 0 ADU, no overloads.
     """
     crop = window if crop is None else crop
-    blurred = spread(photons, psf_kernel(response.psf, pixel_size_m))
-    blurred = blurred[crop.slices_in(window)]
-    slow = np.arange(crop.slow0, crop.slow1, dtype=np.int64)
-    fast = np.arange(crop.fast0, crop.fast1, dtype=np.int64)
-    index = slow[:, None] * fast_pixels + fast[None, :]
-    counts = blurred
+    kernel = psf_kernel(response.psf, pixel_size_m)
+    if response.noise and kernel.shape == (1, 1):  # no spread: Poisson reads float32 exactly
+        blurred = np.asarray(photons)[crop.slices_in(window)]
+    else:
+        blurred = spread(photons, kernel)[crop.slices_in(window)]
+    index = None
+    if response.noise or response.readout_noise > 0:
+        slow = np.arange(crop.slow0, crop.slow1, dtype=np.int64)
+        fast = np.arange(crop.fast0, crop.fast1, dtype=np.int64)
+        index = slow[:, None] * fast_pixels + fast[None, :]
     if response.noise:
         import torch
 
@@ -193,13 +197,17 @@ def detector_image(
         counts = poisson_counts(
             torch.from_numpy(blurred), response.seed, frame, torch.from_numpy(index)
         )
-        counts = counts.numpy()
-    adu = counts * response.gain
+        adu = counts.numpy()
+    else:
+        adu = blurred  # float64, a copy of the photons
+    # in place on the float64 counts: counts x gain (+ read-out noise) + offset, then clipped
+    np.multiply(adu, response.gain, out=adu)
     if response.readout_noise > 0:
-        adu = adu + response.readout_noise * _normal(index, response.seed, frame)
-    adu = adu + response.adc_offset
+        adu += response.readout_noise * _normal(index, response.seed, frame)
+    adu += response.adc_offset
     if inside is not None:
-        adu = np.where(inside, adu, 0.0)
+        np.putmask(adu, ~np.asarray(inside, dtype=bool), 0.0)
     overloads = int(np.count_nonzero(adu > response.overload))
-    adu = np.trunc(np.clip(adu, 0.0, float(response.overload)))
+    np.clip(adu, 0.0, float(response.overload), out=adu)
+    np.trunc(adu, out=adu)
     return adu.astype(response.dtype), overloads

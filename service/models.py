@@ -132,6 +132,9 @@ class JobRecord(BaseModel):
     dtype: str
     shape: list[int] = Field(description="[slow, fast] pixels of a frame")
     levels: list[list[int]] = Field(description="[slow, fast] of each pyramid level, 0 first")
+    photons: bool = Field(
+        True, description="level 0 holds photons; false: the detector's ADU (no photons stored)"
+    )
     grid: list[int] = Field(description="[tile rows, tile cols] of level 0")
     geometry: Geometry
     nanobragg: str | None

@@ -13,7 +13,7 @@ import numpy as np
 from engine.plan import plan
 from engine.smv import smv_header
 from engine.statistics import FrameStatistics
-from service.errors import NotFound, NotReady
+from service.errors import BadInput, NotFound, NotReady
 from service.serializers import FrameContext, Options, Serializer
 from tiling.job import JobSpec
 from tiling.layout import chunk_counts
@@ -106,6 +106,13 @@ class JobPixels:
 
     def export(self, frame: int, fmt: Serializer, options: Options) -> bytes:
         """Frame ``frame`` (level 0) in format ``fmt``; whole-frame formats only once the
-        frame is complete."""
+        frame is complete. C's float and SMV files are made from photons: a job that stored
+        only the detector's image has its ADU in the series exports instead."""
+        if fmt.whole_frame and not self.reader.has_photons():
+            raise BadInput(
+                f"format={fmt.name}: this job stored only the detector's image (no photons); "
+                "its ADU are in the series export (/export?format=nexus|cbf|smv)",
+                field="format",
+            )
         context = self.frame_context(frame) if fmt.whole_frame else None
         return fmt.encode(self.frame(frame), context, options)

@@ -53,15 +53,20 @@ def _blocks(size: int) -> int:
 
 def store_bytes(summary: dict[str, Any]) -> int:
     """Upper bound of a job's store on disk, bytes, from its record's summary (``frames``,
-    ``tile``, ``dtype``, ``levels``, ``grid``): every chunk of every pyramid level as written
-    uncompressed (edge chunks whole), every tile record, each file in whole blocks, plus
-    metadata, times :data:`MARGIN`. Compressed chunks (Blosc) are usually much smaller."""
+    ``tile``, ``dtype``, ``levels``, ``grid``, and ``photons`` and ``detector_itemsize`` where
+    the job has a detector response): every chunk of every pyramid level as written
+    uncompressed (edge chunks whole), the detector's image beside the photons, every tile
+    record, each file in whole blocks, plus metadata, times :data:`MARGIN`. Compressed chunks
+    (Blosc) are usually much smaller. (Without photons the detector's image is level 0,
+    counted at the levels' itemsize, at least its own.)"""
     tile, frames = summary["tile"], summary["frames"]
     chunk = _blocks(tile * tile * np.dtype(summary["dtype"]).itemsize)
     chunks = sum(math.ceil(s / tile) * math.ceil(f / tile) for s, f in summary["levels"])
     rows, cols = summary["grid"]
-    records = rows * cols * _blocks(TILE_RECORD_BYTES)
-    return int((frames * (chunks * chunk + records) + METADATA_BYTES) * MARGIN)
+    per_frame = chunks * chunk + rows * cols * _blocks(TILE_RECORD_BYTES)
+    if summary.get("photons", True):  # the detector's image beside the photons
+        per_frame += rows * cols * _blocks(tile * tile * summary.get("detector_itemsize", 0))
+    return int((frames * per_frame + METADATA_BYTES) * MARGIN)
 
 
 def database_bytes(summary: dict[str, Any]) -> int:

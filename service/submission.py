@@ -32,10 +32,16 @@ class JobOptions(BaseModel):
     tile: int | None = Field(None, ge=1)
     dtype: Literal["float32", "float64"] | None = None
     pyramid_min: int = Field(DEFAULT_MIN_SIZE, ge=1)
+    response: dict[str, Any] | None = None
+    photons: bool = True
     stills: bool = False
     variations: dict[str, str] = Field(default_factory=dict)
     seed: int = Field(0, ge=0, lt=2**63)
     frames_table: list[dict[str, Any]] | None = None
+
+
+#: JobSpec fields only a typed job gives (errors name them job.FIELD).
+TYPED_ONLY = ("pyramid_min", "response", "photons")
 
 
 #: Frames of a dataset job whose inner steps per pixel are checked against the limit (their
@@ -72,13 +78,16 @@ def _job_spec(request: JobRequest, options: JobOptions, experiment: Experiment) 
             tile=request.tile or options.tile or DEFAULT_TILE,
             dtype=request.dtype or options.dtype or "float32",
             pyramid_min=options.pyramid_min,
+            response=options.response,
+            photons=options.photons,
             **dataset,
         )
     except ValidationError as err:
         first = err.errors()[0]
         if not first.get("loc"):
             first = {**first, "loc": ("frames_table",)}
-        raise BadInput(**describe(first)) from None
+        typed = first["loc"][0] in TYPED_ONLY
+        raise BadInput(**describe(first, "job" if typed else "")) from None
 
 
 def _experiment(request: JobRequest, inputs_dir: Path) -> tuple[Experiment, JobOptions]:
@@ -161,6 +170,8 @@ def summary(spec: JobSpec) -> dict[str, Any]:
         "dtype": spec.dtype,
         "shape": [det.slow_pixels, det.fast_pixels],
         "levels": [list(s) for s in spec.level_shapes],
+        "photons": spec.photons,
+        "detector_itemsize": 0 if spec.response is None else spec.response.dtype.itemsize,
         "grid": list(spec.grid.shape),
         "geometry": {
             "wavelength_A": spec.experiment.beam.wavelength_A,

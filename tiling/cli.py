@@ -39,7 +39,12 @@ EXIT_TERMINATED = 128 + signal.SIGTERM
 
 PROG = "braggtile render"
 #: Job fields named by another option than --FIELD.
-OPTION_NAMES = {"variations": "--vary", "experiment": "--spec", "spec": "--spec"}
+OPTION_NAMES = {
+    "variations": "--vary",
+    "experiment": "--spec",
+    "spec": "--spec",
+    "photons": "--no-photons",
+}
 DESCRIPTION = (
     "Render a nanoBragg job tile by tile on Dask workers into an OME-Zarr (zarr v3) store. "
     "Re-running the same command on a partial store finishes only the missing tiles. "
@@ -92,11 +97,7 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default="auto",
         help="auto: GPU workers when there are any (default)",
     )
-    p.add_argument(
-        "--pyramid-min",
-        type=int,
-        help=f"stop the pyramid at this many pixels (default {DEFAULT_MIN_SIZE})",
-    )
+    add_store_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="replace a store of another job")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_response_arguments(p)
@@ -117,6 +118,40 @@ def add_response_arguments(p: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--overload", type=int, metavar="ADU", help="saturation, ADU (65535)")
     group.add_argument("--adc-offset", type=float, metavar="ADU", help="ADC offset, ADU (40)")
+
+
+def add_store_arguments(p: argparse.ArgumentParser) -> None:
+    """What the store keeps besides level 0: the pyramid (``--pyramid-min``, ``--no-pyramid``)
+    and whether the photons are kept when the detector's image is stored (``--no-photons``)."""
+    p.add_argument(
+        "--pyramid-min",
+        type=int,
+        help=f"stop the pyramid at this many pixels (default {DEFAULT_MIN_SIZE})",
+    )
+    p.add_argument(
+        "--no-pyramid",
+        action="store_true",
+        help="level 0 only, no pyramid levels (for batch jobs nobody browses; the same as "
+        "--pyramid-min of the detector's longest side)",
+    )
+    p.add_argument(
+        "--no-photons",
+        action="store_true",
+        help="keep only the detector's image (integer ADU; needs --noise or another detector "
+        "response option), not the float photons: it becomes the store's level 0",
+    )
+
+
+def store_options(args: argparse.Namespace, job: JobSpec) -> dict[str, Any]:
+    """The job options of :func:`add_store_arguments` (None: not given) for ``job``."""
+    pyramid_min = getattr(args, "pyramid_min", None)
+    if getattr(args, "no_pyramid", False):
+        if pyramid_min is not None:
+            raise InputError("--no-pyramid", "give --no-pyramid or --pyramid-min, not both")
+        det = job.experiment.detector
+        pyramid_min = max(det.slow_pixels, det.fast_pixels)
+    photons = False if getattr(args, "no_photons", False) else None
+    return {"pyramid_min": pyramid_min, "photons": photons}
 
 
 #: Response options: command-line option -> DetectorResponse field.
@@ -254,15 +289,20 @@ def load_job(args: argparse.Namespace) -> tuple[JobSpec, FrameWriter | None]:
         "frames": args.frames,
         "tile": args.tile,
         "dtype": args.dtype,
-        "pyramid_min": args.pyramid_min,
         "response": response_options(args, seed),
-    }
+    } | store_options(args, job)
     dataset = dataset_options(args)
     table = dataset["frames_table"]
     frames = args.frames if dataset["frames"] is None else dataset.pop("frames")
     dataset.pop("frames", None)
     overrides |= dataset | {"frames": len(table) if frames is None and table else frames}
     job = with_options(job, **overrides)
+    if writer_outputs and not job.photons:
+        raise InputError(
+            "--no-photons",
+            "the nanoBragg output files (-floatfile, -intfile, -pgmfile, -noisefile) are made "
+            "from the photons: leave them out, or keep the photons",
+        )
     writer = NanoBraggFiles(writer_outputs, job.frames) if writer_outputs else None
     return job, writer
 

@@ -30,12 +30,13 @@ def write_detector_tile(
     col: int,
     pixels: np.ndarray,
     inside: np.ndarray | None,
-) -> None:
-    """Write the detector's image (ADU) of tile (row, col) of ``frame``, if the job has a
-    response. ``pixels``: the tile's photons; ``inside``: its ROI mask (None: all inside)."""
+) -> np.ndarray | None:
+    """Write the detector's image (ADU) of tile (row, col) of ``frame`` if the job has a
+    response, and return it (None without a response). ``pixels``: the tile's photons;
+    ``inside``: its ROI mask (None: all inside)."""
     response = store.job.response
     if response is None:
-        return
+        return None
     grid = store.job.grid
     window = grid.window(row, col)
     geo = setup.detector
@@ -53,6 +54,7 @@ def write_detector_tile(
         inside=inside,
     )
     store.write_detector_chunk(frame, row, col, adu)
+    return adu
 
 
 def _with_halo(

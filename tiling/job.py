@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     computed_field,
     field_validator,
     model_validator,
@@ -73,6 +74,11 @@ class JobSpec(BaseModel):
         description="detector response (PSF, noise, gain, read-out noise, offset, overload): "
         "each tile's detector image (ADU) is stored beside the photons; None: photons only",
     )
+    photons: bool = Field(
+        True,
+        description="store the photons (level 0); false (needs a response): store only the "
+        "detector's image, which is then level 0 of the store's pyramid",
+    )
 
     stills: bool = Field(
         False,
@@ -113,6 +119,16 @@ class JobSpec(BaseModel):
             data = dict(data)
             data["experiment"] = _with_frames(data.get("experiment"), data.pop("frames"))
         return data
+
+    @field_validator("photons")
+    @classmethod
+    def _photons_or_response(cls, value: bool, info: ValidationInfo) -> bool:
+        if not value and info.data.get("response") is None:
+            raise ValueError(
+                "without photons a job needs a detector response (--noise, --gain, --psf, "
+                "...): the detector's image is all it stores"
+            )
+        return value
 
     @field_validator("variations")
     @classmethod
@@ -179,11 +195,13 @@ class JobSpec(BaseModel):
         return [self.frame_phi0_deg(k) for k in range(self.frames)]
 
     def options(self) -> dict[str, Any]:
-        """The job's options besides the experiment, JSON-ready (``response`` and the dataset
-        options only when set)."""
+        """The job's options besides the experiment, JSON-ready (``response``, ``photons`` and
+        the dataset options only when set)."""
         options = {name: getattr(self, name) for name in OPTION_FIELDS}
         if self.response is not None:
             options["response"] = self.response.model_dump(mode="json")
+        if not self.photons:
+            options["photons"] = False
         return options | self._dataset_options()
 
     def _dataset_options(self) -> dict[str, Any]:
@@ -199,11 +217,14 @@ class JobSpec(BaseModel):
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
-        """The job as JSON; ``response`` and the dataset options (:data:`DATASET_FIELDS`) left
-        out when not set, so jobs without them keep the fingerprint they had before."""
+        """The job as JSON; ``response``, ``photons`` and the dataset options
+        (:data:`DATASET_FIELDS`) left out when not set, so jobs without them keep the
+        fingerprint they had before."""
         data = self.model_dump(mode="json", exclude=set(DATASET_FIELDS))
         if data.get("response", 0) is None:
             del data["response"]
+        if data.get("photons") is True:
+            del data["photons"]
         return data | self._dataset_options()
 
     @classmethod

@@ -5,10 +5,14 @@ Layout of ``OUT.zarr`` (zarr v3)::
     zarr.json     group attributes: "ome" (OME-Zarr 0.5 multiscales, axes t, y, x in pixels)
                   and "braggtile" (:class:`StoreAttributes`: software version, job options,
                   full experiment, derived geometry, per-frame statistics and completion)
-    0/            level 0: (frames, slow, fast) photons/pixel, chunks (1, tile, tile)
-    1/, 2/, ...   2x2-mean pyramid levels, same chunk shape
+    0/            level 0: (frames, slow, fast) photons/pixel, chunks (1, tile, tile); absent
+                  when the job stores no photons (``JobSpec.photons`` False)
+    1/, 2/, ...   2x2-mean pyramid levels of level 0, same chunk shape (none when
+                  ``pyramid_min`` is at least the detector's longest side)
     detector/     only for a job with a detector response: (frames, slow, fast) the detector's
-                  image in ADU (uint16, or uint32 for overloads above 65535), level 0's chunks
+                  image in ADU (uint16, or uint32 for overloads above 65535), level 0's chunks,
+                  Blosc with bit shuffle (lossless: most counts are small). In a store without
+                  photons it is the multiscale's level 0 and levels 1, 2, ... are its 2x2 means
     tiles/        (frames, tile rows, tile cols, fields) float64 tile records, one chunk each
     truth/        (frames,) UTF-8 JSON, one chunk each: the frame's ground truth
                   (:class:`tiling.truth.FrameTruth`), written when the client plans the frame
@@ -50,16 +54,28 @@ RECORD_DIMENSIONS = ("t", "tile_y", "tile_x", "field")
 #: Key of a chunk of an image level: level, frame, chunk row, chunk column (zarr v3 default
 #: chunk key encoding).
 _LEVEL_CHUNK_KEY = re.compile(r"(\d+)/c/(\d+)/(\d+)/(\d+)")
+_DETECTOR_CHUNK_KEY = re.compile(DETECTOR + r"/c/(\d+)/(\d+)/(\d+)")
 
 
-def level_path(level: int) -> str:
-    """The array path of pyramid ``level`` (0 = full resolution)."""
-    return str(level)
+def level_path(level: int, photons: bool = True) -> str:
+    """The array path of pyramid ``level`` (0 = full resolution): ``"0"``, ``"1"``, ...; level
+    0 of a store without photons is the detector's image."""
+    return DETECTOR if level == 0 and not photons else str(level)
 
 
 def level_chunk_of_key(key: str) -> tuple[int, int, int, int] | None:
     """(level, frame, row, col) of a store key naming a chunk of an image level, else None."""
     match = _LEVEL_CHUNK_KEY.fullmatch(key)
+    return None if match is None else tuple(int(x) for x in match.groups())  # type: ignore[return-value]
+
+
+def tile_chunk_of_key(key: str) -> tuple[int, int, int] | None:
+    """(frame, row, col) of a store key naming a chunk written with a level-0 tile (before
+    its record): a chunk of level 0 or of the detector's image; else None."""
+    level = level_chunk_of_key(key)
+    if level is not None:
+        return level[1:] if level[0] == 0 else None
+    match = _DETECTOR_CHUNK_KEY.fullmatch(key)
     return None if match is None else tuple(int(x) for x in match.groups())  # type: ignore[return-value]
 
 
@@ -165,7 +181,9 @@ class FrameEntry(BaseModel):
 
 
 class JobOptions(BaseModel):
-    """The job's options besides the experiment (see :class:`tiling.job.JobSpec`)."""
+    """The job's options besides the experiment (see :class:`tiling.job.JobSpec`); those set
+    only when they differ from their defaults ("response", "photons": false, the dataset
+    options) are kept as extra keys."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -285,8 +303,9 @@ def geometry_attributes(
     return job_geometry(experiment, frames, frame_phi0_deg).model_dump(mode="json")
 
 
-def ome_attributes(levels: int) -> dict[str, Any]:
-    """OME-Zarr 0.5 ``ome`` attributes: one multiscale of ``levels``, axes t, y, x, in pixels."""
+def ome_attributes(levels: int, photons: bool = True) -> dict[str, Any]:
+    """OME-Zarr 0.5 ``ome`` attributes: one multiscale of ``levels``, axes t, y, x, in pixels;
+    of the photons, or (``photons`` False) of the detector's image in ADU."""
     datasets = []
     for level in range(levels):
         scale = float(1 << level)
@@ -294,7 +313,9 @@ def ome_attributes(levels: int) -> dict[str, Any]:
         transforms: list[dict[str, Any]] = [{"type": "scale", "scale": [1.0, scale, scale]}]
         if level:
             transforms.append({"type": "translation", "translation": [0.0, shift, shift]})
-        datasets.append({"path": level_path(level), "coordinateTransformations": transforms})
+        datasets.append(
+            {"path": level_path(level, photons), "coordinateTransformations": transforms}
+        )
     return {
         "version": "0.5",
         "multiscales": [
@@ -304,7 +325,9 @@ def ome_attributes(levels: int) -> dict[str, Any]:
                 "datasets": datasets,
                 "type": "mean",
                 "metadata": {
-                    "description": "level l+1 = 2x2 mean of level l; photons per level-0 pixel",
+                    "description": "level l+1 = 2x2 mean of level l; "
+                    + ("photons" if photons else "detector ADU")
+                    + " per level-0 pixel",
                     "units": "t: frame index; y (slow), x (fast): detector pixels",
                 },
             }

@@ -60,6 +60,7 @@ __all__ = [
     "TileRecord",
     "TileStore",
     "geometry_attributes",
+    "detector_compressors",
     "level_compressors",
     "software_version",
     "store_location",
@@ -78,12 +79,18 @@ def store_location(path: str, read_only: bool = False) -> Any:
     return FsspecStore.from_url(path, storage_options=options, read_only=read_only)
 
 
-#: Chunk codecs of the image levels (dask config ``braggtile.tiling.level-codec``), all zarr
-#: v3's ``blosc`` codec, read by zarr-python, ome-zarr and napari. Measured on a 1024 x 1024
-#: float32 seed tile (encode, ratio): lz4 0.3 ms, 1.00; lz4-bitshuffle 2.7 ms, 1.18;
-#: zstd-bitshuffle 7.7 ms, 1.19. Rendered photon counts have random low mantissa bits, so
-#: shuffling gains little but costs as much as the render; plain LZ4 still shrinks the empty
-#: (zero) regions of a frame (outside the ROI, beyond a resolution cut) to almost nothing.
+#: Chunk codecs of the image levels (dask config ``braggtile.tiling.level-codec``) and of the
+#: detector's image (``braggtile.tiling.detector-codec``), all zarr v3's ``blosc`` codec, read
+#: by zarr-python, ome-zarr and napari. Measured on a 1024 x 1024 float32 seed tile (encode,
+#: ratio): lz4 0.3 ms, 1.00; lz4-bitshuffle 2.7 ms, 1.18; zstd-bitshuffle 7.7 ms, 1.19.
+#: Rendered photon counts have random low mantissa bits, so shuffling gains little but costs
+#: as much as the render; plain LZ4 still shrinks the empty (zero) regions of a frame (outside
+#: the ROI, beyond a resolution cut) to almost nothing. Detector counts are small integers
+#: above an offset: on a 1024 x 1024 uint16 tile of the seed frame with photon noise,
+#: lz4-bitshuffle 0.5 ms, ratio 54; lz4 0.3 ms, 37; zstd-bitshuffle 9 ms, 126 (1.5 ms, 96
+#: at level 1); on Poisson counts of mean 60 lz4-bitshuffle 0.6 ms, 2.24 against zstd's
+#: 2.3 ms, 2.25. Means of counts (the pyramid of a store without photons) have few mantissa
+#: bits, so they take the detector's codec too.
 LEVEL_CODECS = {
     "lz4": ("lz4", "noshuffle"),
     "lz4-bitshuffle": ("lz4", "bitshuffle"),
@@ -92,19 +99,25 @@ LEVEL_CODECS = {
 }
 
 
-def level_compressors() -> list[Any]:
-    """Chunk compressors of the image levels, from ``braggtile.tiling.level-codec``."""
+def level_compressors(setting: str = "tiling.level-codec") -> list[Any]:
+    """Chunk compressors of the image levels, from ``braggtile.tiling.level-codec`` (or the
+    dask config key ``setting``, e.g. ``tiling.detector-codec``)."""
     from zarr.codecs import BloscCodec
 
-    name = str(config.get("tiling.level-codec"))
+    name = str(config.get(setting))
     if name not in LEVEL_CODECS:
         raise UserInputError(
-            f"braggtile.tiling.level-codec: {name!r} is not one of {', '.join(LEVEL_CODECS)}"
+            f"braggtile.{setting}: {name!r} is not one of {', '.join(LEVEL_CODECS)}"
         )
     codec = LEVEL_CODECS[name]
     if codec is None:
         return []
     return [BloscCodec(cname=codec[0], clevel=5, shuffle=codec[1])]
+
+
+def detector_compressors() -> list[Any]:
+    """Chunk compressors of the detector's image, from ``braggtile.tiling.detector-codec``."""
+    return level_compressors("tiling.detector-codec")
 
 
 class StoreMismatchError(UserInputError, ValueError):
@@ -177,9 +190,18 @@ class StoreReader:
 
     # --- image levels ---------------------------------------------------------------------
 
+    def has_photons(self) -> bool:
+        """Whether the store holds the photons; a store without them (``JobSpec.photons``
+        False) holds the detector's image as its level 0, in ADU."""
+        return self.job.photons
+
+    def _level(self, level: int) -> str:
+        return level_path(level, self.has_photons())
+
     def level(self, level: int) -> zarr.Array:
-        """Pyramid ``level`` (0 = full resolution): (frames, slow, fast) photons/pixel."""
-        return self._array(level_path(level))
+        """Pyramid ``level`` (0 = full resolution): (frames, slow, fast) photons/pixel (ADU
+        in a store without photons)."""
+        return self._array(self._level(level))
 
     def levels(self) -> int:
         """How many pyramid levels the store has."""
@@ -191,11 +213,11 @@ class StoreReader:
 
     def read_chunk(self, level: int, frame: int, row: int, col: int) -> np.ndarray:
         """Chunk (row, col) of ``level`` of ``frame``, cut to the level's shape."""
-        return self._io(level_path(level)).read((frame, row, col))[0]
+        return self._io(self._level(level)).read((frame, row, col))[0]
 
     def read_window(self, level: int, frame: int, window: Window) -> np.ndarray:
         """Pixels ``window`` of ``frame`` of ``level``, read chunk by chunk."""
-        io = self._io(level_path(level))
+        io = self._io(self._level(level))
         _, tile, _ = io.array.chunks
         shape = io.array.shape[1:]
         out = np.empty(window.shape, dtype=io.array.dtype)
@@ -316,14 +338,18 @@ class TileStore(StoreReader):
         group = zarr.open_group(store_location(path), mode="w", zarr_format=3)
         write_inputs(group, job, files)
         tile = job.tile
+        # levels of the photons, or (no photons) the means of the detector's counts
+        codecs = level_compressors() if job.photons else detector_compressors()
         for level, (slow, fast) in enumerate(job.level_shapes):
+            if level == 0 and not job.photons:
+                continue
             group.create_array(
                 level_path(level),
                 shape=(job.frames, slow, fast),
                 chunks=(1, tile, tile),
                 dtype=job.dtype,
                 fill_value=0.0,
-                compressors=level_compressors(),
+                compressors=codecs,
                 dimension_names=LEVEL_DIMENSIONS,
             )
         if job.response is not None:
@@ -334,7 +360,7 @@ class TileStore(StoreReader):
                 chunks=(1, tile, tile),
                 dtype=job.response.dtype,
                 fill_value=0,
-                compressors=level_compressors(),
+                compressors=detector_compressors(),
                 dimension_names=LEVEL_DIMENSIONS,
                 attributes={"units": "ADU"},
             )
@@ -359,7 +385,10 @@ class TileStore(StoreReader):
             geometry=job_geometry(job.experiment, job.frames, job.frame_phi0s()),
         )
         group.update_attributes(
-            {OME_KEY: ome_attributes(len(job.level_shapes)), ATTRS_KEY: attributes.to_json()}
+            {
+                OME_KEY: ome_attributes(len(job.level_shapes), job.photons),
+                ATTRS_KEY: attributes.to_json(),
+            }
         )
         return cls(path, group, job)
 
@@ -407,7 +436,7 @@ class TileStore(StoreReader):
 
     def chunks(self, level: int) -> ChunkIO:
         """Whole-chunk reads and writes of pyramid ``level`` (direct on local stores)."""
-        return self._io(level_path(level))
+        return self._io(self._level(level))
 
     def write_chunk(self, level: int, frame: int, row: int, col: int, data: np.ndarray) -> None:
         """Write chunk (row, col) of ``level`` of ``frame`` whole (``data``: its pixels)."""

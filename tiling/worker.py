@@ -271,7 +271,8 @@ def _render_tile(
     col: int,
     stages: dict,
 ) -> tuple[np.ndarray, TileRecord]:
-    """Render, measure and write one tile (chunk, then record); its pixels and record."""
+    """Render, measure and write one tile (chunk, then record); its level-0 pixels (the
+    detector's ADU in a store without photons) and record."""
     import torch
 
     from engine.kernel import render_window
@@ -288,14 +289,15 @@ def _render_tile(
     mask = grid.roi.part_of(window) if intersect(window, grid.roi) is not None else None
     stats = TileStatistics.from_tile(pixels, window, mask, setup.skipped(window))
     t_stats = time.perf_counter()
-    store.write_chunk(0, frame, row, col, pixels)
-    write_detector_tile(store, setup, plugin.kernels, frame, row, col, pixels, mask)
+    if store.job.photons:
+        store.write_chunk(0, frame, row, col, pixels)
+    adu = write_detector_tile(store, setup, plugin.kernels, frame, row, col, pixels, mask)
     record = TileRecord(stats, rendered_at=time.time(), render_s=time.perf_counter() - start)
     store.write_record(frame, row, col, record)
     stages["render"] += t_render - start
     stages["statistics"] += t_stats - t_render
     stages["write"] += time.perf_counter() - t_stats
-    return pixels, record
+    return (pixels if adu is None or store.job.photons else adu), record
 
 
 def _write_level1(

@@ -26,6 +26,8 @@ from tiling.exports.series import (
     ExportInputError,
     FrameNotFinished,
     Scale,
+    check_format,
+    export_scale,
     parse_frames,
     select_frames,
 )
@@ -40,15 +42,16 @@ NEXUS_TYPE = "application/x-hdf5"
 ZIP_TYPE = "application/zip"
 
 
-def _series(job: JobParams, frames: str | None, gain: float, adc: float):
+def _series(job: JobParams, fmt: str, frames: str | None, gain: float | None, adc: float | None):
     """(store, frames, scale) of the request, checked before any byte is sent."""
     try:
         reader = open_store(job.row["store"])
     except ExportInputError:
         raise NotFound("the job's store does not exist (any more)") from None
     try:
-        chosen = select_frames(reader, parse_frames(frames, job.spec.frames))
-        return reader, chosen, Scale(gain, adc)
+        check_format(reader, fmt)
+        scale = export_scale(reader, gain, adc)
+        return reader, select_frames(reader, parse_frames(frames, job.spec.frames)), scale
     except FrameNotFinished as err:
         raise NotReady(err.detail, field="frames", limit=err.limit) from None
     except ExportInputError as err:
@@ -90,15 +93,24 @@ def export_series(
         Query(max_length=32, description="A:B: 0-based frames A..B-1 (default: every finished)"),
     ] = None,
     gain: Annotated[
-        float, Query(gt=0, le=MAX_GAIN, allow_inf_nan=False, description="ADU per photon")
-    ] = 1.0,
+        float | None,
+        Query(gt=0, le=MAX_GAIN, allow_inf_nan=False, description="ADU per photon (1)"),
+    ] = None,
     adc: Annotated[
-        float, Query(ge=-MAX_ADC, le=MAX_ADC, allow_inf_nan=False, description="ADC offset, ADU")
-    ] = ADC_OFFSET,
+        float | None,
+        Query(
+            ge=-MAX_ADC,
+            le=MAX_ADC,
+            allow_inf_nan=False,
+            description=f"ADC offset, ADU ({ADC_OFFSET:g})",
+        ),
+    ] = None,
 ):
     """The job's finished frames (or ``frames``) as photons x gain + adc ADU, the same scale
-    for every frame (float: the photons); 404 naming a frame not finished yet."""
-    reader, chosen, scale = _series(job, frames, gain, adc)
+    for every frame (float: the photons); a job that stored only the detector's image (no
+    photons) as its ADU, without gain or adc (and no float); 404 naming a frame not finished
+    yet."""
+    reader, chosen, scale = _series(job, format, frames, gain, adc)
     if format == "nexus":
         return _nexus(job, reader, chosen, scale)
     from tiling.exports.archive import zip_frames

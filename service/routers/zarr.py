@@ -3,8 +3,9 @@
 Keys map to files of the store folder (``zarr.json``, ``0/c/0/1/2``, ...). A key that is not a
 file (a chunk not written yet, a folder, anything outside the store) is a 404, which zarr reads
 as "missing": chunks not written read as the fill value, so a live store is readable any time.
-A full-resolution chunk is served only once its tile's record is written (records follow their
-chunks), so a chunk left half-done by a crash is never served.
+A full-resolution chunk (of the photons or of the detector's image) is served only once its
+tile's record is written (records follow their chunks), so a chunk left half-done by a crash is
+never served.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from fastapi.responses import Response
 from service.deps import JobParams
 from service.errors import BadInput, NotFound
 from service.routers.jobs import ERRORS
-from tiling.layout import level_chunk_of_key
+from tiling.layout import tile_chunk_of_key
 
 router = APIRouter(prefix="/v1/jobs/{job_id}/zarr", tags=["zarr"])
 #: Longest key (characters) and longest part of a key (bytes of UTF-8, a file name's limit).
@@ -65,8 +66,8 @@ def zarr_key(
     another open could belong to a different file than the bytes sent."""
     check_key(key)
     path = store_file(job.row["store"], key)
-    chunk = level_chunk_of_key(key)
-    if chunk is not None and chunk[0] == 0 and not job.pixels().tile_done(*chunk[1:]):
+    tile = tile_chunk_of_key(key)
+    if tile is not None and not job.pixels().tile_done(*tile):
         raise NotFound(f"no key {key!r} in the store: its tile is not rendered yet", field="key")
     media = "application/json" if path.name == "zarr.json" else "application/octet-stream"
     try:

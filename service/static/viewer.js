@@ -304,6 +304,13 @@ function autoRange() {
       vmax = at(Number(mode));
     }
   }
+  if (vmax === null && watched.job && watched.job.photons === false) {
+    // level 0 holds the detector's ADU (a job without photons), the statistics photons:
+    // the largest loaded pixel instead
+    let values = store.sample(frame, 0);
+    if (!values.length) values = store.sample(frame, view.drawn.level);
+    if (values.length) vmax = values.reduce((a, b) => Math.max(a, b), -Infinity);
+  }
   if (vmax === null) vmax = st && Number.isFinite(st.max) ? st.max : watched.tileMax.get(frame) ?? null;
   if (vmax === null || !(vmax > vmin)) vmax = vmin + 1;
   return { vmin, vmax };

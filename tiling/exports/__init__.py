@@ -16,7 +16,14 @@ from collections.abc import Callable
 
 from engine.errors import InputError
 from tiling.exports.frames import FRAME_FORMATS
-from tiling.exports.series import ExportInputError, FrameFile, Scale, check_template, frame_path
+from tiling.exports.series import (
+    ExportInputError,
+    FrameFile,
+    Scale,
+    check_format,
+    check_template,
+    frame_path,
+)
 from tiling.store import StoreMismatchError, StoreReader
 
 #: Every export format: the series formats, then the per-frame ones.
@@ -50,6 +57,7 @@ def _folder_of(path: str) -> None:
 def export_frame(reader: StoreReader, fmt: str, frame: int, scale: Scale, path: str) -> None:
     """Write finished ``frame`` of ``reader`` in per-frame format ``fmt`` at ``path``."""
     writer, _ = FRAME_FORMATS[fmt]
+    check_format(reader, fmt)
     item = FrameFile(reader, frame, reader.read_frame(0, frame))
     try:
         writer(item, scale, path)
@@ -69,6 +77,7 @@ def export_series(
     file per frame named by the ``#`` template ``output``; returns the files written."""
     if fmt not in FORMATS:
         raise InputError("format", f"{fmt!r} is not one of {', '.join(FORMATS)}")
+    check_format(reader, fmt)
     if fmt == "nexus":
         from tiling.exports.nexus import write_nexus
 

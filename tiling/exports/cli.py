@@ -13,17 +13,24 @@ from tqdm import tqdm
 from engine.errors import InputError, run_command
 from engine.smv import ADC_OFFSET
 from tiling.exports import FORMATS, export_series, open_store
-from tiling.exports.series import Scale, parse_frames, select_frames
+from tiling.exports.series import export_scale, parse_frames, select_frames
 
 PROG = "braggtile export"
 DESCRIPTION = (
     "Export a job's finished frames (level 0) for data processing: --format nexus writes one "
     "NXmx file (dials.import run.nxs); cbf, smv and float write one file per frame named by "
     "the # characters of -o (img_#####.cbf: frame k is file k+1). Pixels become "
-    "photons x --gain + --adc-offset ADU, the same for every frame."
+    "photons x --gain + --adc-offset ADU, the same for every frame; a store rendered with "
+    "--no-photons holds the detector's ADU and is exported as stored."
 )
 #: Request fields of :mod:`tiling.exports` -> the command-line options naming them.
-OPTIONS = {"frames": "--frames", "gain": "--gain", "adc-offset": "--adc-offset", "output": "-o"}
+OPTIONS = {
+    "frames": "--frames",
+    "gain": "--gain",
+    "adc-offset": "--adc-offset",
+    "output": "-o",
+    "format": "--format",
+}
 
 
 def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -47,9 +54,16 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         metavar="A:B",
         help="0-based frames A..B-1 (or K); default: every finished frame",
     )
-    p.add_argument("--gain", type=float, default=1.0, help="ADU per photon (default 1)")
     p.add_argument(
-        "--adc-offset", type=float, default=ADC_OFFSET, help=f"ADU added (default {ADC_OFFSET:g})"
+        "--gain",
+        type=float,
+        help="ADU per photon (default 1; not for a store rendered with --no-photons, whose "
+        "detector ADU are exported as stored)",
+    )
+    p.add_argument(
+        "--adc-offset",
+        type=float,
+        help=f"ADU added (default {ADC_OFFSET:g}; not for a store rendered with --no-photons)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -81,8 +95,8 @@ def _export(args: argparse.Namespace) -> int:
     if args.format is None:
         return 0
     try:
-        scale = Scale(args.gain, args.adc_offset)
         reader = open_store(args.store)
+        scale = export_scale(reader, args.gain, args.adc_offset)
         frames = select_frames(reader, parse_frames(args.frames, reader.attributes.job.frames))
         with tqdm(
             total=len(frames), unit="frame", disable=args.no_progress, file=sys.stderr

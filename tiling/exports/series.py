@@ -3,7 +3,9 @@
 Frames are 0-based store indices; file numbers (the ``#`` characters of a template, as DIALS
 spells them) are frame + 1. The scale is one linear map for every frame of a job, never an
 automatic per-frame scale: ADU = photons x gain + offset, rounded to the nearest integer and
-clipped to the format's range.
+clipped to the format's range. A store without photons (rendered with ``--no-photons``) holds
+the detector's image in ADU: it is exported as stored (the identity scale, :func:`export_scale`),
+and the float format, which is photons, is refused.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ _TEMPLATE_RUN = re.compile(r"#+")
 
 @dataclass(frozen=True)
 class FrameFile:
-    """A finished frame to write: the store, its 0-based index and its photons (slow, fast)."""
+    """A finished frame to write: the store, its 0-based index and its level-0 pixels (slow,
+    fast): photons, or the detector's ADU in a store without photons."""
 
     reader: StoreReader
     frame: int
@@ -138,6 +141,40 @@ def frame_path(template: str, frame: int) -> str:
 
 
 def max_photons(reader: StoreReader, frames: list[int]) -> float:
-    """The largest pixel value (photons) of ``frames``, from their stored statistics."""
+    """The largest level-0 value of ``frames``: photons, from their stored statistics; in a
+    store without photons the detector's overload (ADU), the most its response makes."""
+    if not reader.has_photons():
+        return float(reader.job.response.overload)  # type: ignore[union-attr]
     values = [reader.frame_statistics(k) for k in frames]
     return max((float(s.max_I) for s in values if s is not None), default=0.0)
+
+
+#: Exported as stored: a store without photons already holds ADU.
+IDENTITY = Scale(1.0, 0.0)
+
+
+def export_scale(reader: StoreReader, gain: float | None, offset: float | None) -> Scale:
+    """The photons -> ADU map of an export of ``reader``: ``gain`` and ``offset`` (None: 1
+    and 40); for a store without photons :data:`IDENTITY`, and an ExportInputError naming
+    ``gain`` or ``adc-offset`` when either is given."""
+    if reader.has_photons():
+        return Scale(1.0 if gain is None else gain, ADC_OFFSET if offset is None else offset)
+    for field, value in (("gain", gain), ("adc-offset", offset)):
+        if value is not None:
+            raise ExportInputError(
+                field,
+                "the store holds the detector's image in ADU (rendered with --no-photons), "
+                "exported as stored: leave out the gain and ADC offset",
+            )
+    return IDENTITY
+
+
+def check_format(reader: StoreReader, fmt: str) -> None:
+    """ExportInputError("format") if ``reader`` cannot give format ``fmt``: float files are
+    photons, which a store rendered with ``--no-photons`` does not hold."""
+    if fmt == "float" and not reader.has_photons():
+        raise ExportInputError(
+            "format",
+            "float files are photons, and this store holds only the detector's image "
+            "(rendered with --no-photons): export nexus, cbf or smv",
+        )
