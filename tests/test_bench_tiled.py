@@ -90,3 +90,25 @@ def test_tiled_bench_help_and_bad_input():
         assert proc.stderr.strip().splitlines() == [
             "braggtile bench: error: --tile: Input should be greater than or equal to 1"
         ]
+
+
+def test_tiled_bench_times_a_dataset_of_stills():
+    """--stills N --vary: a dataset job (small frames, several per task), its frames/s and the
+    kernel's on the job's own frames."""
+    small = "-cell 78 78 37 90 90 90 -N 6 -default_F 100 -lambda 1 -distance 120 -detpixels 64"
+    cmd = [sys.executable, "-m", "service.cli", "bench", "--tiled", "--workers", "1",
+           "--stills", "6", "--vary", "orientation=random", "--vary", "N=uniform:3,12",
+           "--seed", "3", "--repeat", "1", "--nanobragg", small]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["frames"] == 6 and result["tiles"] == 6 and result["pixels"] == 6 * 64 * 64
+    warm = result["warm_job_seconds"]
+    assert result["frames_per_s"] == pytest.approx(6 / warm, rel=1e-3, abs=1e-3)
+    assert result["kernel_frames_per_s"] == pytest.approx(
+        1 / result["kernel_warm_seconds"], rel=1e-3, abs=1e-3
+    )
+    bad = [*cmd[:7], "--stills", "0", "--nanobragg", small]
+    proc = subprocess.run(bad, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["braggtile bench: error: --stills: must be >= 1"]
