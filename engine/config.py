@@ -15,6 +15,10 @@ import dask.config
 import yaml
 
 COMPILE_ALIAS = "BRAGGTILE_COMPILE"
+#: Columns of a compiled kernel block (engine/kernel.py): on a CPU, the default tile edge
+#: (512), so tiles of 512 and multiples are never padded; on a GPU, wider blocks fill the
+#: device. The tiling graph (torch-free) puts narrower tiles side by side to fill a block.
+BLOCK_COLS = {"cpu": 512, "cuda": 2048}
 _DEFAULTS = os.path.join(os.path.dirname(__file__), "braggtile.yaml")
 _MODES = {
     "on": "on", "1": "on", "true": "on", "yes": "on",

@@ -131,9 +131,8 @@ def _reduce(st: Structure, ft: FrameTensors, intensity, omega, polar, valid, cap
 # ------------------------------------------------------------------------ block shapes
 
 
-#: Columns of a compiled block: on a CPU, the default tile edge (512), so tiles of 512 and
-#: multiples are never padded; on a GPU, wider blocks fill the device.
-BLOCK_COLS = {"cpu": 512, "cuda": 2048}
+#: Columns of a compiled block (defined torch-free in :mod:`engine.config` for the graph).
+BLOCK_COLS = config.BLOCK_COLS
 
 
 def _samples_per_pixel(setup: FrameSetup) -> int:

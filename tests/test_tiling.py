@@ -8,11 +8,13 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import dask.config
 import numpy as np
 import pytest
 import torch
 
 from engine.cli import render_frame
+from engine.kernel import block_shape, render_window
 from engine.model import Experiment
 from engine.resolve import parse_nanobragg
 from engine.setup import prepare_frame
@@ -21,13 +23,13 @@ from engine.statistics import TileStatistics
 from engine.window import Window
 from tiling.cluster import connect
 from tiling.events import FrameDone, JobDone, JobStarted, TileDone
-from tiling.graph import render_job
+from tiling.graph import chunks_per_task, render_job
 from tiling.grid import TileGrid, beam_centre_pixels, roi_window
 from tiling.job import JobSpec
 from tiling.outputs import NanoBraggFiles, requested_outputs
 from tiling.pyramid import bin2x2, children, level_chunks, level_shapes
 from tiling.store import StoreMismatchError, StoreReader, TileStore
-from tiling.worker import worker_info
+from tiling.worker import render_runs, worker_info
 
 BASE = "-N 5 -cell 100 100 100 90 90 90 -default_F 100 -lambda 1 -distance 100"
 
@@ -407,3 +409,54 @@ def test_an_existing_cluster_is_used_by_address_or_environment(
     cores = len(os.sched_getaffinity(0))
     assert {i["torch_threads"] for i in infos} == {max(1, cores // len(infos))}
     assert len(workers(client)) == 2  # the cluster outlives the client that borrowed it
+
+
+def test_tasks_put_narrow_tiles_side_by_side_to_fill_a_block() -> None:
+    """A task spans a compiled block's columns (512 on a CPU, 2048 on a GPU) in level-1
+    chunks of 2 x 2 tiles; tiles as wide as a block keep one chunk per task."""
+    assert [chunks_per_task(t, "cpu") for t in (16, 128, 200, 256, 512, 1024)] == [
+        16,
+        2,
+        2,
+        1,
+        1,
+        1,
+    ]
+    assert [chunks_per_task(t, "cuda") for t in (128, 1024)] == [8, 1]
+    assert chunks_per_task(128, "auto") == chunks_per_task(128, "cpu")
+
+
+def test_narrow_tiles_render_in_block_sized_runs() -> None:
+    """A worker renders the tiles of each block-sized cell of the grid as one window."""
+    setup = prepare_frame(experiment("-detpixels 1024"), torch.float32, "cpu")
+    rows, cols = block_shape(setup)
+    grid = TileGrid(1024, 1024, 128, Window.full(1024, 1024))
+    tiles = [(t.row, t.col) for t in grid.tiles()]
+    runs = render_runs(grid, tiles, setup)
+    assert sorted(key for run in runs for key in run) == sorted(tiles)
+    per_run = -(-rows // 128) * -(-cols // 128)
+    assert {len(run) for run in runs} == {per_run} and len(runs) == len(tiles) // per_run
+    for run in runs:  # a run is one cell of the block grid
+        assert len({(r * 128 // rows, c * 128 // cols) for r, c in run}) == 1
+    wide = TileGrid(1024, 1024, 1024, Window.full(1024, 1024))
+    assert render_runs(wide, [(0, 0)], setup) == [[(0, 0)]]
+
+
+@pytest.mark.parametrize("mode", ["on", "off"])
+def test_tiles_rendered_together_equal_tiles_rendered_alone(tmp_path: Path, mode: str) -> None:
+    """Tiles narrower than a block render as one window per run, then are cut apart: every
+    tile of the store equals, bit for bit, that tile rendered alone (compiled and eager)."""
+    exp = experiment("-N 4 -detpixels_f 300 -detpixels_s 200")
+    job = JobSpec(exp, tile=48, pyramid_min=60)
+    with dask.config.set({"braggtile.compile.mode": mode}):
+        with connect(in_process=True) as client:
+            render_job(client, str(tmp_path / "n.zarr"), job)
+        setup = prepare_frame(exp, torch.float32, "cpu")
+        alone = np.zeros((200, 300), dtype=np.float32)
+        for tile in job.grid.tiles():
+            w = tile.window
+            alone[w.slow0 : w.slow1, w.fast0 : w.fast1] = render_window(setup, w).numpy()
+    store = read_store(tmp_path / "n.zarr")
+    assert alone.max() > 0
+    np.testing.assert_array_equal(store.read_frame(0, 0), alone)
+    assert_pyramid(store, 0)

@@ -6,6 +6,9 @@
                     [--noise ... | --no-pyramid | --pyramid-min P | --no-photons]
                     (--nanobragg "ARGS" | --spec job.json | -- ARGS)
 
+``braggtile bench --tile-sweep`` times jobs of the same frames at several tile sizes instead
+(:mod:`tiling.sweep`).
+
 Starts (or connects to) the cluster, renders the job into a fresh store in a temporary
 folder once (``first_job_seconds``: fresh workers, kernels loaded from the on-disk cache),
 then ``repeat`` more times (``warm_job_seconds``: their median), each into a new store with
@@ -278,10 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     """``braggtile bench``: the tiled benchmark with ``--tiled``, else the in-process one
     (:mod:`engine.bench`); returns the process exit status (2 for bad input)."""
     from engine import bench
+    from tiling import sweep
 
     argv = list(sys.argv[1:] if argv is None else argv)
     own = argv[: argv.index("--")] if "--" in argv else argv
-    if not {"--tiled", "-h", "--help"} & set(own):
+    if not {"--tiled", "--tile-sweep", "-h", "--help"} & set(own):
         return bench.main(argv)
     try:
         own, nanobragg = split_nanobragg(argv)
@@ -290,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     parser = bench._parser()
     add_arguments(parser)
+    sweep.add_arguments(parser)
     try:
         args = parser.parse_args(own)
     except SystemExit as stop:  # --help, or bad arguments (argparse printed why)
@@ -300,7 +305,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.repeat < 1:
             raise InputError("--repeat", "must be >= 1")
         experiment, dtype_name, _, spec_tile = bench._load(args)
-        result = run(args, experiment, args.dtype or dtype_name or "float32", spec_tile)
+        dtype_name = args.dtype or dtype_name or "float32"
+        if args.tile_sweep:
+            result = sweep.run(args, _job(args, experiment, dtype_name, spec_tile))
+        else:
+            result = run(args, experiment, dtype_name, spec_tile)
         print(json.dumps(result), flush=True)
         return 0
 

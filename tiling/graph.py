@@ -1,8 +1,10 @@
 """The Dask graph of a job, frames x tiles, driven from the client.
 
 Tiles are submitted frame by frame (a bounded number pending at a time), one task per level-1
-pyramid chunk: it renders that chunk's (up to 2 x 2) tiles, writes each tile's chunk and record,
-then bins the level-1 chunk from the tiles in memory. Tasks nearest the beam centre go first
+pyramid chunk, or per few of them side by side when tiles are narrower than the kernel's block
+(:func:`chunks_per_task`): it renders their (2 x 2 each) tiles, adjacent tiles as one window
+(:func:`tiling.worker.render_runs`), writes each tile's chunk and record, then bins the level-1
+chunks from the tiles in memory. Tasks nearest the beam centre go first
 (Dask priorities). When a frame's last task lands, the client merges the tiles' statistics
 partials into the frame statistics (group attributes), then submits the rest of that frame's
 pyramid: one task per output chunk of each level, each depending on the chunks it bins, and
@@ -27,6 +29,7 @@ from typing import Any, Literal
 from distributed import Client, Future, as_completed
 
 from engine import config
+from engine.config import BLOCK_COLS
 from engine.statistics import TileStatistics, merge_all
 from tiling.events import EventHook, FrameDone, JobDone, JobStarted, TileDone
 from tiling.grid import Tile, beam_centre_pixels
@@ -183,14 +186,14 @@ class _Run:
         """True if a frame's tiles all lie in one level-1 chunk, whose pyramid below is one
         chunk a level: then a task renders whole frames (:class:`FramesTask`)."""
         shapes, tile = self.job.level_shapes, self.job.tile
-        if len(self.groups(self.order)) != 1:
+        if len({(t.row // 2, t.col // 2) for t in self.order}) != 1:
             return False
         return len(shapes) < 2 or max(shapes[1]) <= tile
 
     def feed(self) -> None:
         """Submit the tiles of queued frames, in frame order, up to ``max_pending_tiles``: one
-        task per level-1 pyramid chunk, rendering its missing tiles (up to 2 x 2) and writing
-        that chunk (a chunk whose tiles are all recorded is only binned again)."""
+        task per group of level-1 pyramid chunks (:meth:`groups`), rendering their missing tiles
+        and writing those chunks (a chunk whose tiles are all recorded is only binned again)."""
         while self.queue:
             if self.group and self.feed_frames():
                 continue
@@ -202,15 +205,15 @@ class _Run:
                 return
             frame = self.queue.popleft()
             self.store.write_truth(frame, frame_truth(self.job, frame).model_dump(mode="json"))
-            for rank, (chunk, tiles) in enumerate(self.groups(state.missing)):
-                key = f"bt-tiles-{self.token}-{frame}-{chunk[0]}-{chunk[1]}"
+            for rank, (chunks, tiles) in enumerate(self.groups(state.missing)):
+                key = f"bt-tiles-{self.token}-{frame}-{chunks[0][0]}-{chunks[0][1]}"
                 self.submit(
                     render_tiles,
                     key,
                     frame,
                     [(t.row, t.col) for t in tiles],
                     self.device,
-                    chunk if self.level1 else None,
+                    chunks if self.level1 else None,
                     priority=-(frame * len(self.order) + rank),
                     resources=self.resources,
                 )
@@ -249,18 +252,28 @@ class _Run:
         self.tasks[key] = FramesTask(batch, {(t.row, t.col): t for t in self.order})
         return True
 
-    def groups(self, missing: list[Tile]) -> list[tuple[tuple[int, int], list[Tile]]]:
-        """The tasks of a frame: (level-1 chunk, its missing tiles in beam-centre order), the
-        chunk of the tile nearest the beam first; with a pyramid, every level-1 chunk of the ROI
-        (those with no missing tile are binned again, as a resumed frame may lack them)."""
-        groups: dict[tuple[int, int], list[Tile]] = {}
+    def groups(self, missing: list[Tile]) -> list[tuple[list[tuple[int, int]], list[Tile]]]:
+        """The tasks of a frame: (its level-1 chunks, its missing tiles in beam-centre order),
+        the task of the tile nearest the beam first. A task holds the level-1 chunks (2 x 2
+        tiles each) of :func:`chunks_per_task` side by side, so tiles narrower than the
+        kernel's block render together; with a pyramid, every level-1 chunk of the ROI is in a
+        task (those with no missing tile are binned again, as a resumed frame may lack them)."""
+        span = chunks_per_task(self.job.tile, self.device)
+        groups: dict[tuple[int, int], tuple[list[tuple[int, int]], list[Tile]]] = {}
+
+        def group(chunk: tuple[int, int]) -> tuple[list[tuple[int, int]], list[Tile]]:
+            entry = groups.setdefault((chunk[0], chunk[1] // span), ([], []))
+            if chunk not in entry[0]:
+                entry[0].append(chunk)
+            return entry
+
         for tile in missing:
-            groups.setdefault((tile.row // 2, tile.col // 2), []).append(tile)
+            group((tile.row // 2, tile.col // 2))[1].append(tile)
         if self.level1:
             job = self.job
             for chunk in level_chunks(job.level_shapes, 1, job.tile, self.grid.roi):
-                groups.setdefault(chunk, [])
-        return list(groups.items())
+                group(chunk)
+        return list(groups.values())
 
     def finish_tiles(self, frame: int, first: int) -> None:
         """All tiles of ``frame`` are in: record its statistics, submit its pyramid from level
@@ -410,6 +423,14 @@ class _Run:
         live = list(self.live.values())
         for i in range(0, len(live), CANCEL_BATCH):
             self.client.cancel(live[i : i + CANCEL_BATCH])
+
+
+def chunks_per_task(tile: int, device: str) -> int:
+    """Level-1 chunks (2 x 2 tiles) side by side in a task: enough for the task's tiles to
+    span a compiled block's columns (:data:`engine.config.BLOCK_COLS`, of a GPU for ``device``
+    "cuda", else of a CPU), so that tiles narrower than a block render as one window."""
+    cols = BLOCK_COLS["cuda" if device == "cuda" else "cpu"]
+    return max(1, -(-cols // (2 * tile)))
 
 
 def render_job(

@@ -28,7 +28,8 @@ def render_frames(
     Returns each frame's result, in ``frames`` order."""
     results = []
     for frame in frames:
-        result = render_tiles(path, fingerprint, frame, tiles, device, level1)
+        chunks = None if level1 is None else [level1]
+        result = render_tiles(path, fingerprint, frame, tiles, device, chunks)
         if level1 is not None:
             result.stages["pyramid"] += _tail(path, fingerprint, frame)
         results.append(result)

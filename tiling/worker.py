@@ -28,7 +28,7 @@ from engine.window import Window
 from tiling import gate
 from tiling.allocator import tune_allocator
 from tiling.detector import write_detector_tile
-from tiling.grid import intersect
+from tiling.grid import TileGrid, intersect
 from tiling.inputs import local_experiment
 from tiling.pyramid import bin2x2, children, chunk_window, source_window
 from tiling.store import TileRecord, TileStore
@@ -218,40 +218,102 @@ def render_tiles(
     frame: int,
     tiles: list[tuple[int, int]],
     device: str,
-    level1: tuple[int, int] | None = None,
+    level1: list[tuple[int, int]] | None = None,
 ) -> TileGroupResult:
     """Render ``tiles`` ((row, col) each) of ``frame``, writing each level-0 chunk, then its
-    record; then, if ``level1`` is given, write that pyramid level-1 chunk, binned from the
+    record; then write each of the pyramid's ``level1`` chunks (if given), binned from the
     tiles in memory (its other tiles, already recorded or outside the ROI, read from the store).
 
-    A task renders the tiles of one level-1 chunk (up to 2 x 2), so the first pyramid level
-    never reads level 0 back and the client handles a quarter of the tasks. A tile held by the
-    test gate (:mod:`tiling.gate`) waits for its release before it renders.
+    A task renders the tiles of one or more level-1 chunks side by side (:mod:`tiling.graph`),
+    so the first pyramid level never reads level 0 back. Tiles narrower or shorter than the
+    kernel's block render together (:func:`render_runs`): one kernel call for a run of
+    adjacent tiles, so a small tile costs its own pixels, not a padded block. A tile held by
+    the test gate (:mod:`tiling.gate`) holds its run until its release.
     """
     start = time.perf_counter()
     plugin = current_plugin()
     store = plugin.store(path, fingerprint)
     stages = dict.fromkeys(STAGES, 0.0)
     parts: dict[tuple[int, int], np.ndarray] = {}  # each tile, binned when tiles are even
-    results = []
+    results: dict[tuple[int, int], TileResult] = {}
     setup = None
     if tiles:
         setup = plugin.frame_setup(store, frame, plugin.device(device))
     stages["setup"] = time.perf_counter() - start
-    for row, col in tiles:
-        gate.before_tile(frame, row, col)
-        data, record = _render_tile(plugin, store, setup, frame, row, col, stages)
-        gate.after_tile(frame, row, col)
-        results.append(TileResult(row, col, record))
-        if level1 is not None:
-            t0 = time.perf_counter()
-            parts[(row, col)] = _level1_part(store, data)
-            stages["pyramid"] += time.perf_counter() - t0
-    if level1 is not None:
+    for run in render_runs(store.job.grid, tiles, setup):
+        for row, col in run:
+            gate.before_tile(frame, row, col)
+        for (row, col), (pixels, seconds) in _render_run(plugin, store, setup, run, stages):
+            key = (frame, row, col)
+            data, record = _finish_tile(plugin, store, setup, key, pixels, seconds, stages)
+            gate.after_tile(frame, row, col)
+            results[(row, col)] = TileResult(row, col, record)
+            if level1 is not None:
+                t0 = time.perf_counter()
+                parts[(row, col)] = _level1_part(store, data)
+                stages["pyramid"] += time.perf_counter() - t0
+    for chunk in level1 or ():
         t0 = time.perf_counter()
-        _write_level1(store, frame, level1, parts)
+        _write_level1(store, frame, chunk, parts)
         stages["pyramid"] += time.perf_counter() - t0
-    return TileGroupResult(results, stages)
+    return TileGroupResult([results[tuple(key)] for key in tiles], stages)
+
+
+def render_runs(
+    grid: TileGrid, tiles: list[tuple[int, int]], setup: FrameSetup | None
+) -> list[list[tuple[int, int]]]:
+    """``tiles`` in runs that render as one window: the tiles of each cell of a grid of
+    ceil(block rows / tile) x ceil(block columns / tile) tiles (the compiled block's shape,
+    :func:`engine.kernel.block_shape`), in the order of their first tile in ``tiles``. A tile
+    as large as the block is a run of its own."""
+    if setup is None:
+        return []
+    from engine.kernel import block_shape
+
+    rb, fb = block_shape(setup)
+    kr, kc = -(-rb // grid.tile), -(-fb // grid.tile)
+    runs: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for row, col in tiles:
+        runs.setdefault((row // kr, col // kc), []).append((row, col))
+    return list(runs.values())
+
+
+def _render_run(
+    plugin: TilingPlugin,
+    store: TileStore,
+    setup: FrameSetup,
+    run: list[tuple[int, int]],
+    stages: dict,
+) -> list[tuple[tuple[int, int], tuple[np.ndarray, float]]]:
+    """Render the bounding window of ``run``'s tiles in one call; each tile's pixels (a
+    contiguous copy of its part, bit for bit its own render: a pixel never depends on its
+    window) and its share of the render's seconds, by pixels."""
+    import torch
+
+    from engine.kernel import render_window
+
+    start = time.perf_counter()
+    grid = store.job.grid
+    windows = [grid.window(row, col) for row, col in run]
+    union = Window(
+        min(w.slow0 for w in windows),
+        max(w.slow1 for w in windows),
+        min(w.fast0 for w in windows),
+        max(w.fast1 for w in windows),
+    )
+    values = render_window(setup, union, plugin.kernels)
+    if values.device.type == "cuda":
+        torch.cuda.synchronize(values.device)
+    image = values.cpu().numpy()
+    seconds = time.perf_counter() - start
+    stages["render"] += seconds
+    out = []
+    for key, w in zip(run, windows, strict=True):
+        s0, f0 = w.slow0 - union.slow0, w.fast0 - union.fast0
+        part = image[s0 : s0 + w.shape[0], f0 : f0 + w.shape[1]]
+        share = seconds * w.pixels / union.pixels
+        out.append((key, (part if len(run) == 1 else np.ascontiguousarray(part), share)))
+    return out
 
 
 def _level1_part(store: TileStore, pixels: np.ndarray) -> np.ndarray:
@@ -262,29 +324,22 @@ def _level1_part(store: TileStore, pixels: np.ndarray) -> np.ndarray:
     return bin2x2(pixels).astype(store.job.dtype)
 
 
-def _render_tile(
+def _finish_tile(
     plugin: TilingPlugin,
     store: TileStore,
     setup: FrameSetup,
-    frame: int,
-    row: int,
-    col: int,
+    key: tuple[int, int, int],
+    pixels: np.ndarray,
+    render_s: float,
     stages: dict,
 ) -> tuple[np.ndarray, TileRecord]:
-    """Render, measure and write one tile (chunk, then record); its level-0 pixels (the
-    detector's ADU in a store without photons) and record."""
-    import torch
-
-    from engine.kernel import render_window
-
+    """Measure and write rendered tile ``key`` (frame, row, col): chunk, then record; its
+    level-0 pixels (the detector's ADU in a store without photons) and record (``render_s``:
+    its share of the render's seconds, to which its statistics and writes are added)."""
+    frame, row, col = key
     start = time.perf_counter()
     grid = store.job.grid
     window = grid.window(row, col)
-    values = render_window(setup, window, plugin.kernels)
-    if values.device.type == "cuda":
-        torch.cuda.synchronize(values.device)
-    t_render = time.perf_counter()
-    pixels = values.cpu().numpy()
     # ROI pixels of the tile (None: all; a tile wholly outside counts all its pixels, as before)
     mask = grid.roi.part_of(window) if intersect(window, grid.roi) is not None else None
     stats = TileStatistics.from_tile(pixels, window, mask, setup.skipped(window))
@@ -292,10 +347,10 @@ def _render_tile(
     if store.job.photons:
         store.write_chunk(0, frame, row, col, pixels)
     adu = write_detector_tile(store, setup, plugin.kernels, frame, row, col, pixels, mask)
-    record = TileRecord(stats, rendered_at=time.time(), render_s=time.perf_counter() - start)
+    end = time.perf_counter()
+    record = TileRecord(stats, rendered_at=time.time(), render_s=render_s + end - start)
     store.write_record(frame, row, col, record)
-    stages["render"] += t_render - start
-    stages["statistics"] += t_stats - t_render
+    stages["statistics"] += t_stats - start
     stages["write"] += time.perf_counter() - t_stats
     return (pixels if adu is None or store.job.photons else adu), record
 
