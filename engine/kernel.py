@@ -35,6 +35,7 @@ import torch
 
 from engine import config
 from engine.frame import FrameSetup, FrameTensors, Structure
+from engine.memory import keep_freed_memory
 from engine.physics import (
     capture_fraction,
     fcell_squared,
@@ -515,6 +516,7 @@ def render_window(
     and where the ``-mask`` file is 0.
 
     ``kernels``: the block functions to use and keep (default :meth:`KernelCache.shared`)."""
+    keep_freed_memory()  # block buffers reused from the heap, not mapped per call
     kernels = kernels or KernelCache.shared()
     geo = setup.detector
     window = Window(*window).validate(geo.slow_pixels, geo.fast_pixels)

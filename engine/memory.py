@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import os
 import resource
+
+#: glibc's mallopt parameters (malloc.h) and the values :func:`keep_freed_memory` sets.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_BYTES = 256 << 20
+TRIM_THRESHOLD_BYTES = 1 << 30
 
 
 def peak_rss_mib() -> float:
@@ -21,6 +29,30 @@ def peak_rss_mib() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Let glibc reuse freed kernel buffers instead of unmapping them (once per process).
+
+    A compiled block allocates its intermediate buffers on every call; those above glibc's
+    mmap threshold (at most 32 MiB by default) are mapped fresh and unmapped each time, so each
+    call pays a page fault per 4 KiB touched. A 512x512 frame of 1080 samples per pixel (16x512
+    blocks, 35 MB buffers) spent 2/3 of its time in the kernel's page faults: 2.66 s warm, 0.89
+    s with allocations up to :data:`MMAP_THRESHOLD_BYTES` served from the heap and up to
+    :data:`TRIM_THRESHOLD_BYTES` of freed heap kept. Returns whether both settings took
+    (False off glibc).
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    mmap_ok = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
+    trim_ok = mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
+    return mmap_ok and trim_ok
 
 
 #: Bytes per detector pixel of a whole-frame render: the float32 image (4), the int and noise
