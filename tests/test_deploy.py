@@ -28,7 +28,7 @@ from engine import render
 from engine.resolve import parse_nanobragg
 from tiling.batch import BATCH_CLUSTERS
 from tiling.cluster import register_plugin
-from tiling.graph import render_job
+from tiling.graph import chunks_per_task, render_job
 from tiling.job import JobSpec
 from tiling.worker import worker_info
 
@@ -243,7 +243,7 @@ def test_render_on_a_scheduler_and_workers_started_as_compose_does(
 def test_a_mixed_cluster_renders_tiles_on_cpu_and_gpu_workers(
     compose_cluster: str, tmp_path: Path
 ) -> None:
-    args = f"{ARGS} -detpixels 128"
+    args = f"{ARGS} -detpixels_f 128 -detpixels_s 512"
     job = JobSpec(experiment=parse_nanobragg(shlex.split(args)).experiment, tile=16)
     with Client(compose_cluster, timeout=60) as client:
         register_plugin(client)
@@ -264,7 +264,10 @@ def test_a_mixed_cluster_renders_tiles_on_cpu_and_gpu_workers(
             # stream is read from the scheduler when the block ends: every task is in it
             render_job(client, str(tmp_path / "m.zarr"), job, device="auto")
     tasks = [t for t in stream.data if str(t["key"]).startswith("bt-tiles-")]
-    assert len(tasks) == 16  # one task per level-1 chunk: 2 x 2 of the 8 x 8 tiles
+    # tiles of 16 are narrower than a kernel block: a task spans a row of level-1 chunks (2 x 2
+    # tiles), here the grid's 4 side by side, so one task per chunk row: 16 of the 32 x 8 tiles
+    assert chunks_per_task(job.tile, "auto") >= 4
+    assert len(tasks) == 16
     on_gpu = sum(t["worker"] in gpu_workers for t in tasks)
     assert 0 < on_gpu < len(tasks), "tiles must land on both the GPU worker and the CPU workers"
     image = zarr.open_group(str(tmp_path / "m.zarr"), mode="r")["0"][0]

@@ -55,6 +55,10 @@ CLUSTER = ("--workers", "1", "--torch-threads", "1")
 #: The tile held while a fault strikes: the last frame's, near the beam centre, so that with
 #: one worker thread the first frame is done and the second has barely begun.
 HELD = (1, 6, 6)
+#: A tile of another task of the last frame (a corner, far from the beam: its task comes after
+#: HELD's), held until the service has exited, so the drained job cannot finish before its
+#: render is stopped, however fast the rest of it renders.
+LAST = (1, 0, 0)
 
 
 def rendered_at(store: Path) -> dict[tuple[int, int, int], float]:
@@ -129,6 +133,7 @@ def test_serve_killed_mid_job_resumes_and_keeps_finished_tiles(tmp_path: Path) -
 def test_sigterm_drains_then_the_job_resumes(tmp_path: Path) -> None:
     database = tmp_path / "jobs.db"
     held = gate(tmp_path)
+    held.hold(LAST)
     with serving(tmp_path, database, CLUSTER) as (url, proc):
         with httpx.Client(base_url=url, timeout=TIMEOUT) as http:
             job = hold_mid_job(http, held)
@@ -144,7 +149,7 @@ def test_sigterm_drains_then_the_job_resumes(tmp_path: Path) -> None:
             assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue")
             os.kill(proc.pid, signal.SIGTERM)
             wait_for_removal(ready_file(tmp_path), 60)  # drained: no new jobs from here on
-            held.release(HELD)  # the held task ends; the job stays unfinished (cancelled)
+            held.release(HELD)  # the held task ends; LAST's task keeps the job unfinished
             sock.sendall(body)
             reply = b""
             while chunk := sock.recv(65536):
