@@ -27,9 +27,10 @@ PSF = (
 NOISE = ("--noise", "--seed", "7", "--gain", "2.5", "--overload", "60000")
 
 
-def _render(out: Path, *extra: str) -> subprocess.CompletedProcess:
+def render_in_process(out: Path, args: str, *extra: str) -> subprocess.CompletedProcess:
+    """``braggtile render --in-process`` of ``args`` into ``out`` in a new process."""
     cmd = [
-        sys.executable, "-m", "tiling", "render", "--nanobragg", ARGS, "-o", str(out),
+        sys.executable, "-m", "tiling", "render", "--nanobragg", args, "-o", str(out),
         "--in-process", "--no-progress", *extra,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -41,7 +42,7 @@ def test_psf_tiles_equal_the_whole_frame_and_photons_are_kept(tmp_path: Path) ->
     renders = {"tiled": ("128", PSF), "whole": ("300", PSF), "noisy": ("128", NOISE)}
     renders["plain"] = ("128", ())
     for name, (tile, extra) in renders.items():
-        proc = _render(tmp_path / name, "--tile", tile, *extra)
+        proc = render_in_process(tmp_path / name, ARGS, "--tile", tile, *extra)
         assert proc.returncode == 0, proc.stderr
     store = {name: StoreReader(str(tmp_path / name)) for name in renders}
     assert not store["plain"].has_detector()
@@ -70,6 +71,6 @@ def test_bad_response_options_name_the_option(tmp_path: Path) -> None:
         (("--overload", "0"), "--overload"),
         (("--gain", "-1"), "--gain"),
     ):
-        proc = _render(tmp_path / "bad.zarr", *extra)
+        proc = render_in_process(tmp_path / "bad.zarr", ARGS, *extra)
         assert proc.returncode == 2, proc.stderr
         assert option in proc.stderr and "Traceback" not in proc.stderr

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import zarr
 from test_export import parse_smv
+from test_response_tiled import render_in_process
 from test_service import TIMEOUT, read_events, serving, submit
 
 from engine.resolve import parse_nanobragg
@@ -47,21 +48,11 @@ STORES = {
 }
 
 
-def _render(out: Path, args: str, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable, "-m", "tiling", "render", "--nanobragg", args, "-o", str(out),
-        "--in-process", "--no-progress", *extra,
-    ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("DASK_SCHEDULER_ADDRESS", None)
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-
-
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("bytes")
     for name, (args, extra) in STORES.items():
-        proc = _render(folder / name, args, *extra)
+        proc = render_in_process(folder / name, args, *extra)
         assert proc.returncode == 0, proc.stderr
     return {name: folder / name for name in STORES}
 
@@ -107,7 +98,7 @@ def test_a_resumed_counts_only_store_bins_its_pyramid_from_the_counts(stores, tm
     shutil.rmtree(path / "1" / "c")
     assert StoreReader(str(path)).complete_frames() == set()
     args, extra = STORES["counts"]
-    proc = _render(path, args, *extra)
+    proc = render_in_process(path, args, *extra)
     assert proc.returncode == 0, proc.stderr
     assert "0 tiles rendered, 18 resumed" in proc.stdout
     store = StoreReader(str(path))
@@ -179,7 +170,7 @@ def test_store_options_that_do_not_fit_are_one_line_errors(tmp_path: Path) -> No
         (SMALL, ("--no-pyramid", "--pyramid-min", "64"), "--no-pyramid"),
         (f"{SMALL} -floatfile f.bin", ("--noise", "--no-photons"), "--no-photons"),
     ):
-        proc = _render(tmp_path / "bad.zarr", args, *extra)
+        proc = render_in_process(tmp_path / "bad.zarr", args, *extra)
         assert proc.returncode == 2, proc.stderr
         lines = proc.stderr.strip().splitlines()
         assert lines[-1].startswith(f"braggtile render: error: {option}: "), lines
