@@ -3,7 +3,7 @@
 A frame whose tiles all lie in one level-1 pyramid chunk (at most 2 x 2 tiles) renders in one
 step: its tiles, that chunk, then the rest of its pyramid (each level one chunk). A task of
 :func:`render_frames` does that for several such frames in turn, so a 10,000-frame job of a
-512 x 512 detector is a graph of hundreds of tasks instead of 20,000, and the client still
+512 x 512 detector is a graph of hundreds of tasks instead of 10,000, and the client still
 hears of every frame (one :class:`~tiling.worker.TileGroupResult` per frame).
 """
 

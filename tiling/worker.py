@@ -309,8 +309,7 @@ def _render_run(
     stages["render"] += seconds
     out = []
     for key, w in zip(run, windows, strict=True):
-        s0, f0 = w.slow0 - union.slow0, w.fast0 - union.fast0
-        part = image[s0 : s0 + w.shape[0], f0 : f0 + w.shape[1]]
+        part = image[w.slices_in(union)]
         share = seconds * w.pixels / union.pixels
         out.append((key, (part if len(run) == 1 else np.ascontiguousarray(part), share)))
     return out
