@@ -188,6 +188,8 @@ def test_rotation_frames_carry_goniometer_and_scan(tmp_path) -> None:
         (("--stills", "2", "--vary", "mosaic=uniform:2,1"), "--vary mosaic"),
         (("--stills", "2", "--vary", "orientation"), "--vary: 'orientation': spell it KEY=DIST"),
         (("--stills", "2", "--frames", "2"), "--stills: give --stills N or --frames N"),
+        (("--stills", "0"), "--stills: must be >= 1"),
+        (("--frames", "0"), "--frames: must be >= 1"),
         (("--stills", "2", "--seed", "-1"), "--seed:"),
         (("--frames-table", "/nonexistent.csv"), "--frames-table: cannot read"),
     ],

@@ -154,8 +154,6 @@ def _job(args: argparse.Namespace, experiment, dtype_name: str, spec_tile: int):
     frames = dataset.pop("frames")
     frames = args.frames if frames is None else frames
     frames = frames if frames is not None else len(table) if table else 1
-    if frames < 1:
-        raise InputError("--frames" if args.stills is None else "--stills", "must be >= 1")
     if args.workers is not None and args.workers < 1:
         raise InputError("--workers", "must be >= 1")
     if args.disk_probe_mb < 1:

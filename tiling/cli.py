@@ -216,6 +216,9 @@ def dataset_options(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.stills is not None and args.frames is not None:
         raise InputError("--stills", "give --stills N or --frames N, not both")
+    for flag, count in (("--frames", args.frames), ("--stills", args.stills)):
+        if count is not None and count < 1:
+            raise InputError(flag, "must be >= 1")
     variations = None
     if args.vary:
         variations = {}
