@@ -7,9 +7,11 @@ keyed by the 64-bit seed, with counter (pixel low word, pixel high word, frame, 
 
 Torch has no unsigned 64-bit arithmetic on every device, so on other devices the 32-bit words
 are held in int64 tensors (values in [0, 2^32)) and each 32x32-bit product is split into two
-32x16-bit products below 2^48, so no int64 operation ever overflows. On CPU the words are numpy
-uint64 arrays, where one multiply gives the whole 64-bit product, processed in cache-sized
-pieces. The same integers come out on CPU and CUDA.
+32x16-bit products below 2^48, so no int64 operation ever overflows. On CPU the draws of
+means below 12 (Philox, uniforms, inversion) and the ADU run compiled (``engine/noise.c``,
+built once per CPU by :mod:`engine.noise_native`: 8 pixels a step with AVX-512), else on
+numpy uint64 arrays, where one multiply gives the whole 64-bit product, processed in
+cache-sized pieces. The same integers come out on every path, CPU and CUDA.
 
 Poisson deviates follow C's ``poidev`` branch points: mean < 12 by exact inversion of the CDF
 (one uniform), 12 <= mean <= 1e6 by Hormann's transformed rejection with squeeze (PTRS),
@@ -31,6 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
+
+from engine import noise_native
 
 __all__ = ["philox4x32_10", "uniform_pair", "poisson_counts", "noise_image"]
 
@@ -146,6 +150,9 @@ def _uniforms_numpy(
     index: np.ndarray, seed: int, frame: int, draw: int, pair: bool
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """``uniform_pair`` of a 1-D array of pixel indices (>= 0); the second only if ``pair``."""
+    lib = noise_native.library()
+    if lib is not None:
+        return noise_native.uniforms(lib, index, seed, frame, draw, pair)
     index = np.ascontiguousarray(index, dtype=np.int64).view(np.uint64)
     u = np.empty(index.shape, dtype=np.float64)
     v = np.empty_like(u) if pair else None
@@ -313,6 +320,22 @@ def _counts(expected: torch.Tensor, idx: torch.Tensor, seed: int, frame: int) ->
     return counts
 
 
+def _counts_cpu(lam: np.ndarray, idx: np.ndarray, seed: int, frame: int) -> np.ndarray:
+    """``_counts`` on CPU of 1-D means (float32 or float64) at 1-D int64 pixel indices: means
+    below 12 by the compiled library when there is one (:mod:`engine.noise_native`), the rest
+    (and everything without it) by :func:`_counts_numpy`."""
+    lib = noise_native.library()
+    if lib is None or lam.size == 0:
+        return _counts_numpy(lam.astype(np.float64, copy=False), idx, seed, frame)
+    if int(idx.min()) < 0:
+        raise ValueError("pixel_index must be >= 0")
+    counts, rest = noise_native.poisson_small(lib, lam, idx, seed, frame)
+    if rest.size:
+        means = lam[rest].astype(np.float64)
+        counts[rest] = _counts_numpy(means, np.ascontiguousarray(idx[rest]), seed, frame)
+    return counts
+
+
 def _counts_numpy(lam: np.ndarray, idx: np.ndarray, seed: int, frame: int) -> np.ndarray:
     """``_counts`` on CPU: float64 means and int64 pixel indices as 1-D numpy arrays."""
     if lam.size == 0:
@@ -358,6 +381,9 @@ def poisson_counts(
     idx = pixel_index.to(device=lam.device, dtype=torch.int64).reshape(-1)
     if lam.device.type != "cpu":
         return _counts(lam, idx, seed, frame).reshape(expected.shape)
+    if lam.dtype in (torch.float32, torch.float64) and noise_native.library() is not None:
+        counts = _counts_cpu(lam.contiguous().numpy(), idx.contiguous().numpy(), seed, frame)
+        return torch.from_numpy(counts).reshape(expected.shape)
     counts = np.empty(lam.shape, dtype=np.float64)
     for start in range(0, lam.numel(), _CPU_BAND):
         part = slice(start, start + _CPU_BAND)
@@ -439,8 +465,7 @@ def _noise_numpy(
         r1 = min(rows, r0 + step)
         slow = np.arange(slow0 + r0, slow0 + r1, dtype=np.int64)
         index = (slow[:, None] * fast_pixels + fast[None, :]).reshape(-1)
-        means = expected[r0:r1].astype(np.float64).reshape(-1)
-        counts = _counts_numpy(means, index, seed, frame)
+        counts = _counts_cpu(expected[r0:r1].reshape(-1), index, seed, frame)
         values = counts + adc_offset
         if keep_all is not None:
             keep = keep_all[r0:r1].reshape(-1)

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from engine import noise_native
 from engine.window import Window
 
 __all__ = [
@@ -200,6 +201,15 @@ def detector_image(
         adu = counts.numpy()
     else:
         adu = blurred  # float64, a copy of the photons
+    lib = noise_native.library()
+    if lib is not None:  # one pass in C, the same operations as below
+        readout = None
+        if response.readout_noise > 0:
+            readout = response.readout_noise * _normal(index, response.seed, frame)
+        gain, offset = response.gain, response.adc_offset
+        return noise_native.adu(
+            lib, adu, readout, inside, gain, offset, response.overload, response.dtype
+        )
     # in place on the float64 counts: counts x gain (+ read-out noise) + offset, then clipped
     np.multiply(adu, response.gain, out=adu)
     if response.readout_noise > 0:

@@ -5,8 +5,9 @@ warms itself with ``dask worker ADDRESS --preload tiling.warm`` (:func:`dask_set
 the dask config ``braggtile.worker.warm``), before it takes tasks.
 
 ``eager`` renders a 64x64 frame with the eager kernel (imports, torch's thread pools, the
-set-up code). ``compile`` also compiles the kernel (``braggtile.compile.mode`` on) for a
-default-tile (512x512) window of a plain experiment in float32, so a first job of that
+set-up code) and loads the compiled photon-noise draws (:mod:`engine.noise_native`).
+``compile`` also compiles the kernel (``braggtile.compile.mode`` on) for a default-tile
+(512x512) window of a plain experiment in float32, so a first job of that
 structure finds the compiled kernel loaded in the worker (built once, then loaded from the
 on-disk cache by later starts). Kernels of other structures load from that cache at their
 first tile, in milliseconds on a CPU.
@@ -38,6 +39,7 @@ def warm_worker(mode: str) -> dict[str, float]:
     import dask.config
     import torch
 
+    from engine import noise_native
     from engine.kernel import render_window, use_compiled
     from engine.resolve import parse_nanobragg
     from engine.setup import prepare_frame
@@ -51,6 +53,7 @@ def warm_worker(mode: str) -> dict[str, float]:
     setup = prepare_frame(parse_nanobragg(argv).experiment, dtype=torch.float32)
     with dask.config.set({"braggtile.compile.mode": "off"}):
         render_window(setup, Window(0, 64, 0, 64), kernels)
+    noise_native.library()  # photon-noise draws: built once per CPU, loaded here
     timings["eager_s"] = time.perf_counter() - start
     if mode == "compile" and config.compile_mode() != "off":
         start = time.perf_counter()

@@ -1,0 +1,165 @@
+"""The compiled noise draws (``engine/noise.c``): built once per CPU, loaded with ctypes.
+
+The library is built with the host's C compiler (``CC``, else ``cc``) at ``-O3
+-march=native`` into ``~/.cache/braggtile/native`` (next to the kernel's packages), named by
+the source's hash and the CPU's flags, written to a temporary name and renamed, so processes
+that build it at once never load a partial file. Setting ``braggtile.noise.native`` (dask
+config): ``auto`` (default) uses the library when it builds and numpy otherwise; ``off``
+always uses numpy. Either way the draws are the same integers and counts.
+
+On the 2-core build machine a 1024 x 1024 tile of the seed frame (0.013 photons a pixel)
+draws in about 6 ms against 35-40 ms with numpy; building the library takes about a second.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+
+import numpy as np
+
+from engine import config
+
+log = logging.getLogger(__name__)
+_SOURCE = os.path.join(os.path.dirname(__file__), "noise.c")
+_I64 = np.ctypeslib.ndpointer(np.int64, flags="C_CONTIGUOUS")
+_F64 = np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS")
+
+
+def enabled() -> bool:
+    """Whether ``braggtile.noise.native`` allows the compiled draws (auto/on: yes; off: no)."""
+    return str(config.get("noise.native")).strip().lower() not in ("off", "false", "0", "no")
+
+
+def library_path() -> str:
+    """Where this source's library for this CPU lives (built or not)."""
+    from engine.kernel import _cache_dir, cpu_fingerprint
+
+    with open(_SOURCE, "rb") as fh:
+        digest = hashlib.sha256(fh.read()).hexdigest()[:16]
+    root = os.path.join(os.path.dirname(_cache_dir()), "native")
+    return os.path.join(root, f"noise-{digest}-{cpu_fingerprint()}.so")
+
+
+def _build(path: str) -> None:
+    """Compile ``noise.c`` into ``path`` (atomically); CalledProcessError/OSError on failure."""
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise OSError("no C compiler (cc or gcc) on PATH")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, partial = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(path))
+    os.close(fd)
+    try:
+        command = [compiler, "-O3", "-march=native", "-ffp-contract=off", "-fPIC", "-shared"]
+        command += ["-o", partial, _SOURCE]
+        subprocess.run(command + ["-lm"], check=True, capture_output=True, timeout=120)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+
+
+@functools.lru_cache(maxsize=1)
+def _load() -> ctypes.CDLL | None:
+    """The library, built if needed; None (numpy draws, logged once) if it cannot be."""
+    path = library_path()
+    try:
+        if not os.path.exists(path):
+            _build(path)
+        lib = ctypes.CDLL(path)
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        log.warning("compiled noise draws unavailable, using numpy: %s %s", exc, detail[:500])
+        return None
+    lib.bt_uniforms.argtypes = [
+        _I64, ctypes.c_int64, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_uint32,
+        _F64, ctypes.c_void_p,
+    ]  # fmt: skip
+    lib.bt_uniforms.restype = None
+    for name, mean in (("bt_poisson_small_f32", np.float32), ("bt_poisson_small_f64", np.float64)):
+        function = getattr(lib, name)
+        function.argtypes = [
+            np.ctypeslib.ndpointer(mean, flags="C_CONTIGUOUS"), _I64, ctypes.c_int64,
+            ctypes.c_uint64, ctypes.c_uint32, _F64, _I64,
+        ]  # fmt: skip
+        function.restype = ctypes.c_int64
+    for name, out in (("bt_adu_u16", np.uint16), ("bt_adu_u32", np.uint32)):
+        function = getattr(lib, name)
+        function.argtypes = [
+            _F64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_double,
+            ctypes.c_double, ctypes.c_double, np.ctypeslib.ndpointer(out, flags="C_CONTIGUOUS"),
+        ]  # fmt: skip
+        function.restype = ctypes.c_int64
+    return lib
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded library when the setting allows it and it builds, else None."""
+    return _load() if enabled() else None
+
+
+def uniforms(
+    lib: ctypes.CDLL, index: np.ndarray, seed: int, frame: int, draw: int, pair: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Uniforms of 1-D int64 pixel indices: u, and v when ``pair`` (else None)."""
+    index = np.ascontiguousarray(index, dtype=np.int64)
+    u = np.empty(index.shape, dtype=np.float64)
+    v = np.empty_like(u) if pair else None
+    pointer = None if v is None else v.ctypes.data_as(ctypes.c_void_p)
+    lib.bt_uniforms(index, index.size, seed, frame, draw, u, pointer)
+    return u, v
+
+
+def poisson_small(
+    lib: ctypes.CDLL, mean: np.ndarray, index: np.ndarray, seed: int, frame: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of 1-D means (float32 or float64) below 12, 0 for means <= 0, and the positions
+    of the means >= 12 (their counts left 0). ValueError if a mean is NaN or infinite."""
+    mean = np.ascontiguousarray(mean)
+    if mean.dtype not in (np.float32, np.float64):
+        mean = mean.astype(np.float64)
+    index = np.ascontiguousarray(index, dtype=np.int64)
+    counts = np.empty(mean.shape, dtype=np.float64)
+    rest = np.empty(mean.shape, dtype=np.int64)
+    function = lib.bt_poisson_small_f32 if mean.dtype == np.float32 else lib.bt_poisson_small_f64
+    others = function(mean, index, mean.size, seed, frame, counts, rest)
+    if others < 0:
+        raise ValueError("expected photon counts must be finite (found NaN or inf)")
+    return counts, rest[:others]
+
+
+def adu(
+    lib: ctypes.CDLL,
+    counts: np.ndarray,
+    extra: np.ndarray | None,
+    inside: np.ndarray | None,
+    gain: float,
+    offset: float,
+    overload: int,
+    dtype: np.dtype,
+) -> tuple[np.ndarray, int]:
+    """ADU (``dtype``: uint16 or uint32, the shape of ``counts``) of float64 photon counts:
+    counts x gain (+ ``extra``, ADU) + offset, 0 outside ``inside``, clipped to [0,
+    overload] and truncated; and the overloads (pixels above ``overload`` before clipping)."""
+    counts = np.ascontiguousarray(counts, dtype=np.float64)
+    out = np.empty(counts.shape, dtype=dtype)
+    pointers = []
+    for array, kind in ((extra, np.float64), (inside, np.uint8)):
+        if array is None:
+            pointers.append(None)
+            continue
+        array = np.ascontiguousarray(array).view(kind) if array.dtype == bool else array
+        array = np.ascontiguousarray(array, dtype=kind)
+        if array.size != counts.size:
+            raise ValueError(f"{array.size} values for {counts.size} counts")
+        pointers.append(array)
+    function = lib.bt_adu_u16 if out.dtype == np.uint16 else lib.bt_adu_u32
+    c_pointers = [None if a is None else a.ctypes.data_as(ctypes.c_void_p) for a in pointers]
+    overloads = function(counts, *c_pointers, counts.size, gain, offset, float(overload), out)
+    return out, int(overloads)
