@@ -132,6 +132,7 @@ class _Run:
         self.frame_writer = frame_writer
         self.max_pending_tiles = max_pending_tiles
         self.token = uuid.uuid4().hex[:12]
+        self.fingerprint = self.job.fingerprint  # hashed once, not per task
         self.grid = self.job.grid
         self.level1 = len(self.job.level_shapes) > 1
         self.tiles_total = 0
@@ -151,7 +152,7 @@ class _Run:
         future = self.client.submit(
             func,
             self.store.path,
-            self.job.fingerprint,
+            self.fingerprint,
             *args,
             key=key,
             priority=priority,
