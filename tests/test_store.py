@@ -123,10 +123,57 @@ def test_the_on_disk_format_is_unchanged(written) -> None:
         *ON_DISK_FIELDS,
         "skipped",
     ]
+    assert records.chunks == (1, 2, 2, 10)  # a level-1 chunk's tiles: one file
     s = record.statistics
     expected = [s.count, s.mean, s.m2, s.sumsq, s.max, s.max_slow, s.max_fast, 1.7e9, 0.25, 0.0]
     assert records[1, 0, 1].tolist() == expected
     assert np.isnan(records[0, 0, 0]).all()
+
+
+def _records(frame: int, tiles: list[tuple[int, int]]) -> dict[tuple[int, int], TileRecord]:
+    """A distinct record for each of ``tiles`` of ``frame``."""
+    return {
+        (r, c): TileRecord(TileStatistics(count=r * 4 + c + 1), 1.7e9 + frame, 0.5 + c)
+        for r, c in tiles
+    }
+
+
+def test_records_of_a_level1_chunk_share_one_file(tmp_path: Path) -> None:
+    """The records of a level-1 chunk's 2 x 2 tiles are one file of the record folder
+    (tiles/c.F.R.C.0, no folder each); writing some keeps the others, forgetting one the rest."""
+    path = tmp_path / "s.zarr"
+    store, _ = TileStore.open_or_create(str(path), JOB)
+    records = _records(1, [(r, c) for r in range(3) for c in range(4)])  # ragged last row
+    assert store.record_chunk(1, 1) == (0, 0) and store.record_chunk(2, 3) == (1, 1)
+    store.write_records(1, {k: v for k, v in records.items() if k in ((0, 0), (1, 0))})
+    store.write_record(1, 0, 1, records[(0, 1)])  # the chunk's other records are kept
+    store.write_records(1, {k: v for k, v in records.items() if k not in ((0, 0), (1, 0))})
+    chunks = ["c.1.0.0.0", "c.1.0.1.0", "c.1.1.0.0", "c.1.1.1.0"]
+    assert sorted(p.name for p in (path / "tiles").iterdir()) == [*chunks, "zarr.json"]
+    assert StoreReader(str(path)).records() == {(1, *k): v for k, v in records.items()}
+    store.forget_tile(1, 2, 3)
+    reader = StoreReader(str(path))
+    assert not reader.tile_done(1, 2, 3) and reader.tile_done(1, 2, 2) and reader.tile_done(1, 1, 1)
+    assert reader.records() == {(1, *k): v for k, v in records.items() if k != (2, 3)}
+
+
+def test_records_of_an_earlier_release_keep_a_file_per_tile(tmp_path: Path) -> None:
+    """A store whose records are a chunk per tile (tiles/c/F/R/C/0) resumes as it is."""
+    path = tmp_path / "old.zarr"
+    TileStore.open_or_create(str(path), JOB)
+    group = zarr.open_group(str(path), mode="r+")
+    del group["tiles"]
+    fields = {"fields": [*ON_DISK_FIELDS, "skipped"], "tile": 16}
+    group.create_array("tiles", shape=(2, 3, 4, 10), chunks=(1, 1, 1, 10), dtype="<f8",
+                       fill_value=np.nan, attributes=fields)  # fmt: skip
+    store = TileStore.open(str(path))
+    records = _records(0, [(0, 0), (0, 1), (2, 3)])
+    store.write_records(0, records)
+    store.forget_tile(0, 0, 0)
+    assert (path / "tiles" / "c" / "0" / "2" / "3" / "0").is_file()
+    reader = StoreReader(str(path))
+    assert reader.records() == {(0, 0, 1): records[(0, 1)], (0, 2, 3): records[(2, 3)]}
+    assert reader.tile_done(0, 0, 1) and not reader.tile_done(0, 0, 0)
 
 
 def test_a_store_of_an_earlier_release_opens_and_resumes(tmp_path: Path) -> None:

@@ -21,9 +21,10 @@ from engine.setup import prepare_frame
 from engine.smv import read_smv
 from engine.statistics import TileStatistics
 from engine.window import Window
+from tiling import graph
 from tiling.cluster import connect
 from tiling.events import FrameDone, JobDone, JobStarted, TileDone
-from tiling.graph import chunks_per_task, render_job
+from tiling.graph import chunks_per_task, level2_in_tasks, render_job
 from tiling.grid import TileGrid, beam_centre_pixels, roi_window
 from tiling.job import JobSpec
 from tiling.outputs import NanoBraggFiles, requested_outputs
@@ -300,6 +301,29 @@ def test_pyramid_is_exact_for_odd_tiles_and_odd_frame_edges(client, tmp_path: Pa
     store = read_store(path)
     assert len(job.level_shapes) >= 3
     assert_pyramid(store, 0)
+
+
+def test_tasks_of_narrow_tiles_write_level_2_as_binning_tasks_would(
+    client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tiles narrow enough for a task to hold an even number of level-1 chunks: a task takes
+    two rows of them and writes their level-2 chunks itself, bit for bit what binning tasks
+    write from the stored level 1 (ragged edges included)."""
+    job = JobSpec(experiment("-detpixels_f 100 -detpixels_s 72"), tile=8, pyramid_min=8)
+    assert level2_in_tasks(job, "cpu") and len(job.level_shapes) == 5
+    big = experiment("-detpixels 1024")
+    assert level2_in_tasks(JobSpec(big, tile=128), "cpu") and level2_in_tasks(
+        JobSpec(big, tile=128), "cuda"
+    )
+    assert not level2_in_tasks(JobSpec(big, tile=256), "cpu")  # one level-1 chunk a task
+    assert not level2_in_tasks(JobSpec(big, tile=1024), "cuda")
+    render_job(client, str(tmp_path / "a.zarr"), job)
+    monkeypatch.setattr(graph, "level2_in_tasks", lambda job, device: False)
+    render_job(client, str(tmp_path / "b.zarr"), job)
+    a, b = read_store(tmp_path / "a.zarr"), read_store(tmp_path / "b.zarr")
+    for level in range(len(job.level_shapes)):
+        np.testing.assert_array_equal(a.level(level)[:], b.level(level)[:])
+    assert a.records().keys() == b.records().keys()
 
 
 def test_resume_renders_only_the_missing_tiles(client, tmp_path: Path) -> None:

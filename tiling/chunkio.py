@@ -57,12 +57,17 @@ class ChunkIO:
         self.array = array
         self.folder = os.path.join(root, name) if root is not None else None
         self.codecs = _codecs(array) if root is not None and array.order == "C" else None
+        # the array's geometry, read once (zarr derives each from its metadata per access)
+        self.chunks: tuple[int, ...] = tuple(array.chunks)
+        self.shape: tuple[int, ...] = tuple(array.shape)
+        self.dtype: np.dtype = array.dtype
+        self.fill_value = array.fill_value
 
     def region(self, coords: tuple[int, ...]) -> tuple[slice, ...]:
         """The array region of chunk ``coords`` (edge chunks cut at the array's shape)."""
         return tuple(
             slice(c * n, min((c + 1) * n, size))
-            for c, n, size in zip(coords, self.array.chunks, self.array.shape, strict=True)
+            for c, n, size in zip(coords, self.chunks, self.shape, strict=True)
         )
 
     def _path(self, coords: tuple[int, ...]) -> str:
@@ -75,10 +80,10 @@ class ChunkIO:
         if self.codecs is None:
             self.array[region] = data
             return
-        dtype = self.array.dtype
+        dtype = self.dtype
         full = np.asarray(data, dtype=dtype)
-        if full.shape != tuple(self.array.chunks):  # edge chunk: padded with the fill value
-            padded = np.full(self.array.chunks, self.array.fill_value, dtype=dtype)
+        if full.shape != self.chunks:  # edge chunk: padded with the fill value
+            padded = np.full(self.chunks, self.fill_value, dtype=dtype)
             padded[tuple(slice(0, s.stop - s.start) for s in region)] = full
             full = padded
         little = full.astype(dtype.newbyteorder("<"), copy=False)  # no copy on x86/ARM
@@ -111,7 +116,7 @@ class ChunkIO:
             with open(self._path(coords), "rb") as fh:
                 raw = fh.read()
         except FileNotFoundError:
-            return np.full(shape, self.array.fill_value, dtype=self.array.dtype)
-        dtype = self.array.dtype.newbyteorder("<")
-        full = np.frombuffer(self.codecs[1](raw), dtype=dtype).reshape(self.array.chunks)
-        return full[tuple(slice(0, n) for n in shape)].astype(self.array.dtype, copy=False)
+            return np.full(shape, self.fill_value, dtype=self.dtype)
+        dtype = self.dtype.newbyteorder("<")
+        full = np.frombuffer(self.codecs[1](raw), dtype=dtype).reshape(self.chunks)
+        return full[tuple(slice(0, n) for n in shape)].astype(self.dtype, copy=False)

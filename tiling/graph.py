@@ -4,7 +4,8 @@ Tiles are submitted frame by frame (a bounded number pending at a time), one tas
 pyramid chunk, or per few of them side by side when tiles are narrower than the kernel's block
 (:func:`chunks_per_task`): it renders their (2 x 2 each) tiles, adjacent tiles as one window
 (:func:`tiling.worker.render_runs`), writes each tile's chunk and record, then bins the level-1
-chunks from the tiles in memory. Tasks nearest the beam centre go first
+chunks from the tiles in memory (and, for the narrowest tiles, two rows of level-1 chunks to
+level 2: :func:`level2_in_tasks`). Tasks nearest the beam centre go first
 (Dask priorities). When a frame's last task lands, the client merges the tiles' statistics
 partials into the frame statistics (group attributes), then submits the rest of that frame's
 pyramid: one task per output chunk of each level, each depending on the chunks it bins, and
@@ -132,8 +133,10 @@ class _Run:
         self.frame_writer = frame_writer
         self.max_pending_tiles = max_pending_tiles
         self.token = uuid.uuid4().hex[:12]
+        self.fingerprint = self.job.fingerprint  # hashed once, not per task
         self.grid = self.job.grid
         self.level1 = len(self.job.level_shapes) > 1
+        self.level2 = level2_in_tasks(self.job, device)
         self.tiles_total = 0
         self.order = self.grid.ordered(*beam_centre_pixels(self.job.experiment))
         self.frames: dict[int, _Frame] = {}
@@ -151,7 +154,7 @@ class _Run:
         future = self.client.submit(
             func,
             self.store.path,
-            self.job.fingerprint,
+            self.fingerprint,
             *args,
             key=key,
             priority=priority,
@@ -207,6 +210,7 @@ class _Run:
             self.store.write_truth(frame, frame_truth(self.job, frame).model_dump(mode="json"))
             for rank, (chunks, tiles) in enumerate(self.groups(state.missing)):
                 key = f"bt-tiles-{self.token}-{frame}-{chunks[0][0]}-{chunks[0][1]}"
+                level2 = sorted({(r // 2, c // 2) for r, c in chunks}) if self.level2 else None
                 self.submit(
                     render_tiles,
                     key,
@@ -214,6 +218,7 @@ class _Run:
                     [(t.row, t.col) for t in tiles],
                     self.device,
                     chunks if self.level1 else None,
+                    level2,
                     priority=-(frame * len(self.order) + rank),
                     resources=self.resources,
                 )
@@ -256,13 +261,15 @@ class _Run:
         """The tasks of a frame: (its level-1 chunks, its missing tiles in beam-centre order),
         the task of the tile nearest the beam first. A task holds the level-1 chunks (2 x 2
         tiles each) of :func:`chunks_per_task` side by side, so tiles narrower than the
-        kernel's block render together; with a pyramid, every level-1 chunk of the ROI is in a
+        kernel's block render together, in two rows of them when it writes level 2 too
+        (:func:`level2_in_tasks`); with a pyramid, every level-1 chunk of the ROI is in a
         task (those with no missing tile are binned again, as a resumed frame may lack them)."""
         span = chunks_per_task(self.job.tile, self.device)
+        rows = 2 if self.level2 else 1
         groups: dict[tuple[int, int], tuple[list[tuple[int, int]], list[Tile]]] = {}
 
         def group(chunk: tuple[int, int]) -> tuple[list[tuple[int, int]], list[Tile]]:
-            entry = groups.setdefault((chunk[0], chunk[1] // span), ([], []))
+            entry = groups.setdefault((chunk[0] // rows, chunk[1] // span), ([], []))
             if chunk not in entry[0]:
                 entry[0].append(chunk)
             return entry
@@ -331,10 +338,13 @@ class _Run:
         return done
 
     def group_done(
-        self, task: TileGroupTask, result: TileGroupResult, done: int, first: int = 2
+        self, task: TileGroupTask, result: TileGroupResult, done: int, first: int | None = None
     ) -> int:
         """A tile-group task finished: one TileDone per tile, then, after the frame's last tile,
-        its pyramid from level ``first`` on; returns the tiles done so far."""
+        its pyramid from level ``first`` on (default: the first level the tile-group tasks do
+        not write); returns the tiles done so far."""
+        if first is None:
+            first = 3 if self.level2 else 2
         for name, seconds in result.stages.items():
             self.stages[name] += seconds
         frame = task.frame
@@ -431,6 +441,15 @@ def chunks_per_task(tile: int, device: str) -> int:
     "cuda", else of a CPU), so that tiles narrower than a block render as one window."""
     cols = BLOCK_COLS["cuda" if device == "cuda" else "cpu"]
     return max(1, -(-cols // (2 * tile)))
+
+
+def level2_in_tasks(job: JobSpec, device: str) -> bool:
+    """Whether a job's tile-group tasks write pyramid level 2 too: when its tiles are narrow
+    enough for a task to hold an even number of level-1 chunks side by side
+    (:func:`chunks_per_task`), a task takes two rows of them, whole level-2 chunks (4 x 4
+    tiles each), so level 2 needs no tasks of its own, nor reads of level 1 (at tile 128 on
+    a CPU: 4 tasks a 1024 x 1024 frame instead of 8 tile tasks and 4 binning tasks)."""
+    return len(job.level_shapes) > 2 and chunks_per_task(job.tile, device) % 2 == 0
 
 
 def render_job(

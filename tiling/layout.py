@@ -13,7 +13,10 @@ Layout of ``OUT.zarr`` (zarr v3)::
                   image in ADU (uint16, or uint32 for overloads above 65535), level 0's chunks,
                   Blosc with bit shuffle (lossless: most counts are small). In a store without
                   photons it is the multiscale's level 0 and levels 1, 2, ... are its 2x2 means
-    tiles/        (frames, tile rows, tile cols, fields) float64 tile records, one chunk each
+    tiles/        (frames, tile rows, tile cols, fields) float64 tile records, a chunk per 2 x 2
+                  tiles (those of a level-1 chunk, written together), each a file of the
+                  folder itself (``tiles/c.F.R.C.0``); stores of earlier releases have a chunk
+                  per tile, in a folder each (``tiles/c/F/R/C/0``)
     truth/        (frames,) UTF-8 JSON, one chunk each: the frame's ground truth
                   (:class:`tiling.truth.FrameTruth`), written when the client plans the frame
     inputs/       the job's input files (see :mod:`tiling.inputs`)
@@ -51,6 +54,12 @@ DETECTOR = "detector"
 TRUTH = "truth"
 LEVEL_DIMENSIONS = ("t", "y", "x")
 RECORD_DIMENSIONS = ("t", "tile_y", "tile_x", "field")
+#: Tiles a side of a chunk of the record array: a level-1 pyramid chunk's 2 x 2, all rendered
+#: by one task (:mod:`tiling.graph`), which writes their records as one file.
+RECORD_CHUNK_TILES = 2
+#: Chunk key encoding of the record array: zarr v3's default with "." between the indices, so
+#: the record files need no folder each (creating one costs about as much as a file).
+RECORD_CHUNK_KEYS = {"name": "default", "separator": "."}
 #: Key of a chunk of an image level: level, frame, chunk row, chunk column (zarr v3 default
 #: chunk key encoding).
 _LEVEL_CHUNK_KEY = re.compile(r"(\d+)/c/(\d+)/(\d+)/(\d+)")
@@ -121,8 +130,9 @@ class TileRecord:
 
     def to_vector(self) -> np.ndarray:
         """The record as stored: float64 values in the order of :data:`RECORD_FIELDS`."""
-        data = self.to_dict()
-        return np.array([data[name] for name in RECORD_FIELDS], dtype=np.float64)
+        own = {"rendered_at": self.rendered_at, "render_s": self.render_s}
+        values = [own[n] if n in own else getattr(self.statistics, n) for n in RECORD_FIELDS]
+        return np.array(values, dtype=np.float64)
 
     @classmethod
     def from_vector(cls, vector: np.ndarray) -> TileRecord:

@@ -7,7 +7,9 @@ sets the attributes) or by a worker (writes chunks and records only).
 
 A tile record (its statistics partial, when it was rendered and how long it took) is written by
 the worker that rendered the tile, only after the tile's level-0 chunk is written, so a record
-is the durable mark of a finished tile. Chunk and metadata writes of zarr's local store are
+is the durable mark of a finished tile. The records of a level-1 chunk's 2 x 2 tiles share a
+file, written once those of its tiles the task renders are all written (a file costs about as
+much to create as a small tile's chunk). Chunk and metadata writes of zarr's local store are
 atomic (write then rename), so readers never see a partial chunk.
 """
 
@@ -32,6 +34,8 @@ from tiling.layout import (
     DETECTOR,
     LEVEL_DIMENSIONS,
     OME_KEY,
+    RECORD_CHUNK_KEYS,
+    RECORD_CHUNK_TILES,
     RECORD_DIMENSIONS,
     RECORD_FIELDS,
     RECORDS,
@@ -153,6 +157,7 @@ class StoreReader:
         self._arrays: dict[str, zarr.Array] = {}
         self._chunks: dict[str, ChunkIO] = {}
         self._job: JobSpec | None = None
+        self._fingerprint: str | None = None
         self._attributes: StoreAttributes | None = None
 
     @property
@@ -169,6 +174,13 @@ class StoreReader:
         if self._job is None:
             self._job = JobSpec.from_dict(self.attributes.job_dict())
         return self._job
+
+    @property
+    def fingerprint(self) -> str:
+        """The fingerprint of :attr:`job`, computed once (it hashes the whole job)."""
+        if self._fingerprint is None:
+            self._fingerprint = self.job.fingerprint
+        return self._fingerprint
 
     @property
     def ome(self) -> dict[str, Any]:
@@ -246,13 +258,22 @@ class StoreReader:
 
     # --- tile records (done-set) ----------------------------------------------------------
 
+    def record_chunk(self, row: int, col: int) -> tuple[int, int]:
+        """The chunk (row, col) of the record array holding tile (row, col)'s record: the
+        tiles of a level-1 chunk share one (:data:`~tiling.layout.RECORD_CHUNK_TILES`), each
+        tile has its own in stores of earlier releases."""
+        _, rows, cols, _ = self._io(RECORDS).chunks
+        return row // rows, col // cols
+
     def tile_done(self, frame: int, row: int, col: int) -> bool:
         """Whether level-0 tile (row, col) of ``frame`` has its record (False out of range)."""
-        records = self._array(RECORDS)
+        io = self._io(RECORDS)
         index = (frame, row, col)
-        if not all(0 <= i < n for i, n in zip(index, records.shape[:3], strict=True)):
+        if not all(0 <= i < n for i, n in zip(index, io.array.shape[:3], strict=True)):
             return False
-        return bool(record_done(record_table(self._io(RECORDS).read((*index, 0))))[0, 0, 0])
+        _, rows, cols, _ = io.chunks
+        table = record_table(io.read((frame, *self.record_chunk(row, col), 0)))
+        return bool(record_done(table)[0, row % rows, col % cols])
 
     def records(self) -> dict[tuple[int, int, int], TileRecord]:
         """Every finished tile, keyed (frame, row, col)."""
@@ -368,10 +389,11 @@ class TileStore(StoreReader):
         group.create_array(
             RECORDS,
             shape=(job.frames, rows, cols, len(RECORD_FIELDS)),
-            chunks=(1, 1, 1, len(RECORD_FIELDS)),
+            chunks=(1, RECORD_CHUNK_TILES, RECORD_CHUNK_TILES, len(RECORD_FIELDS)),
             dtype="float64",
             fill_value=float("nan"),
-            compressors=None,  # 72 bytes a chunk, written directly by workers (tiling.chunkio)
+            compressors=None,  # 320 bytes a chunk, written directly by workers (tiling.chunkio)
+            chunk_key_encoding=RECORD_CHUNK_KEYS,
             dimension_names=RECORD_DIMENSIONS,
             attributes={"fields": list(RECORD_FIELDS), "tile": tile},
         )
@@ -448,14 +470,36 @@ class TileStore(StoreReader):
 
     def write_record(self, frame: int, row: int, col: int, record: TileRecord) -> None:
         """Mark tile (row, col) of ``frame`` finished; call only after its chunk is written."""
-        vector = record.to_vector().reshape(1, 1, 1, len(RECORD_FIELDS))
-        self._io(RECORDS).write((frame, row, col, 0), vector)
+        self.write_records(frame, {(row, col): record})
+
+    def write_records(self, frame: int, records: dict[tuple[int, int], TileRecord]) -> None:
+        """Mark tiles ((row, col) -> record) of ``frame`` finished, one file write per record
+        chunk (:meth:`record_chunk`); call only after their chunks are written. Records of a
+        chunk's other tiles already in the store are kept (read back first), so only the one
+        task that renders a level-1 chunk's tiles may write their records."""
+        self._write_vectors(frame, {key: r.to_vector() for key, r in records.items()})
 
     def forget_tile(self, frame: int, row: int, col: int) -> None:
         """Unmark tile (row, col) of ``frame`` (as a crash before its record would leave it)."""
-        self._io(RECORDS).write(
-            (frame, row, col, 0), np.full((1, 1, 1, len(RECORD_FIELDS)), np.nan)
-        )
+        self._write_vectors(frame, {(row, col): np.full(len(RECORD_FIELDS), np.nan)})
+
+    def _write_vectors(self, frame: int, vectors: dict[tuple[int, int], np.ndarray]) -> None:
+        """Write stored records ((row, col) -> float64 vector) of ``frame``, chunk by chunk."""
+        io = self._io(RECORDS)
+        _, rows, cols, _ = io.chunks
+        by_chunk: dict[tuple[int, int], dict[tuple[int, int], np.ndarray]] = {}
+        for (row, col), vector in vectors.items():
+            by_chunk.setdefault(self.record_chunk(row, col), {})[(row, col)] = vector
+        for (r, c), part in by_chunk.items():
+            coords = (frame, r, c, 0)
+            shape = tuple(s.stop - s.start for s in io.region(coords))
+            if len(part) == shape[1] * shape[2]:
+                table = np.full(shape, np.nan)
+            else:  # the chunk's other tiles: their records as stored (NaN where none)
+                table = np.array(io.read(coords), dtype=np.float64)
+            for (row, col), vector in part.items():
+                table[0, row % rows, col % cols] = vector
+            io.write(coords, table)
 
     # --- attributes and truth (client only) ----------------------------------------------
 

@@ -137,7 +137,7 @@ class TilingPlugin(WorkerPlugin):
         from engine.setup import prepare_frame
 
         job = store.job
-        key = (job.fingerprint, frame, job.dtype, str(device))
+        key = (store.fingerprint, frame, job.dtype, str(device))
         if key in self._setups:
             self._setups.move_to_end(key)
             return self._setups[key]
@@ -219,10 +219,13 @@ def render_tiles(
     tiles: list[tuple[int, int]],
     device: str,
     level1: list[tuple[int, int]] | None = None,
+    level2: list[tuple[int, int]] | None = None,
 ) -> TileGroupResult:
-    """Render ``tiles`` ((row, col) each) of ``frame``, writing each level-0 chunk, then its
-    record; then write each of the pyramid's ``level1`` chunks (if given), binned from the
-    tiles in memory (its other tiles, already recorded or outside the ROI, read from the store).
+    """Render ``tiles`` ((row, col) each) of ``frame``, writing each level-0 chunk, then
+    their records (one file per level-1 chunk's tiles: :class:`_Records`); then write each of
+    the pyramid's ``level1`` chunks (if given), binned from the tiles in memory (its other
+    tiles, already recorded or outside the ROI, read from the store), then its ``level2``
+    chunks (if given), binned from those level-1 chunks in memory.
 
     A task renders the tiles of one or more level-1 chunks side by side (:mod:`tiling.graph`),
     so the first pyramid level never reads level 0 back. Tiles narrower or shorter than the
@@ -239,6 +242,7 @@ def render_tiles(
     setup = None
     if tiles:
         setup = plugin.frame_setup(store, frame, plugin.device(device))
+    records = _Records(store, frame, tiles)
     stages["setup"] = time.perf_counter() - start
     for run in render_runs(store.job.grid, tiles, setup):
         for row, col in run:
@@ -246,15 +250,20 @@ def render_tiles(
         for (row, col), (pixels, seconds) in _render_run(plugin, store, setup, run, stages):
             key = (frame, row, col)
             data, record = _finish_tile(plugin, store, setup, key, pixels, seconds, stages)
-            gate.after_tile(frame, row, col)
             results[(row, col)] = TileResult(row, col, record)
+            records.add(row, col, record, stages)
             if level1 is not None:
                 t0 = time.perf_counter()
                 parts[(row, col)] = _level1_part(store, data)
                 stages["pyramid"] += time.perf_counter() - t0
+    level1_images = {}
     for chunk in level1 or ():
         t0 = time.perf_counter()
-        _write_level1(store, frame, chunk, parts)
+        level1_images[chunk] = _write_level1(store, frame, chunk, parts)
+        stages["pyramid"] += time.perf_counter() - t0
+    for chunk in level2 or ():
+        t0 = time.perf_counter()
+        _write_level2(store, frame, chunk, level1_images)
         stages["pyramid"] += time.perf_counter() - t0
     return TileGroupResult([results[tuple(key)] for key in tiles], stages)
 
@@ -315,6 +324,34 @@ def _render_run(
     return out
 
 
+class _Records:
+    """The records of a task's tiles of ``frame``, written a record chunk at a time
+    (:meth:`TileStore.record_chunk`: a level-1 chunk's tiles) once the chunks of all the
+    task's tiles in it are written; a tile passes the test gate once its record is written."""
+
+    def __init__(self, store: TileStore, frame: int, tiles: list[tuple[int, int]]):
+        self.store, self.frame = store, frame
+        self.left: dict[tuple[int, int], int] = {}  # record chunk -> its tiles not yet written
+        for row, col in tiles:
+            chunk = store.record_chunk(row, col)
+            self.left[chunk] = self.left.get(chunk, 0) + 1
+        self.waiting: dict[tuple[int, int], dict[tuple[int, int], TileRecord]] = {}
+
+    def add(self, row: int, col: int, record: TileRecord, stages: dict[str, float]) -> None:
+        """Tile (row, col) is written: its record waits for its chunk's other tiles."""
+        chunk = self.store.record_chunk(row, col)
+        self.waiting.setdefault(chunk, {})[(row, col)] = record
+        self.left[chunk] -= 1
+        if self.left[chunk]:
+            return
+        start = time.perf_counter()
+        done = self.waiting.pop(chunk)
+        self.store.write_records(self.frame, done)
+        stages["write"] += time.perf_counter() - start
+        for r, c in done:
+            gate.after_tile(self.frame, r, c)
+
+
 def _level1_part(store: TileStore, pixels: np.ndarray) -> np.ndarray:
     """What a tile contributes to its level-1 chunk: its 2x2 bin when every tile starts on an
     even pixel (a quarter of the memory, kept while the task runs), else the tile itself."""
@@ -332,9 +369,10 @@ def _finish_tile(
     render_s: float,
     stages: dict,
 ) -> tuple[np.ndarray, TileRecord]:
-    """Measure and write rendered tile ``key`` (frame, row, col): chunk, then record; its
-    level-0 pixels (the detector's ADU in a store without photons) and record (``render_s``:
-    its share of the render's seconds, to which its statistics and writes are added)."""
+    """Measure and write rendered tile ``key`` (frame, row, col): its chunk; its level-0
+    pixels (the detector's ADU in a store without photons) and record, to be written
+    (``render_s``: its share of the render's seconds, to which its statistics and chunk
+    writes are added)."""
     frame, row, col = key
     start = time.perf_counter()
     grid = store.job.grid
@@ -348,18 +386,17 @@ def _finish_tile(
     adu = write_detector_tile(store, setup, plugin.kernels, frame, row, col, pixels, mask)
     end = time.perf_counter()
     record = TileRecord(stats, rendered_at=time.time(), render_s=render_s + end - start)
-    store.write_record(frame, row, col, record)
     stages["statistics"] += t_stats - start
-    stages["write"] += time.perf_counter() - t_stats
+    stages["write"] += end - t_stats
     return (pixels if adu is None or store.job.photons else adu), record
 
 
 def _write_level1(
     store: TileStore, frame: int, chunk: tuple[int, int], parts: dict[tuple[int, int], np.ndarray]
-) -> None:
+) -> np.ndarray:
     """Write level-1 chunk ``chunk`` of ``frame`` from its level-0 tiles' :func:`_level1_part`
-    (``parts``; tiles not there, recorded earlier or outside the ROI, are read from the store).
-    Odd tiles split 2x2 blocks, so their chunk is assembled first, then binned."""
+    (``parts``; tiles not there, recorded earlier or outside the ROI, are read from the store)
+    and return it. Odd tiles split 2x2 blocks, so their chunk is assembled first, then binned."""
     job = store.job
     shapes, tile = job.level_shapes, job.tile
     window = chunk_window(shapes[1], tile, *chunk)
@@ -378,6 +415,24 @@ def _write_level1(
     if not even:
         image = bin2x2(image).astype(job.dtype)
     store.write_chunk(1, frame, *chunk, image)
+    return image
+
+
+def _write_level2(
+    store: TileStore, frame: int, chunk: tuple[int, int], above: dict[tuple[int, int], np.ndarray]
+) -> None:
+    """Write level-2 chunk ``chunk`` of ``frame`` as :func:`bin_chunk` would, from the level-1
+    chunks in ``above`` (written by this task; others, outside the ROI, read from the store)."""
+    job = store.job
+    shapes, tile = job.level_shapes, job.tile
+    src = source_window(chunk_window(shapes[2], tile, *chunk), shapes[1])
+    image = np.empty(src.shape, dtype=job.dtype)
+    for row, col in children(shapes[1], tile, *chunk):
+        part = above.get((row, col))
+        if part is None:
+            part = store.read_chunk(1, frame, row, col)
+        image[chunk_window(shapes[1], tile, row, col).slices_in(src)] = part
+    store.write_chunk(2, frame, *chunk, bin2x2(image).astype(job.dtype))
 
 
 def bin_chunk(
