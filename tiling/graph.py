@@ -36,6 +36,7 @@ from tiling.grid import Tile, beam_centre_pixels
 from tiling.job import JobSpec
 from tiling.lock import StoreLock
 from tiling.pyramid import children, level_chunks
+from tiling.remote import Remote
 from tiling.stills import frames_per_task, render_frames
 from tiling.store import TileRecord, TileStore
 from tiling.truth import frame_truth
@@ -148,8 +149,10 @@ class _Run:
         self.group = 0  # frames per FramesTask; 0: frames are not small (see plan)
 
     def submit(self, func: Any, key: str, *args: Any, priority: int, **kw: Any) -> Future:
+        """Submit task ``key``: ``func`` (a :mod:`tiling.worker` function, sent by name: the
+        scheduler imports none of its modules) on the job's store, with ``args``."""
         future = self.client.submit(
-            func,
+            Remote(func),
             self.store.path,
             self.job.fingerprint,
             *args,
