@@ -332,7 +332,10 @@ class _Run:
     def frames_done(self, task: FramesTask, results: list[TileGroupResult], done: int) -> int:
         """A FramesTask finished: each frame's tiles and the frame are done (pyramid
         included); the frames complete then are recorded in one write of the store's
-        attributes, before their FrameDone events. Returns the tiles done so far."""
+        attributes, before their FrameDone events; then the room they freed is fed at once
+        (fed frame by frame, a series longer than the pending-tile window went on in tasks
+        of one frame, the window's worth of them on the scheduler). Returns the tiles done
+        so far."""
         last = len(self.job.level_shapes)
         self.deferred = {}
         try:
@@ -344,6 +347,7 @@ class _Run:
             self.store.set_frames({k: (s, True) for k, (s, _) in deferred.items()})
         for frame, (summary, log) in deferred.items():
             self.emit(FrameDone(frame, summary, log))
+        self.feed()
         return done
 
     def group_done(
@@ -380,7 +384,8 @@ class _Run:
         state.groups -= 1
         if state.groups == 0 and state.remaining == 0:
             self.finish_tiles(frame, first)
-        self.feed()
+        if self.deferred is None:  # frames_done feeds once for all its frames
+            self.feed()
         return done
 
     def pyramid_done(self, frame: int) -> None:
