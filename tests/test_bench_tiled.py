@@ -38,6 +38,12 @@ def test_tiled_bench_reports_cluster_jobs_rate_and_stages():
     assert result["warm_job_seconds"] == pytest.approx(warm, abs=2e-6)  # the median warm job
     assert result["mpix_per_s"] == pytest.approx(result["pixels"] / warm / 1e6, abs=1e-3)
     assert result["frames_per_s"] == pytest.approx(2 / warm, rel=1e-3, abs=1e-3)
+    ratio = result["first_job_seconds"] / result["warm_job_seconds"]
+    assert result["first_job_ratio"] == pytest.approx(ratio, rel=1e-3)
+    # the embedded scheduler runs in the bench process: its memory is that process's
+    assert 0 < result["scheduler_start_rss_mib"] <= result["scheduler_peak_rss_mib"]
+    assert 0 < result["scheduler_rss_mib"] <= result["scheduler_peak_rss_mib"]
+    assert result["scheduler_peak_rss_mib"] <= result["peak_rss_mib"]
     stages = result["stages"]
     assert set(stages) == set(STAGES)
     # every stage ran (300 px > 256: one pyramid level) and took less than the workers had

@@ -88,6 +88,22 @@ def test_a_reopened_writer_resumes_and_can_forget(written) -> None:
     assert reader.frame_statistics(0) is None
 
 
+def test_frames_and_truths_written_together_read_as_written_one_by_one(written) -> None:
+    """set_frames / write_truths (a batch of small frames) write what set_frame / write_truth
+    write, and the attributes JSON kept between writes is what the model dumps."""
+    path, _, _, stats = written
+    store, _ = TileStore.open_or_create(path, JOB)
+    store.set_frames({0: (stats, False), 1: (stats, True)})
+    store.set_frame(0, stats, complete=True)  # after a batch: only its entry is new
+    store.write_truths({1: {"frame": 1}, 0: {"frame": 0, "x": [1.5]}})
+    reader = StoreReader(path)
+    assert {k: e.complete for k, e in reader.frames().items()} == {0: True, 1: True}
+    assert reader.frame_statistics(0) == reader.frame_statistics(1) == stats
+    assert zarr.open_group(path, mode="r").attrs["braggtile"] == reader.attributes.to_json()
+    assert reader.frame_truth(0) == {"frame": 0, "x": [1.5]}
+    assert reader.frame_truth(1) == {"frame": 1} and reader.truth_frames() == {0, 1}
+
+
 def test_the_on_disk_format_is_unchanged(written) -> None:
     """The raw keys, as earlier releases wrote them and other tools read them."""
     path, _, record, stats = written

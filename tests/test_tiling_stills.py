@@ -72,6 +72,19 @@ def test_small_frames_render_whole_frames_per_task(client, tmp_path: Path) -> No
         assert np.all(store.level(level)[:] > 0)
 
 
+def test_a_series_longer_than_the_window_goes_in_whole_groups(client, tmp_path: Path) -> None:
+    """More frames than max_pending_tiles: the room a finished task frees is refilled by
+    whole groups of frames (fed frame by frame, it went on in tasks of one frame)."""
+    job = _job(48)
+    with dask.config.set({"braggtile.tiling.frame-group-max": 4}):
+        with get_task_stream(client) as stream:
+            render_job(client, str(tmp_path / "w.zarr"), job, max_pending_tiles=8)
+    keys = [str(task["key"]) for task in stream.data if str(task["key"]).startswith("bt-")]
+    spans = [tuple(int(k) for k in key.rsplit("-", 2)[1:]) for key in keys]
+    assert sorted(spans) == [(first, first + 3) for first in range(0, 48, 4)]
+    assert StoreReader(str(tmp_path / "w.zarr")).complete_frames() == set(range(48))
+
+
 def e_statistics(done: list[FrameDone], frame: int):
     return next(e.statistics for e in done if e.frame == frame)
 

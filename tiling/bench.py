@@ -11,7 +11,9 @@
 
 Starts (or connects to) the cluster, renders the job into a fresh store in a temporary
 folder once (``first_job_seconds``: fresh workers, kernels loaded from the on-disk cache),
-then ``repeat`` more times (``warm_job_seconds``: their median), each into a new store with
+then ``repeat`` more times (``warm_job_seconds``: their median; ``first_job_ratio``:
+first_job_seconds / warm_job_seconds, what the first job on a cluster costs over the next
+ones, 1 when it costs nothing more), each into a new store with
 its pyramid, deleted after the job (the folder is ``TMPDIR``'s: put it on tmpfs to time the
 pipeline without the disk's write bandwidth; ``--keep-stores`` keeps every store until the
 run ends, as a series filling a disk does). The JSON line holds
@@ -25,6 +27,13 @@ cluster closes it times the in-process warm kernel on the job's own frames (its 
 after a warm-up: ``kernel_warm_seconds`` per frame, ``kernel_mpix_per_s``,
 ``kernel_frames_per_s``; the pipeline's pixel rate as a fraction of it is ``tiled_share``;
 ``--compare-kernel`` is accepted and changes nothing).
+
+The scheduler's memory, MiB (read from its ``/proc/self/status`` by ``run_on_scheduler``):
+``scheduler_start_rss_mib`` before the first job, ``scheduler_rss_mib`` after the last one,
+and ``scheduler_peak_rss_mib``, its peak during the jobs (the process's high-water mark, reset
+before the first job; since the process started when the scheduler runs in this process:
+``--in-process``, or an embedded cluster, whose scheduler shares this process with the client
+and the benchmark, all three then counting the whole process).
 
 The roofline: ``store_bytes`` is what the median warm job's store holds on disk (every file,
 metadata included; stores of the same job are the same bytes), ``bytes_per_frame`` that over
@@ -101,7 +110,7 @@ def run(args: argparse.Namespace, experiment, dtype_name: str, spec_tile: int) -
     job = _job(args, experiment, dtype_name, spec_tile)
     folder = Path(tempfile.mkdtemp(prefix="braggtile-bench-"))
     try:
-        cluster_start, workers, jobs, cpu, sizes = _run_jobs(args, job, folder)
+        cluster_start, workers, jobs, cpu, sizes, memory = _run_jobs(args, job, folder)
         disk_mb_per_s = disk_bandwidth(folder, args.disk_probe_mb)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -122,6 +131,7 @@ def run(args: argparse.Namespace, experiment, dtype_name: str, spec_tile: int) -
         "cluster_start_seconds": round(cluster_start, 6),
         "first_job_seconds": round(first.wall_s, 6),
         "warm_job_seconds": round(warm, 6),
+        "first_job_ratio": round(first.wall_s / max(warm, 1e-12), 4),
         "warm_seconds": [round(d.wall_s, 6) for d in warm_jobs],
         "mpix_per_s": round(pixels / max(warm, 1e-12) / 1e6, 3),
         "frames_per_s": round(job.frames / max(warm, 1e-12), 3),
@@ -134,6 +144,7 @@ def run(args: argparse.Namespace, experiment, dtype_name: str, spec_tile: int) -
         "dtype": dtype_name,
         "stages": {k: round(v, 6) for k, v in stages.items()},
         "client_cpu_seconds": round(cpu[median_index], 6),
+        **memory,
         **kernel,
         **_store_fields(job),
         **roofline(
@@ -168,14 +179,16 @@ def _job(args: argparse.Namespace, experiment, dtype_name: str, spec_tile: int):
 def _run_jobs(args: argparse.Namespace, job, folder: Path):
     """Render ``job`` 1 + ``args.repeat`` times into stores in ``folder``: (cluster start
     seconds, workers, JobDone of each job, this process's CPU seconds during each, bytes each
-    store held)."""
+    store held, the scheduler's memory fields)."""
     from tiling.cluster import connect
     from tiling.graph import render_job
+    from tiling.remote import scheduler_memory
 
     t0 = time.perf_counter()
     with connect(args.scheduler, args.workers, in_process=args.in_process) as client:
         workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
         cluster_start = time.perf_counter() - t0
+        before = client.run_on_scheduler(scheduler_memory, os.getpid())  # resets its peak
         jobs, cpu, sizes = [], [], []  # cpu[i]: this process's CPU seconds during jobs[i]
         for i in range(1 + args.repeat):
             path = str(folder / f"job{i}.zarr")
@@ -186,7 +199,13 @@ def _run_jobs(args: argparse.Namespace, job, folder: Path):
             if not args.keep_stores:
                 shutil.rmtree(path, ignore_errors=True)  # bounded space (and page cache)
             print(f"bench: job {i + 1}/{1 + args.repeat}: {jobs[-1].wall_s:.4f} s", flush=True)
-    return cluster_start, workers, jobs, cpu, sizes
+        after = client.run_on_scheduler(scheduler_memory)
+    memory = {
+        "scheduler_start_rss_mib": round(before["rss_mib"], 1),
+        "scheduler_rss_mib": round(after["rss_mib"], 1),
+        "scheduler_peak_rss_mib": round(after["peak_mib"], 1),
+    }
+    return cluster_start, workers, jobs, cpu, sizes, memory
 
 
 def _store_fields(job) -> dict:

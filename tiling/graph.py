@@ -37,6 +37,7 @@ from tiling.grid import Tile, beam_centre_pixels
 from tiling.job import JobSpec
 from tiling.lock import StoreLock
 from tiling.pyramid import children, level_chunks
+from tiling.remote import Remote
 from tiling.stills import frames_per_task, render_frames
 from tiling.store import TileRecord, TileStore
 from tiling.truth import frame_truth
@@ -149,10 +150,14 @@ class _Run:
         self.pixels = 0
         self.stages: dict[str, float] = dict.fromkeys(STAGES, 0.0)
         self.group = 0  # frames per FramesTask; 0: frames are not small (see plan)
+        #: frame -> (summary, log) of frames completed while frames_done runs (else None)
+        self.deferred: dict[int, tuple[Any, str]] | None = None
 
     def submit(self, func: Any, key: str, *args: Any, priority: int, **kw: Any) -> Future:
+        """Submit task ``key``: ``func`` (a :mod:`tiling.worker` function, sent by name: the
+        scheduler imports none of its modules) on the job's store, with ``args``."""
         future = self.client.submit(
-            func,
+            Remote(func),
             self.store.path,
             self.fingerprint,
             *args,
@@ -241,9 +246,11 @@ class _Run:
             batch.append(frame)
         if not batch:
             return False
+        self.store.write_truths(
+            {frame: frame_truth(self.job, frame).model_dump(mode="json") for frame in batch}
+        )
         for frame in batch:
             self.queue.popleft()
-            self.store.write_truth(frame, frame_truth(self.job, frame).model_dump(mode="json"))
             state = self.frames[frame]
             state.missing, state.groups = [], 1
         self.pending_tiles += whole * len(batch)
@@ -331,10 +338,23 @@ class _Run:
 
     def frames_done(self, task: FramesTask, results: list[TileGroupResult], done: int) -> int:
         """A FramesTask finished: each frame's tiles and the frame are done (pyramid
-        included); returns the tiles done so far."""
+        included); the frames complete then are recorded in one write of the store's
+        attributes, before their FrameDone events; then the room they freed is fed at once
+        (fed frame by frame, a series longer than the pending-tile window went on in tasks
+        of one frame, the window's worth of them on the scheduler). Returns the tiles done
+        so far."""
         last = len(self.job.level_shapes)
-        for frame, result in zip(task.frames, results, strict=True):
-            done = self.group_done(TileGroupTask(frame, task.tiles), result, done, last)
+        self.deferred = {}
+        try:
+            for frame, result in zip(task.frames, results, strict=True):
+                done = self.group_done(TileGroupTask(frame, task.tiles), result, done, last)
+        finally:
+            deferred, self.deferred = self.deferred, None
+        if deferred:
+            self.store.set_frames({k: (s, True) for k, (s, _) in deferred.items()})
+        for frame, (summary, log) in deferred.items():
+            self.emit(FrameDone(frame, summary, log))
+        self.feed()
         return done
 
     def group_done(
@@ -374,7 +394,8 @@ class _Run:
         state.groups -= 1
         if state.groups == 0 and state.remaining == 0:
             self.finish_tiles(frame, first)
-        self.feed()
+        if self.deferred is None:  # frames_done feeds once for all its frames
+            self.feed()
         return done
 
     def pyramid_done(self, frame: int) -> None:
@@ -385,7 +406,12 @@ class _Run:
             self.frame_done(frame, "")
 
     def frame_done(self, frame: int, log: str) -> None:
+        """``frame`` is complete: record it, then emit its FrameDone (both deferred to the end
+        of :meth:`frames_done` while it runs)."""
         summary = self.frames.pop(frame).statistics.summary()
+        if self.deferred is not None:
+            self.deferred[frame] = (summary, log)
+            return
         self.store.set_frame(frame, summary, complete=True)
         self.emit(FrameDone(frame, summary, log))
 

@@ -323,6 +323,7 @@ class TileStore(StoreReader):
     def __init__(self, path: str, group: zarr.Group, job: JobSpec):
         super().__init__(path, group)
         self._job = job
+        self._json: tuple[StoreAttributes, dict[str, Any]] | None = None  # attributes, JSON
 
     @classmethod
     def open_or_create(
@@ -450,9 +451,12 @@ class TileStore(StoreReader):
         )
         return True
 
-    def _set_attributes(self, attributes: StoreAttributes) -> None:
-        self.group.update_attributes({ATTRS_KEY: attributes.to_json()})
+    def _set_attributes(self, attributes: StoreAttributes, data: dict | None = None) -> None:
+        """Write ``attributes`` (``data``: their JSON, when the caller has it)."""
+        data = attributes.to_json() if data is None else data
+        self.group.update_attributes({ATTRS_KEY: data})
         self._attributes = attributes
+        self._json = (attributes, data)
 
     # --- chunks and records (workers) -----------------------------------------------------
 
@@ -506,14 +510,32 @@ class TileStore(StoreReader):
     def write_truth(self, frame: int, truth: dict[str, Any]) -> None:
         """Record frame ``frame``'s ground truth (a JSON-ready dict); stores older than truths
         have no place for it and are left as they are."""
-        if TRUTH in self.group:
-            self._array(TRUTH)[frame] = json.dumps(truth, allow_nan=False)
+        self.write_truths({frame: truth})
+
+    def write_truths(self, truths: dict[int, dict[str, Any]]) -> None:
+        """Record the ground truth of each frame of ``truths`` (frame -> JSON-ready dict) in
+        one write (its chunks written together), as :meth:`write_truth` does one."""
+        if not truths or TRUTH not in self.group:
+            return
+        frames = list(truths)
+        texts = np.array([json.dumps(truths[k], allow_nan=False) for k in frames])
+        self._array(TRUTH).oindex[frames] = texts
 
     def set_frame(self, frame: int, statistics: FrameStatistics, complete: bool) -> None:
         """Record a frame's statistics (and whether its pyramid and outputs are written)."""
+        self.set_frames({frame: (statistics, complete)})
+
+    def set_frames(self, frames: dict[int, tuple[FrameStatistics, bool]]) -> None:
+        """Record frames' (statistics, complete) in one write of the attributes. Only the new
+        entries are converted to JSON (the others' JSON is kept from the last write): a series
+        of N frames recorded one at a time converts N entries, not N^2 / 2."""
         attrs = self.attributes
-        entry = FrameEntry(statistics=statistics, complete=complete)
-        self._set_attributes(attrs.model_copy(update={"frames": {**attrs.frames, frame: entry}}))
+        entries = {k: FrameEntry(statistics=s, complete=c) for k, (s, c) in frames.items()}
+        data = self._json[1] if self._json is not None and self._json[0] is attrs else None
+        data = dict(attrs.to_json() if data is None else data)
+        new = {str(k): entry.model_dump(mode="json") for k, entry in entries.items()}
+        data["frames"] = {**data["frames"], **new}
+        self._set_attributes(attrs.model_copy(update={"frames": {**attrs.frames, **entries}}), data)
 
     def forget_frames(self) -> None:
         """Drop every frame's statistics and completion (a resume recomputes them)."""

@@ -3,9 +3,10 @@
 The plugin sets torch's thread count, picks the worker's device and caches, per worker, the
 opened store with its job (the experiment is read once per worker from the store's attributes,
 never shipped with each task) and the most recent :class:`~engine.setup.FrameSetup` objects,
-keyed by (job fingerprint, frame, dtype, device), and owns the worker's
-:class:`~engine.kernel.KernelCache` (compiled block functions). Tasks write their output chunks
-themselves and return only small typed records (:class:`TileGroupResult`).
+keyed by (job fingerprint, frame, dtype, device), and hands its tasks the process's
+:class:`~engine.kernel.KernelCache` (compiled block functions, loaded by the worker's
+warm-up). Tasks write their output chunks themselves and return only small typed records
+(:class:`TileGroupResult`).
 """
 
 from __future__ import annotations
@@ -84,11 +85,13 @@ class TilingPlugin(WorkerPlugin):
 
     @property
     def kernels(self) -> KernelCache:
-        """This worker's compiled block functions (tasks of all its threads share them)."""
+        """The process's block functions (:meth:`KernelCache.shared`): the tasks of all the
+        worker's threads, and the ``--preload tiling.warm`` warm-up (which ran before this
+        plugin was registered), share them."""
         if self._kernels is None:
             from engine.kernel import KernelCache
 
-            self._kernels = KernelCache()
+            self._kernels = KernelCache.shared()
         return self._kernels
 
     def setup(self, worker: Any = None) -> None:
@@ -132,6 +135,13 @@ class TilingPlugin(WorkerPlugin):
         while len(self._stores) > self.cached_stores:
             self._stores.popitem(last=False)
         return store
+
+    def forget_store(self, path: str) -> None:
+        """Drop the open stores at ``path`` and their jobs' frame set-ups (a deleted store)."""
+        for key in [k for k in self._stores if k[0] == path]:
+            store = self._stores.pop(key)
+            for setup in [s for s in self._setups if s[0] == store.job.fingerprint]:
+                del self._setups[setup]
 
     def frame_setup(self, store: TileStore, frame: int, device: torch.device) -> FrameSetup:
         from engine.setup import prepare_frame
