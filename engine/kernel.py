@@ -55,9 +55,23 @@ _BIG = 1 << 30
 _INDUCTOR_OPTIONS = {
     "realize_cpu_opcount_threshold": 1000,
     "realize_opcount_threshold": 1000,
+}
+# With several samples per sub-pixel: never store a per-sample value however often it is read
+# (d - i0, a graph output, is stored once per sub-pixel and bounds the inlined expressions).
+_SAMPLE_LOOP_OPTIONS = {
+    **_INDUCTOR_OPTIONS,
     "realize_reads_threshold": 1000,
     "realize_acc_reads_threshold": 1000,
 }
+
+
+def _sample_loop(st: Structure) -> bool:
+    """Whether a sub-pixel has several samples (sources x orientations) to loop over."""
+    return st.sources * st.orientations > 1
+
+
+def _inductor_options(st: Structure) -> dict:
+    return dict(_SAMPLE_LOOP_OPTIONS if _sample_loop(st) else _INDUCTOR_OPTIONS)
 
 
 def render_block(
@@ -74,8 +88,8 @@ def render_block(
 def block_outputs(
     st: Structure, table: StructureFactorTable, ft: FrameTensors, gs: torch.Tensor, gf: torch.Tensor
 ) -> tuple[torch.Tensor, ...]:
-    """The graph torch.compile fuses: the block's pixels (:func:`render_block`), then the
-    per-pixel scattering vector d - i0 (three (L, A, B, 1, 1, R, F)).
+    """The graph torch.compile fuses: the block's pixels (:func:`render_block`), then, with
+    several samples per sub-pixel, the scattering vector d - i0 (three (L, A, B, 1, 1, R, F)).
 
     Returning d - i0 makes the compiler store it once per sub-pixel; the sample loop (every
     source and orientation of a sub-pixel, innermost) then reads it instead of recomputing
@@ -105,7 +119,8 @@ def block_outputs(
     if st.thick:
         depth = ft.depth.to(intensity.dtype).view(-1, 1, 1, 1, 1, 1, 1)
         capture = capture_fraction(smp.normal, r0, depth, ft.mu, ft.step_mu)
-    return (_reduce(st, ft, intensity, omega, polar, valid, capture), *smp.q)
+    pixel = _reduce(st, ft, intensity, omega, polar, valid, capture)
+    return (pixel, *smp.q) if _sample_loop(st) else (pixel,)
 
 
 def _reduce(st: Structure, ft: FrameTensors, intensity, omega, polar, valid, capture):
@@ -278,7 +293,9 @@ class KernelCache:
 
         def torch_compiled():
             _configure_inductor()
-            graph = torch.compile(outputs, dynamic=False, fullgraph=True, options=_INDUCTOR_OPTIONS)
+            graph = torch.compile(
+                outputs, dynamic=False, fullgraph=True, options=_inductor_options(st)
+            )
             return lambda ft, gs, gf: graph(ft, gs, gf)[0]
 
         return _AotBlock(st, table, torch_compiled, self) if aot_enabled() else torch_compiled()
@@ -432,7 +449,7 @@ class _AotBlock:
                 (t.h_min, t.h_max, t.k_min, t.k_max, t.l_min, t.l_max, t.default_F, t.hkls),
                 hashlib.sha256(t.values.tobytes()).hexdigest(),
                 key,
-                sorted(_INDUCTOR_OPTIONS.items()),
+                sorted(_inductor_options(self.st).items()),
                 torch.__version__,
                 cpu_fingerprint(),
                 kernel_source_fingerprint(),
@@ -460,7 +477,7 @@ class _AotBlock:
         program = torch.export.export(_BlockModule(self.st, self.table), inputs, strict=False)
         tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp.pt2"
         torch._inductor.aoti_compile_and_package(
-            program, package_path=tmp, inductor_configs=dict(_INDUCTOR_OPTIONS)
+            program, package_path=tmp, inductor_configs=_inductor_options(self.st)
         )
         os.replace(tmp, path)  # atomic: a reader sees all of it or nothing
         self.owner.packages_built += 1
