@@ -41,8 +41,8 @@ class FrameTensors(NamedTuple):
     inv_lambda: torch.Tensor  # (S,) 1/wavelength, 1/m
     e_in: torch.Tensor  # (S, 3) polarization E direction of each source
     b_in: torch.Tensor  # (S, 3) polarization B direction of each source
-    cells: torch.Tensor  # (3, 3M) real-space a, b, c of each orientation (columns), m
-    cells_dot_incident: torch.Tensor  # (S, 3M)
+    cells_lambda: torch.Tensor  # (S, 3, 3M) a, b, c of each orientation (columns) / lambda_s
+    source_shift: torch.Tensor  # (S, 3M) a, b, c . (i_0 - i_s) / lambda_s
     recip: torch.Tensor  # (3, 3) a*, b*, c* (rows), 1/A
     sf_values: torch.Tensor  # structure-factor table (padding included), or (1,) zeros
     scale: torch.Tensor  # () r_e^2 x fluence / steps, m^2 photons/m^2

@@ -56,23 +56,55 @@ _INDUCTOR_OPTIONS = {
     "realize_cpu_opcount_threshold": 1000,
     "realize_opcount_threshold": 1000,
 }
+# With several samples per sub-pixel: never store a per-sample value however often it is read
+# (d - i0, a graph output, is stored once per sub-pixel and bounds the inlined expressions).
+_SAMPLE_LOOP_OPTIONS = {
+    **_INDUCTOR_OPTIONS,
+    "realize_reads_threshold": 1000,
+    "realize_acc_reads_threshold": 1000,
+}
+
+
+def _sample_loop(st: Structure) -> bool:
+    """Whether a sub-pixel has several samples (sources x orientations) to loop over."""
+    return st.sources * st.orientations > 1
+
+
+def _inductor_options(st: Structure) -> dict:
+    return dict(_SAMPLE_LOOP_OPTIONS if _sample_loop(st) else _INDUCTOR_OPTIONS)
 
 
 def render_block(
     st: Structure, table: StructureFactorTable, ft: FrameTensors, gs: torch.Tensor, gf: torch.Tensor
 ) -> torch.Tensor:
-    """One block of pixels: (rows, cols) photons/pixel. The graph torch.compile fuses.
+    """One block of pixels: (rows, cols) photons/pixel.
 
     ``gs`` (A, rows), ``gf`` (B, cols): float64 slow/fast sub-pixel coordinates relative to the
     beam spot (A = B = oversample). Samples span (L, A, B, S, M, R, F) and are reduced here.
     """
-    smp = sample_geometry(st, ft, gs, gf)
+    return block_outputs(st, table, ft, gs, gf)[0]
+
+
+def block_outputs(
+    st: Structure, table: StructureFactorTable, ft: FrameTensors, gs: torch.Tensor, gf: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    """The graph torch.compile fuses: the block's pixels (:func:`render_block`), then, with
+    several samples per sub-pixel, the scattering vector d - i0 (three (L, A, B, 1, 1, R, F)).
+
+    Returning d - i0 makes the compiler store it once per sub-pixel; the sample loop (every
+    source and orientation of a sub-pixel, innermost) then reads it instead of recomputing
+    the pixel's geometry per sample, and every per-sample value stays in registers (the
+    inductor options keep them unstored however often they are read).
+    """
+    # every source's positions only for factors evaluated per source (else source 0's)
+    per_src = st.dmin or (st.oversample_polar and not st.nopolar)
+    smp = sample_geometry(st, ft, gs, gf, per_source=per_src)
     f_latt = lattice_transform(
         st.shape, st.many_cells, smp.h, smp.k, smp.l, ft.ns, ft.shape_n, ft.recip, ft.fudge
     )
     f2 = fcell_squared(st.sf_mode, table, ft.sf_values, smp.h, smp.k, smp.l)
     # x 1 leaves a real orientation's value as it is; bucket padding adds exactly 0
-    intensity = f_latt * f_latt * f2 * ft.orientation_weight.view(1, 1, 1, 1, -1, 1, 1)
+    intensity = f_latt.square() * f2 * ft.orientation_weight.view(1, 1, 1, 1, -1, 1, 1)
     r0 = smp.r[:, :, :, :1]  # source 0's airpath, as C's omega and parallax use
     omega = solid_angle(r0, ft.omega_num, st.point_pixel)
     polar = None
@@ -87,7 +119,8 @@ def render_block(
     if st.thick:
         depth = ft.depth.to(intensity.dtype).view(-1, 1, 1, 1, 1, 1, 1)
         capture = capture_fraction(smp.normal, r0, depth, ft.mu, ft.step_mu)
-    return _reduce(st, ft, intensity, omega, polar, valid, capture)
+    pixel = _reduce(st, ft, intensity, omega, polar, valid, capture)
+    return (pixel, *smp.q) if _sample_loop(st) else (pixel,)
 
 
 def _reduce(st: Structure, ft: FrameTensors, intensity, omega, polar, valid, capture):
@@ -107,7 +140,8 @@ def _reduce(st: Structure, ft: FrameTensors, intensity, omega, polar, valid, cap
     if st.oversample_omega:
         weight = times(weight, omega)
     contrib = intensity if weight is None else intensity * weight
-    total = contrib.sum(dim=(0, 1, 2, 3, 4))  # (R, F)
+    # sources and orientations first: an inner loop in which a pixel's geometry is invariant
+    total = contrib.sum(dim=(3, 4)).sum(dim=(0, 1, 2))  # (R, F)
 
     pixel = (total + ft.background) * ft.scale
     if capture is not None and not st.oversample_thick:
@@ -254,9 +288,15 @@ class KernelCache:
         if not compiled:
             return block
 
+        def outputs(ft: FrameTensors, gs: torch.Tensor, gf: torch.Tensor) -> tuple:
+            return block_outputs(st, table, ft, gs, gf)
+
         def torch_compiled():
             _configure_inductor()
-            return torch.compile(block, dynamic=False, fullgraph=True, options=_INDUCTOR_OPTIONS)
+            graph = torch.compile(
+                outputs, dynamic=False, fullgraph=True, options=_inductor_options(st)
+            )
+            return lambda ft, gs, gf: graph(ft, gs, gf)[0]
 
         return _AotBlock(st, table, torch_compiled, self) if aot_enabled() else torch_compiled()
 
@@ -315,6 +355,22 @@ def cpu_fingerprint() -> str:
     return f"{platform.machine()}-{torch.backends.cpu.get_cpu_capability()}-{digest}"
 
 
+@functools.lru_cache(maxsize=1)
+def kernel_source_fingerprint() -> str:
+    """Digest of the code a block graph is traced from (this module, :mod:`engine.physics`,
+    :mod:`engine.frame`, :mod:`engine.config`), so a changed kernel never loads a package
+    built from an older one."""
+    import engine.config
+    import engine.frame
+    import engine.physics
+
+    digest = hashlib.sha256()
+    for path in (__file__, engine.physics.__file__, engine.frame.__file__, engine.config.__file__):
+        with open(path, "rb") as fh:
+            digest.update(fh.read())
+    return digest.hexdigest()[:16]
+
+
 class _BlockModule(torch.nn.Module):
     """The block function with flat tensor inputs (gs, gf, *FrameTensors), for torch.export."""
 
@@ -322,8 +378,8 @@ class _BlockModule(torch.nn.Module):
         super().__init__()
         self.st, self.table = st, table
 
-    def forward(self, gs: torch.Tensor, gf: torch.Tensor, *tensors: torch.Tensor) -> torch.Tensor:
-        return render_block(self.st, self.table, FrameTensors(*tensors), gs, gf)
+    def forward(self, gs: torch.Tensor, gf: torch.Tensor, *tensors: torch.Tensor) -> tuple:
+        return block_outputs(self.st, self.table, FrameTensors(*tensors), gs, gf)
 
 
 #: Model instances per loaded package: threads of one process may run a block at once.
@@ -393,9 +449,10 @@ class _AotBlock:
                 (t.h_min, t.h_max, t.k_min, t.k_max, t.l_min, t.l_max, t.default_F, t.hkls),
                 hashlib.sha256(t.values.tobytes()).hexdigest(),
                 key,
-                sorted(_INDUCTOR_OPTIONS.items()),
+                sorted(_inductor_options(self.st).items()),
                 torch.__version__,
                 cpu_fingerprint(),
+                kernel_source_fingerprint(),
             )
         )
         name = hashlib.sha256(text.encode()).hexdigest()[:32]
@@ -420,7 +477,7 @@ class _AotBlock:
         program = torch.export.export(_BlockModule(self.st, self.table), inputs, strict=False)
         tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp.pt2"
         torch._inductor.aoti_compile_and_package(
-            program, package_path=tmp, inductor_configs=dict(_INDUCTOR_OPTIONS)
+            program, package_path=tmp, inductor_configs=_inductor_options(self.st)
         )
         os.replace(tmp, path)  # atomic: a reader sees all of it or nothing
         self.owner.packages_built += 1

@@ -114,26 +114,39 @@ def airpath(p_par: torch.Tensor, pp2: torch.Tensor) -> tuple[torch.Tensor, torch
     return r, w
 
 
-def miller_indices(pp, w, inv_r_lambda, cells, cells_dot_incident):
-    """Fractional Miller indices h, k, l (L, A, B, S, M, R, F) of every orientation.
+def miller_indices(q, cells_lambda, source_shift):
+    """Fractional Miller indices h, k, l (L, A, B, S, M, R, F) of every source and orientation.
 
-    h = a . (d - i) / lambda with d - i = (p_perp - w i) / |r|: ``cells`` (3, 3M) real-space
-    cell vectors (rows x, y, z; columns a, b, c of each orientation), ``cells_dot_incident``
-    (S, 3M), ``inv_r_lambda`` = 1 / (|r| lambda).
+    ``q`` (three (L, A, B, 1, 1, R, F)): d - i0, the scattering vector times lambda of source
+    0 (:func:`scattering_vector`); h = a . (d - i_s) / lambda_s = q . (a / lambda_s) + shift:
+    ``cells_lambda`` (S, 3, 3M) real-space cell vectors over each source's wavelength (rows
+    x, y, z; columns a, b, c of each orientation), ``source_shift`` (S, 3M) the constant
+    a . (i0 - i_s) / lambda_s (0 for source 0). A sample costs three products per index.
     """
-    ns_, nm = cells_dot_incident.shape[0], cells.shape[1] // 3
-    c = cells.view(3, nm, 3)
-    a_i = cells_dot_incident.view(ns_, nm, 3)
+    ns_, nm = source_shift.shape[0], source_shift.shape[1] // 3
+    c = cells_lambda.view(ns_, 3, nm, 3)
+    shift = source_shift.view(ns_, nm, 3)
     hkl = []
     for j in range(3):
-        cj = [c[i, :, j].view(1, 1, 1, 1, nm, 1, 1) for i in range(3)]
-        aj = a_i[:, :, j].view(1, 1, 1, ns_, nm, 1, 1)
-        hkl.append((pp[0] * cj[0] + pp[1] * cj[1] + pp[2] * cj[2] - w * aj) * inv_r_lambda)
+        cj = [c[:, i, :, j].view(1, 1, 1, ns_, nm, 1, 1) for i in range(3)]
+        sj = shift[:, :, j].view(1, 1, 1, ns_, nm, 1, 1)
+        hkl.append(q[0] * cj[0] + q[1] * cj[1] + q[2] * cj[2] + sj)
     return hkl
 
 
+def scattering_vector(pp, w, r, incident):
+    """d - i (three components, dimensionless) from the position's part perpendicular to
+    the incident direction ``incident`` (3,): (p_perp - w i) / |r|, without cancellation."""
+    return [(pp[j] - w * incident[j]) / r for j in range(3)]
+
+
 class Samples(NamedTuple):
-    """Geometry of every sample of a block, on the (L, A, B, S, M, R, F) dimensions."""
+    """Geometry of every sample of a block, on the (L, A, B, S, M, R, F) dimensions.
+
+    The positions are those of every source (S) when a per-source factor needs them
+    (``per_source``), else of source 0 only (S = 1): C evaluates polarization, omega and
+    parallax once per pixel, at the first source, unless told otherwise.
+    """
 
     p_par: torch.Tensor  # position along the incident direction, m
     pp: list[torch.Tensor]  # the three components perpendicular to it, m
@@ -141,17 +154,20 @@ class Samples(NamedTuple):
     r: torch.Tensor  # airpath |r|, m
     w: torch.Tensor  # |r| - p_par, m
     normal: torch.Tensor | None  # position along the detector normal (thick sensors), m
+    q: list[torch.Tensor]  # d - i of source 0 (L, A, B, 1, 1, R, F), per pixel
     h: torch.Tensor  # fractional Miller indices
     k: torch.Tensor
     l: torch.Tensor  # noqa: E741
 
 
-def sample_geometry(st: Structure, ft: FrameTensors, gs, gf) -> Samples:
+def sample_geometry(st: Structure, ft: FrameTensors, gs, gf, per_source: bool = True) -> Samples:
     """Positions and Miller indices of every sample of a block of pixels.
 
     ``gs`` (A, R), ``gf`` (B, F): float64 slow/fast sub-pixel coordinates relative to the beam
     spot (:func:`subpixel_coordinates`). Flat detectors are separable in (slow, fast); the
-    curved detector is computed per pixel in float64.
+    curved detector is computed per pixel in float64. The Miller indices of every source
+    come from source 0's geometry (:func:`miller_indices`); ``per_source``: return the
+    positions of every source too (else of source 0 only).
     """
     dtype = ft.par.dtype
     if st.curved:
@@ -162,11 +178,16 @@ def sample_geometry(st: Structure, ft: FrameTensors, gs, gf) -> Samples:
         p_par, pp, normal = flat_positions(
             ft.par, ft.perp, ft.odet_par, gs.to(dtype), gf.to(dtype), ft.depth.to(dtype), st.thick
         )
+    p0, pp0 = p_par[:, :, :, :1], [x[:, :, :, :1] for x in pp]  # source 0
+    pp2_0 = pp0[0] * pp0[0] + pp0[1] * pp0[1] + pp0[2] * pp0[2]
+    r0, w0 = airpath(p0, pp2_0)
+    q = scattering_vector(pp0, w0, r0, ft.incident[0])
+    h, k, l = miller_indices(q, ft.cells_lambda, ft.source_shift)  # noqa: E741
+    if not per_source or p_par.shape[3] == 1:
+        return Samples(p0, pp0, pp2_0, r0, w0, normal, q, h, k, l)
     pp2 = pp[0] * pp[0] + pp[1] * pp[1] + pp[2] * pp[2]
     r, w = airpath(p_par, pp2)
-    inv = per_source(ft.inv_lambda) / r
-    h, k, l = miller_indices(pp, w, inv, ft.cells, ft.cells_dot_incident)  # noqa: E741
-    return Samples(p_par, pp, pp2, r, w, normal, h, k, l)
+    return Samples(p_par, pp, pp2, r, w, normal, q, h, k, l)
 
 
 # ------------------------------------------------------------------------ lattice transform
@@ -177,6 +198,31 @@ def _frac(x: torch.Tensor) -> torch.Tensor:
     return x - torch.ceil(x - 0.5)
 
 
+#: sin(pi f) ~ f (c0 + c1 f^2 + ... + c4 f^8) on [-1/2, 1/2], relative error 7e-9 (a least-squares
+#: fit on Chebyshev nodes): below float32's rounding, at a fraction of a library sine's cost.
+_SINPI_COEFFS = (
+    3.141592641045632,
+    -5.167710083391768,
+    2.550077521718418,
+    -0.598291240430149,
+    0.07765757136364598,
+)
+
+
+def _sinpi_poly(f: torch.Tensor) -> torch.Tensor:
+    """sin(pi f) for f in [-1/2, 1/2], by :data:`_SINPI_COEFFS` (float32 kernels)."""
+    f2 = f * f
+    c = _SINPI_COEFFS
+    return f * (c[0] + f2 * (c[1] + f2 * (c[2] + f2 * (c[3] + f2 * c[4]))))
+
+
+def _sinpi(x: torch.Tensor) -> torch.Tensor:
+    """sin(pi x) for any x: (-1)^k sin(pi (x - k)), k = round(x) (the reduction is exact)."""
+    k = torch.round(x)
+    odd = k - 2.0 * torch.floor(k * 0.5)  # 0 or 1
+    return _sinpi_poly(x - k) * (1.0 - 2.0 * odd)
+
+
 def sincg(delta: torch.Tensor, n: torch.Tensor, n_pi: torch.Tensor) -> torch.Tensor:
     """sin(N pi d)/sin(pi d) for d = h - round(h) in [-1/2, 1/2] (N at d = 0), as C's sincg.
 
@@ -185,10 +231,15 @@ def sincg(delta: torch.Tensor, n: torch.Tensor, n_pi: torch.Tensor) -> torch.Ten
     N: a Chebyshev recurrence U_{N-1}(cos pi d) runs N - 2 steps, a count a graph would keep
     (or mask to a bucket), and inductor's lowering re-evaluates each read of an unrealized
     value, so its cost grows exponentially with the steps (a 14-step masked recurrence did
-    not lower in 15 minutes; two sines lower at once and run faster than 8 steps).
+    not lower in 15 minutes; two sines lower at once and run faster than 8 steps). In float32
+    both sines are polynomials after an exact reduction (:func:`_sinpi`), float64 uses sin.
     """
-    num = torch.sin(n_pi * delta)
-    den = torch.sin(math.pi * delta)
+    if delta.dtype == torch.float32:
+        num = _sinpi(n * delta)
+        den = _sinpi_poly(delta)
+    else:
+        num = torch.sin(n_pi * delta)
+        den = torch.sin(math.pi * delta)
     safe = torch.where(den == 0, 1.0, den)
     return torch.where(den == 0, n, num / safe)
 
@@ -374,8 +425,9 @@ def polarization(p_par, pp, pp2, r, e_in, b_in, kahn_factor, kahn: bool):
     sin2 = pp2 * inv_r2
     factor = 1.0 + cos2
     if kahn:
-        ev = [per_source(e_in[:, j]) for j in range(3)]
-        bv = [per_source(b_in[:, j]) for j in range(3)]
+        ns_ = p_par.shape[3]  # every source, or source 0 only
+        ev = [per_source(e_in[:ns_, j]) for j in range(3)]
+        bv = [per_source(b_in[:ns_, j]) for j in range(3)]
         e = pp[0] * ev[0] + pp[1] * ev[1] + pp[2] * ev[2]
         b = pp[0] * bv[0] + pp[1] * bv[1] + pp[2] * bv[2]
         e2, b2 = e * e, b * b

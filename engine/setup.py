@@ -215,6 +215,9 @@ def _frame_tensors(
     e_in = np.array([_unit(np.cross(i, bb)) for i, bb in zip(incident, b_in, strict=True)])
     cells, weight = _padded_orientations(cells)
     cell_rows = cells.reshape(-1, 3)  # (M*3, 3): a, b, c of each orientation
+    # h of source s = (d - i_0) . a / lambda_s + a . (i_0 - i_s) / lambda_s: the kernel forms
+    # d - i_0 once per pixel, the second term is this per-source constant (0 for source 0)
+    shift = np.einsum("mj,sj->sm", cell_rows, incident[:1] - incident) / lambdas[:, None]
     ns, shape_n = shape_constants(lattice.na, lattice.nb, lattice.nc)
     recip = np.stack([lattice.a_star, lattice.b_star, lattice.c_star])  # 1/A
     kw = {"dtype": dtype, "device": device}
@@ -229,8 +232,8 @@ def _frame_tensors(
         inv_lambda=torch.tensor(1.0 / lambdas, **kw),
         e_in=torch.tensor(e_in, **kw),
         b_in=torch.tensor(b_in, **kw),
-        cells=torch.tensor(cell_rows.T, **kw),
-        cells_dot_incident=torch.tensor(np.einsum("mj,sj->sm", cell_rows, incident), **kw),
+        cells_lambda=torch.tensor(cell_rows.T[None] / lambdas[:, None, None], **kw),
+        source_shift=torch.tensor(shift, **kw),
         recip=torch.tensor(recip, **kw),
         sf_values=sf_values,
         **{name: torch.tensor(value, **kw) for name, value in scalars.items()},

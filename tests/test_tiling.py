@@ -403,8 +403,9 @@ def test_nanobragg_output_files_are_written_per_frame_after_statistics(
         np.testing.assert_array_equal(floats, image)
         _, adu = read_smv(tmp_path / f"i_{k:05d}.img")
         assert adu.max() == 55040  # scaled by 55000/max_I from the frame statistics, +40 ADC
-        # C: floorf(clamp(I * 55000 / max_I + 40, 0, 65535) + 0.5)
-        expected = np.clip(image.astype(np.float64) * (55000.0 / image.max()) + 40.0, 0, 65535)
+        # C: floorf(clamp(I * 55000 / max_I + 40, 0, 65535) + 0.5), the scale a double
+        scale = 55000.0 / float(image.max())  # not numpy's float32 quotient
+        expected = np.clip(image.astype(np.float64) * scale + 40.0, 0, 65535)
         np.testing.assert_array_equal(adu, np.floor((expected + 0.5).astype(np.float32)))
         _, counts = read_smv(tmp_path / f"n_{k:05d}.img")
         counts = counts.astype(np.float64) - 40.0
