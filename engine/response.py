@@ -28,7 +28,6 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from engine import noise_native
 from engine.window import Window
 
 __all__ = [
@@ -201,6 +200,8 @@ def detector_image(
         adu = counts.numpy()
     else:
         adu = blurred  # float64, a copy of the photons
+    from engine import noise_native  # dask config and ctypes: not for schema-only imports
+
     lib = noise_native.library()
     if lib is not None:  # one pass in C, the same operations as below
         readout = None
