@@ -36,6 +36,7 @@ import torch
 from engine import config
 from engine.frame import FrameSetup, FrameTensors, Structure
 from engine.memory import keep_freed_memory
+from engine.native import cpu_flags_digest
 from engine.physics import (
     capture_fraction,
     fcell_squared,
@@ -342,17 +343,8 @@ def aot_cache_dir() -> str:
 def cpu_fingerprint() -> str:
     """The host's instruction-set identity: packages are built with ``-march=native``, so a
     package is only loaded by a CPU with the same machine, ATen capability and flags."""
-    flags = ""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith(("flags", "Features")):
-                    flags = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    digest = hashlib.sha256(" ".join(sorted(flags.split())).encode()).hexdigest()[:16]
-    return f"{platform.machine()}-{torch.backends.cpu.get_cpu_capability()}-{digest}"
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"{platform.machine()}-{capability}-{cpu_flags_digest()}"
 
 
 @functools.lru_cache(maxsize=1)

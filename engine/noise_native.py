@@ -1,11 +1,8 @@
-"""The compiled noise draws (``engine/noise.c``): built once per CPU, loaded with ctypes.
+"""The compiled noise draws (``engine/noise.c``), built and loaded by :mod:`engine.native`.
 
-The library is built with the host's C compiler (``CC``, else ``cc``) at ``-O3
--march=native`` into ``~/.cache/braggtile/native`` (next to the kernel's packages), named by
-the source's hash and the CPU's flags, written to a temporary name and renamed, so processes
-that build it at once never load a partial file. Setting ``braggtile.noise.native`` (dask
-config): ``auto`` (default) uses the library when it builds and numpy otherwise; ``off``
-always uses numpy. Either way the draws are the same integers and counts.
+Setting ``braggtile.noise.native`` (dask config): ``auto`` (default) uses the library when it
+builds and numpy otherwise; ``off`` always uses numpy. Either way the draws are the same
+integers and counts.
 
 On the 2-core build machine a 1024 x 1024 tile of the seed frame (0.013 photons a pixel)
 draws in about 6 ms against 35-40 ms with numpy; building the library takes about a second.
@@ -15,67 +12,33 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
-import logging
 import os
-import shutil
-import subprocess
-import tempfile
 
 import numpy as np
 
-from engine import config
+from engine import native
 
-log = logging.getLogger(__name__)
 _SOURCE = os.path.join(os.path.dirname(__file__), "noise.c")
+_SETTING = "noise.native"
 _I64 = np.ctypeslib.ndpointer(np.int64, flags="C_CONTIGUOUS")
 _F64 = np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS")
 
 
 def enabled() -> bool:
     """Whether ``braggtile.noise.native`` allows the compiled draws (auto/on: yes; off: no)."""
-    return str(config.get("noise.native")).strip().lower() not in ("off", "false", "0", "no")
+    return native.enabled(_SETTING)
 
 
 def library_path() -> str:
     """Where this source's library for this CPU lives (built or not)."""
-    from engine.kernel import _cache_dir, cpu_fingerprint
-
-    with open(_SOURCE, "rb") as fh:
-        digest = hashlib.sha256(fh.read()).hexdigest()[:16]
-    root = os.path.join(os.path.dirname(_cache_dir()), "native")
-    return os.path.join(root, f"noise-{digest}-{cpu_fingerprint()}.so")
-
-
-def _build(path: str) -> None:
-    """Compile ``noise.c`` into ``path`` (atomically); CalledProcessError/OSError on failure."""
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        raise OSError("no C compiler (cc or gcc) on PATH")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, partial = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(path))
-    os.close(fd)
-    try:
-        command = [compiler, "-O3", "-march=native", "-ffp-contract=off", "-fPIC", "-shared"]
-        command += ["-o", partial, _SOURCE]
-        subprocess.run(command + ["-lm"], check=True, capture_output=True, timeout=120)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
+    return native.library_path(_SOURCE)
 
 
 @functools.lru_cache(maxsize=1)
 def _load() -> ctypes.CDLL | None:
-    """The library, built if needed; None (numpy draws, logged once) if it cannot be."""
-    path = library_path()
-    try:
-        if not os.path.exists(path):
-            _build(path)
-        lib = ctypes.CDLL(path)
-    except (OSError, subprocess.SubprocessError) as exc:
-        detail = getattr(exc, "stderr", b"") or b""
-        log.warning("compiled noise draws unavailable, using numpy: %s %s", exc, detail[:500])
+    """The library with its functions' signatures; None (numpy draws) if it cannot be built."""
+    lib = native.load(_SOURCE)
+    if lib is None:
         return None
     lib.bt_uniforms.argtypes = [
         _I64, ctypes.c_int64, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_uint32,

@@ -104,9 +104,11 @@ class TileStatistics(_Serialised):
         ``roi_mask`` (bool, same shape, True = rendered) restricts the statistics to the ROI;
         ``skipped`` (bool, same shape, True = skipped by ``-mask``, inside the ROI) leaves
         pixels out of all but C's rmsd, which counts them as 0.
-        Sums run in float64 with numpy's pairwise summation on one thread, so a tile gives the
-        same bits on any worker, whatever its thread count (about 0.8 ms for 1024 x 1024).
+        Sums run in float64 in eight lanes in raster order (:mod:`engine.pixels`: compiled or
+        numpy, the same bits), so a tile gives the same bits on any worker.
         """
+        from engine import pixels
+
         x = _as_numpy(values)
         if tuple(x.shape) != window.shape:
             raise ValueError(f"tile of shape {tuple(x.shape)} does not match window {window}")
@@ -115,30 +117,20 @@ class TileStatistics(_Serialised):
         if skipped is not None and skipped.any():
             n_skipped = int(np.count_nonzero(skipped))
             mask = ~skipped if mask is None else mask & ~skipped
-        if mask is not None:
-            if mask.shape != x.shape:
-                raise ValueError(f"roi_mask of shape {tuple(mask.shape)} does not match {window}")
-            inside = x[mask]
-            peak_map = np.where(mask, x, np.zeros((), dtype=x.dtype))
-        else:
-            inside = x.reshape(-1)
-            peak_map = x
-        count = int(inside.size)
+        if mask is not None and mask.shape != x.shape:
+            raise ValueError(f"roi_mask of shape {tuple(mask.shape)} does not match {window}")
+        count = x.size if mask is None else int(np.count_nonzero(mask))
         if count == 0:
             return cls(skipped=n_skipped)
-        total = float(np.add.reduce(inside, dtype=np.float64))
+        lanes, peak, flat = pixels.moments(x, mask)
+        total = pixels.combine(lanes)
         mean = total / count
-        centred = np.subtract(inside, mean, dtype=np.float64)
-        m2 = float(np.einsum("i,i->", centred, centred))
+        m2 = pixels.combine(pixels.deviations(x, mean, mask))
         sumsq = m2 + total * mean  # sum of x^2 = m2 + n mean^2: a sum of non-negative terms
-        # argmax returns the first maximal element of the slow-major flattening
-        flat = int(np.argmax(peak_map.reshape(-1)))
-        peak = float(peak_map.reshape(-1)[flat])
+        if flat < 0:  # no pixel above C's initial max_I of 0
+            return cls(count, mean, m2, sumsq, 0.0, NO_PIXEL, NO_PIXEL, n_skipped)
         width = window.fast1 - window.fast0
-        if peak > 0.0:
-            slow, fast = window.slow0 + flat // width, window.fast0 + flat % width
-        else:
-            peak, slow, fast = 0.0, NO_PIXEL, NO_PIXEL
+        slow, fast = window.slow0 + flat // width, window.fast0 + flat % width
         return cls(count, mean, m2, sumsq, peak, slow, fast, n_skipped)
 
     def merge(self, other: TileStatistics) -> TileStatistics:

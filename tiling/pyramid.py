@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from engine import pixels
 from engine.window import Window
 from tiling.grid import intersect
 from tiling.layout import chunk_counts, chunk_window
@@ -71,25 +72,7 @@ def children(
     ]
 
 
-def bin2x2(image: np.ndarray) -> np.ndarray:
-    """Mean of each 2x2 block of a 2-D array (odd edges: mean of the pixels present), float64.
-
-    Summed in float64 as (top-left + bottom-left) + (top-right + bottom-right), each value
-    converted exactly on the fly (no float64 copy of the whole input)."""
-    x = np.asarray(image)
-    if x.dtype not in (np.float32, np.float64):
-        x = x.astype(np.float64)
-    s, f = x.shape
-    se, fe = s - s % 2, f - f % 2
-    out = np.empty((math.ceil(s / 2), math.ceil(f / 2)), dtype=np.float64)
-    body = out[: se // 2, : fe // 2]
-    pairs = np.add(x[0:se:2, :fe], x[1:se:2, :fe], dtype=np.float64)  # top + bottom
-    np.add(pairs[:, 0::2], pairs[:, 1::2], out=body)
-    body *= 0.25
-    if s % 2:
-        out[-1, : fe // 2] = (x[-1, 0:fe:2] + np.float64(x[-1, 1:fe:2])) * 0.5
-    if f % 2:
-        out[: se // 2, -1] = (x[0:se:2, -1] + np.float64(x[1:se:2, -1])) * 0.5
-    if s % 2 and f % 2:
-        out[-1, -1] = x[-1, -1]
-    return out
+def bin2x2(image: np.ndarray, dtype: np.dtype | type | None = None) -> np.ndarray:
+    """Mean of each 2x2 block of a 2-D array (odd edges: mean of the pixels present) as
+    ``dtype`` (default float64), summed in float64 (:func:`engine.pixels.bin2x2`)."""
+    return pixels.bin2x2(image, dtype)

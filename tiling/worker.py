@@ -367,7 +367,7 @@ def _level1_part(store: TileStore, pixels: np.ndarray) -> np.ndarray:
     even pixel (a quarter of the memory, kept while the task runs), else the tile itself."""
     if store.job.tile % 2:
         return pixels
-    return bin2x2(pixels).astype(store.job.dtype)
+    return bin2x2(pixels, store.job.dtype)
 
 
 def _finish_tile(
@@ -423,7 +423,7 @@ def _write_level1(
             ds, df = ds // 2, df // 2
         image[ds : ds + part.shape[0], df : df + part.shape[1]] = part
     if not even:
-        image = bin2x2(image).astype(job.dtype)
+        image = bin2x2(image, job.dtype)
     store.write_chunk(1, frame, *chunk, image)
     return image
 
@@ -442,7 +442,7 @@ def _write_level2(
         if part is None:
             part = store.read_chunk(1, frame, row, col)
         image[chunk_window(shapes[1], tile, row, col).slices_in(src)] = part
-    store.write_chunk(2, frame, *chunk, bin2x2(image).astype(job.dtype))
+    store.write_chunk(2, frame, *chunk, bin2x2(image, job.dtype))
 
 
 def bin_chunk(
@@ -458,7 +458,7 @@ def bin_chunk(
     shapes = store.job.level_shapes
     window = chunk_window(shapes[level], store.job.tile, row, col)
     src = source_window(window, shapes[level - 1])
-    binned = bin2x2(store.read_window(level - 1, frame, src)).astype(store.job.dtype)
+    binned = bin2x2(store.read_window(level - 1, frame, src), store.job.dtype)
     store.write_chunk(level, frame, row, col, binned)
     return time.perf_counter() - start
 
@@ -473,7 +473,7 @@ def bin_tail(path: str, fingerprint: str, frame: int, first: int, *after: Any) -
     shapes = store.job.level_shapes
     image = store.read_window(first - 1, frame, Window.full(*shapes[first - 1]))
     for level in range(first, len(shapes)):
-        binned = bin2x2(image).astype(store.job.dtype)
+        binned = bin2x2(image, store.job.dtype)
         store.write_chunk(level, frame, 0, 0, binned)
         image = binned
     return time.perf_counter() - start
