@@ -80,8 +80,9 @@ def render_block(
 ) -> torch.Tensor:
     """One block of pixels: (rows, cols) photons/pixel.
 
-    ``gs`` (A, rows), ``gf`` (B, cols): float64 slow/fast sub-pixel coordinates relative to the
-    beam spot (A = B = oversample). Samples span (L, A, B, S, M, R, F) and are reduced here.
+    ``gs`` (A, rows), ``gf`` (B, cols): slow/fast sub-pixel coordinates relative to the beam
+    spot (A = B = oversample), float64 (the frame's dtype will do for a flat detector).
+    Samples span (L, A, B, S, M, R, F) and are reduced here.
     """
     return block_outputs(st, table, ft, gs, gf)[0]
 
@@ -523,11 +524,14 @@ def render_region(
     fn = kernels.graph(setup, compiled)
     ft = setup.tensors
     os_, size, dev = setup.oversample, setup.subpixel_size, setup.device
-    # separable geometry: per-row and per-column coordinates, built once per region
+    # separable geometry: per-row and per-column coordinates, built once per region; a flat
+    # detector's positions are made in the frame's dtype, so its coordinates are cast here
+    # once rather than in every block row (the same values); the curved one's stay float64
     n_r, n_c = -(-rows // rb), -(-cols // fb)
-    slow_coords = subpixel_coordinates(slow[0], n_r * rb, os_, size, geo.sbeam).to(dev)
+    kind = {"device": dev, "dtype": torch.float64 if setup.structure.curved else setup.dtype}
+    slow_coords = subpixel_coordinates(slow[0], n_r * rb, os_, size, geo.sbeam).to(**kind)
     slow_coords = slow_coords.unflatten(1, (n_r, rb)).transpose(0, 1).contiguous()
-    fast_coords = subpixel_coordinates(fast[0], n_c * fb, os_, size, geo.fbeam).to(dev)
+    fast_coords = subpixel_coordinates(fast[0], n_c * fb, os_, size, geo.fbeam).to(**kind)
     fast_coords = fast_coords.unflatten(1, (n_c, fb)).transpose(0, 1).contiguous()
     with torch.no_grad():
         for i in range(n_r):

@@ -1,12 +1,14 @@
-/* Photon-noise draws for engine/noise.py, compiled on first use by engine/noise_native.py.
+/* Photon-noise draws for engine/noise.py, compiled on first use by engine/native.py.
  *
  * The same integers and the same float64 operations as noise.py's numpy path:
  * Philox4x32-10 keyed by the 64-bit seed, counter (pixel low word, pixel high word, frame,
  * draw); a uniform in (0, 1) from 52 bits of two words; Poisson counts of means below 12 by
  * inversion of the CDF (C nanoBragg's poidev branch), p_k = p_{k-1} * mean / k; ADU as
- * engine/response.py makes them. Philox runs 8 (AVX-512) or 4 (AVX2) pixels at a time, each
- * 32-bit word in a 64-bit lane (the unsigned 32x32 -> 64-bit multiply of those lanes), with a
- * scalar loop for the rest and for other CPUs: the same integers on every path.
+ * engine/response.py makes them, or counts and ADU in one pass over a window of means with
+ * the pixel indices made on the fly (bt_noise_adu_*). Philox runs 8 (AVX-512, four vectors
+ * interleaved) or 4 (AVX2) pixels at a time, each 32-bit word in a 64-bit lane (the unsigned
+ * 32x32 -> 64-bit multiply of those lanes), with a scalar loop for the rest and for other
+ * CPUs: the same integers on every path.
  * Built with -ffp-contract=off: no fused multiply-add changes a rounding.
  */
 #include <math.h>
@@ -106,28 +108,47 @@ static inline __m512d unit8(__m512i hi, __m512i lo) {
     return _mm512_mul_pd(_mm512_add_pd(value, _mm512_set1_pd(0.5)), _mm512_set1_pd(0x1p-52));
 }
 
-/* uniforms4 with eight pixels at a time. */
+/* Philox of w (1 to 4) vectors of eight pixels each, interleaved so that the multiplies of
+ * one vector wait while the others run (each round depends on the one before); inlined with
+ * w a constant, the arrays live in registers. */
+static inline __attribute__((always_inline)) void philox8(const int64_t *index, int w,
+                                                          const uint32_t k0[10],
+                                                          const uint32_t k1[10], uint32_t frame,
+                                                          uint32_t draw, double *u, double *v) {
+    const __m512i m0 = _mm512_set1_epi64(PHILOX_M0), m1 = _mm512_set1_epi64(PHILOX_M1);
+    __m512i c0[4], c1[4], c2[4], c3[4];
+    for (int j = 0; j < w; j++) {
+        c0[j] = _mm512_loadu_si512((const void *)(index + 8 * j));
+        c1[j] = _mm512_srli_epi64(c0[j], 32);
+        c2[j] = _mm512_set1_epi64(frame);
+        c3[j] = _mm512_set1_epi64(draw);
+    }
+    for (int r = 0; r < 10; r++) {
+        __m512i a = _mm512_set1_epi64(k0[r]), b = _mm512_set1_epi64(k1[r]);
+        for (int j = 0; j < w; j++) {
+            __m512i p0 = _mm512_mul_epu32(c0[j], m0), p1 = _mm512_mul_epu32(c2[j], m1);
+            /* 0x96: the three-way exclusive or */
+            c0[j] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p1, 32), c1[j], a, 0x96);
+            c2[j] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p0, 32), c3[j], b, 0x96);
+            c1[j] = p1;
+            c3[j] = p0;
+        }
+    }
+    for (int j = 0; j < w; j++) {
+        _mm512_storeu_pd(u + 8 * j, unit8(c0[j], c1[j]));
+        if (v) _mm512_storeu_pd(v + 8 * j, unit8(c2[j], c3[j]));
+    }
+}
+
+/* uniforms4 with eight pixels a vector, four vectors at a time. */
 static int64_t uniforms8(const int64_t *index, int64_t n, const uint32_t k0[10],
                          const uint32_t k1[10], uint32_t frame, uint32_t draw, double *u,
                          double *v) {
-    const __m512i m0 = _mm512_set1_epi64(PHILOX_M0), m1 = _mm512_set1_epi64(PHILOX_M1);
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m512i pixel = _mm512_loadu_si512((const void *)(index + i));
-        __m512i c0 = pixel, c1 = _mm512_srli_epi64(pixel, 32);
-        __m512i c2 = _mm512_set1_epi64(frame), c3 = _mm512_set1_epi64(draw);
-        for (int r = 0; r < 10; r++) {
-            __m512i p0 = _mm512_mul_epu32(c0, m0), p1 = _mm512_mul_epu32(c2, m1);
-            c0 = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(p1, 32), c1),
-                                  _mm512_set1_epi64(k0[r]));
-            c2 = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(p0, 32), c3),
-                                  _mm512_set1_epi64(k1[r]));
-            c1 = p1;
-            c3 = p0;
-        }
-        _mm512_storeu_pd(u + i, unit8(c0, c1));
-        if (v) _mm512_storeu_pd(v + i, unit8(c2, c3));
-    }
+    for (; i + 32 <= n; i += 32)
+        philox8(index + i, 4, k0, k1, frame, draw, u + i, v ? v + i : NULL);
+    for (; i + 8 <= n; i += 8)
+        philox8(index + i, 1, k0, k1, frame, draw, u + i, v ? v + i : NULL);
     return i;
 }
 #endif
@@ -154,6 +175,20 @@ void bt_uniforms(const int64_t *index, int64_t n, uint64_t seed, uint32_t frame,
     }
 }
 
+/* The Poisson count of a mean lam in (0, 12) (0 for lam <= 0) drawn with uniform u. */
+static inline double inversion(double lam, double u) {
+    double k = 0.0;
+    if (lam > 0.0 && !(u < (1.0 - lam) * SURE_ZERO)) {
+        double p = exp(-lam), cdf = p;
+        for (int step = 1; step <= MAX_INVERSION_STEPS && u > cdf; step++) {
+            p = p * lam / step;
+            cdf = cdf + p;
+            k = (double)step;
+        }
+    }
+    return k;
+}
+
 /* Poisson counts of means below 12 (0 for means <= 0) into counts; the positions of the
  * other means (>= 12) into rest. Returns how many went to rest, or -1 if a mean is NaN or
  * infinite (nothing else is then promised). MEAN is float or double. */
@@ -169,16 +204,10 @@ void bt_uniforms(const int64_t *index, int64_t n, uint64_t seed, uint32_t frame,
                 double lam = (double)mean[start + j];                                          \
                 if (!isfinite(lam)) return -1;                                                 \
                 double k = 0.0;                                                                \
-                if (lam >= SMALL_MEAN_LIMIT) {                                                 \
+                if (lam >= SMALL_MEAN_LIMIT)                                                   \
                     rest[others++] = start + j;                                                \
-                } else if (lam > 0.0 && !(u[j] < (1.0 - lam) * SURE_ZERO)) {                   \
-                    double p = exp(-lam), cdf = p;                                             \
-                    for (int step = 1; step <= MAX_INVERSION_STEPS && u[j] > cdf; step++) {    \
-                        p = p * lam / step;                                                    \
-                        cdf = cdf + p;                                                         \
-                        k = (double)step;                                                      \
-                    }                                                                          \
-                }                                                                              \
+                else                                                                           \
+                    k = inversion(lam, u[j]);                                                  \
                 counts[start + j] = k;                                                         \
             }                                                                                  \
         }                                                                                      \
@@ -210,3 +239,85 @@ POISSON_SMALL(bt_poisson_small_f64, double)
 
 ADU(bt_adu_u16, uint16_t)
 ADU(bt_adu_u32, uint32_t)
+
+/* ADU of the Poisson counts of a rows x cols window of means (rows `stride` means apart)
+ * whose first pixel is (slow0, fast0) of a detector fast_pixels wide, in one pass: pixel
+ * index slow * fast_pixels + fast, its uniform as bt_uniforms (draw 0), its count as
+ * POISSON_SMALL, its ADU as ADU without extra, into out (rows x cols). Means >= 12 go to rest
+ * (raster positions in the window; out 0 there, no overload counted) for the caller. Returns
+ * how many, or -1 if a mean is NaN or infinite; *overloads: the overloads of the others.
+ *
+ * Most pixels of a frame draw 0 photons for sure (mean <= 0, or u < (1 - mean) x SURE_ZERO),
+ * and their ADU is that of a count of 0: loops over a piece that vectorise flag the others
+ * and write that value everywhere; a last one visits only the flagged pixels. */
+/* ADU of a count before clipping: count x gain + offset, 0 outside the ROI (in = 0). */
+static inline double raw_adu(double count, double gain, double offset, int in) {
+    double value = count * gain;
+    value = value + offset;
+    return in ? value : 0.0;
+}
+
+static inline double clip_adu(double value, double overload) {
+    return value > overload ? overload : value < 0.0 ? 0.0 : value;
+}
+
+#define NOISE_ADU(NAME, MEAN, OUT)                                                             \
+    int64_t NAME(const MEAN *mean, int64_t rows, int64_t cols, int64_t stride, int64_t slow0,  \
+                 int64_t fast0, int64_t fast_pixels, uint64_t seed, uint32_t frame,           \
+                 const uint8_t *inside, double gain, double offset, double overload,          \
+                 OUT *out, int64_t *rest, int64_t *overloads) {                                \
+        int64_t index[PIECE], flagged[PIECE], others = 0, over = 0;                            \
+        double u[PIECE];                                                                       \
+        const double zero = raw_adu(0.0, gain, offset, 1);                                     \
+        const OUT adu_in = (OUT)clip_adu(zero, overload), adu_out = (OUT)clip_adu(0.0, overload); \
+        for (int64_t r = 0; r < rows; r++) {                                                   \
+            for (int64_t c0 = 0; c0 < cols; c0 += PIECE) {                                     \
+                int64_t m = cols - c0 < PIECE ? cols - c0 : PIECE;                             \
+                int64_t first = (slow0 + r) * fast_pixels + fast0 + c0;                        \
+                for (int64_t j = 0; j < m; j++) index[j] = first + j;                          \
+                bt_uniforms(index, m, seed, frame, 0, u, NULL);                                \
+                const MEAN *row = mean + r * stride + c0;                                      \
+                const uint8_t *in = inside ? inside + r * cols + c0 : NULL;                    \
+                OUT *o = out + r * cols + c0;                                                  \
+                int64_t bad = 0, in_roi = m;                                                   \
+                for (int64_t j = 0; j < m; j++) { /* vectorises: one lane width */             \
+                    double lam = (double)row[j];                                               \
+                    int64_t drawn = !(u[j] < (1.0 - lam) * SURE_ZERO);                         \
+                    bad += lam - lam != 0.0; /* NaN and infinities */                          \
+                    flagged[j] = ((lam > 0.0) & drawn) | (lam >= SMALL_MEAN_LIMIT);            \
+                }                                                                              \
+                if (bad) return -1;                                                            \
+                if (in) {                                                                      \
+                    in_roi = 0;                                                                \
+                    for (int64_t j = 0; j < m; j++) {                                          \
+                        o[j] = in[j] ? adu_in : adu_out;                                       \
+                        in_roi += in[j] != 0;                                                  \
+                    }                                                                          \
+                } else {                                                                       \
+                    for (int64_t j = 0; j < m; j++) o[j] = adu_in;                             \
+                }                                                                              \
+                for (int64_t j = 0; j < m; j++) {                                              \
+                    if (!flagged[j]) continue;                                                 \
+                    int is_in = in ? in[j] != 0 : 1;                                           \
+                    in_roi -= is_in; /* counted below, not as a zero */                        \
+                    double lam = (double)row[j];                                               \
+                    if (lam >= SMALL_MEAN_LIMIT) {                                             \
+                        rest[others++] = r * cols + c0 + j;                                    \
+                        o[j] = 0;                                                              \
+                        continue;                                                              \
+                    }                                                                          \
+                    double value = raw_adu(inversion(lam, u[j]), gain, offset, is_in);         \
+                    over += value > overload;                                                  \
+                    o[j] = (OUT)clip_adu(value, overload);                                     \
+                }                                                                              \
+                over += (zero > overload) * in_roi;                                            \
+            }                                                                                  \
+        }                                                                                      \
+        *overloads = over;                                                                     \
+        return others;                                                                         \
+    }
+
+NOISE_ADU(bt_noise_adu_f32_u16, float, uint16_t)
+NOISE_ADU(bt_noise_adu_f32_u32, float, uint32_t)
+NOISE_ADU(bt_noise_adu_f64_u16, double, uint16_t)
+NOISE_ADU(bt_noise_adu_f64_u32, double, uint32_t)

@@ -392,6 +392,14 @@ def poisson_counts(
     return torch.from_numpy(counts).reshape(expected.shape)
 
 
+def counts_at(lam: np.ndarray, idx: np.ndarray, seed: int, frame: int) -> np.ndarray:
+    """Float64 Poisson counts of 1-D float64 means at 1-D int64 pixel indices, the draws of
+    :func:`poisson_counts` for those pixels (any mean; numpy and torch on the CPU)."""
+    seed = _check_int(seed, "seed", MAX_SEED)
+    frame = _check_int(frame, "frame", MAX_FRAME)
+    return _counts_numpy(np.ascontiguousarray(lam, dtype=np.float64), idx, seed, frame)
+
+
 def noise_image(
     float_window: torch.Tensor,
     seed: int,

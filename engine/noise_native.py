@@ -59,6 +59,15 @@ def _load() -> ctypes.CDLL | None:
             ctypes.c_double, ctypes.c_double, np.ctypeslib.ndpointer(out, flags="C_CONTIGUOUS"),
         ]  # fmt: skip
         function.restype = ctypes.c_int64
+    for mean in ("f32", "f64"):
+        for out in ("u16", "u32"):
+            function = getattr(lib, f"bt_noise_adu_{mean}_{out}")
+            function.argtypes = [
+                ctypes.c_void_p, *[ctypes.c_int64] * 6, ctypes.c_uint64, ctypes.c_uint32,
+                ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_double,
+                ctypes.c_void_p, _I64, ctypes.POINTER(ctypes.c_int64),
+            ]  # fmt: skip
+            function.restype = ctypes.c_int64
     return lib
 
 
@@ -126,3 +135,48 @@ def adu(
     c_pointers = [None if a is None else a.ctypes.data_as(ctypes.c_void_p) for a in pointers]
     overloads = function(counts, *c_pointers, counts.size, gain, offset, float(overload), out)
     return out, int(overloads)
+
+
+def noise_adu(
+    lib: ctypes.CDLL,
+    means: np.ndarray,
+    first: tuple[int, int],
+    fast_pixels: int,
+    seed: int,
+    frame: int,
+    inside: np.ndarray | None,
+    gain: float,
+    offset: float,
+    overload: int,
+    dtype: np.dtype,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """ADU (``dtype``: uint16 or uint32) of the Poisson counts of a 2-D window of expected
+    photons ``means`` (float32 or float64, rows contiguous) whose first pixel is ``first``
+    (slow, fast) of a detector ``fast_pixels`` wide, in one pass: the counts of
+    :func:`poisson_small` and the ADU of :func:`adu` (no read-out noise), without the index
+    array or the float64 counts. Returns the ADU, the raster positions of the means >= 12
+    (ADU 0 there, for the caller to draw) and the other pixels' overloads. ValueError if a
+    mean is NaN or infinite."""
+    means = np.asarray(means)
+    if means.dtype not in (np.float32, np.float64) or means.strides[1] != means.itemsize:
+        means = np.ascontiguousarray(means, dtype=np.float64)
+    rows, cols = means.shape
+    out = np.empty((rows, cols), dtype=dtype)
+    rest = np.empty(rows * cols, dtype=np.int64)
+    mask = None
+    if inside is not None:
+        mask = np.ascontiguousarray(inside, dtype=bool).reshape(-1).view(np.uint8)
+        if mask.size != out.size:
+            raise ValueError(f"{mask.size} mask values for {out.size} pixels")
+    mean_type = "f32" if means.dtype == np.float32 else "f64"
+    out_type = "u16" if out.dtype == np.uint16 else "u32"
+    overloads = ctypes.c_int64(0)
+    others = getattr(lib, f"bt_noise_adu_{mean_type}_{out_type}")(
+        means.ctypes.data_as(ctypes.c_void_p), rows, cols, means.strides[0] // means.itemsize,
+        first[0], first[1], fast_pixels, seed, frame,
+        None if mask is None else mask.ctypes.data_as(ctypes.c_void_p), gain, offset,
+        float(overload), out.ctypes.data_as(ctypes.c_void_p), rest, ctypes.byref(overloads),
+    )  # fmt: skip
+    if others < 0:
+        raise ValueError("expected photon counts must be finite (found NaN or inf)")
+    return out, rest[:others], int(overloads.value)

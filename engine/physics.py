@@ -163,8 +163,9 @@ class Samples(NamedTuple):
 def sample_geometry(st: Structure, ft: FrameTensors, gs, gf, per_source: bool = True) -> Samples:
     """Positions and Miller indices of every sample of a block of pixels.
 
-    ``gs`` (A, R), ``gf`` (B, F): float64 slow/fast sub-pixel coordinates relative to the beam
-    spot (:func:`subpixel_coordinates`). Flat detectors are separable in (slow, fast); the
+    ``gs`` (A, R), ``gf`` (B, F): slow/fast sub-pixel coordinates relative to the beam spot
+    (:func:`subpixel_coordinates`), float64, or the frame's dtype for a flat detector (which
+    casts them to it anyway). Flat detectors are separable in (slow, fast); the
     curved detector is computed per pixel in float64. The Miller indices of every source
     come from source 0's geometry (:func:`miller_indices`); ``per_source``: return the
     positions of every source too (else of source 0 only).

@@ -184,6 +184,11 @@ def detector_image(
         blurred = np.asarray(photons)[crop.slices_in(window)]
     else:
         blurred = spread(photons, kernel)[crop.slices_in(window)]
+    from engine import noise_native  # dask config and ctypes: not for schema-only imports
+
+    lib = noise_native.library()
+    if lib is not None and response.noise and response.readout_noise <= 0:
+        return _noise_adu(lib, blurred, crop, response, frame, fast_pixels, inside)
     index = None
     if response.noise or response.readout_noise > 0:
         slow = np.arange(crop.slow0, crop.slow1, dtype=np.int64)
@@ -200,9 +205,6 @@ def detector_image(
         adu = counts.numpy()
     else:
         adu = blurred  # float64, a copy of the photons
-    from engine import noise_native  # dask config and ctypes: not for schema-only imports
-
-    lib = noise_native.library()
     if lib is not None:  # one pass in C, the same operations as below
         readout = None
         if response.readout_noise > 0:
@@ -222,3 +224,36 @@ def detector_image(
     np.clip(adu, 0.0, float(response.overload), out=adu)
     np.trunc(adu, out=adu)
     return adu.astype(response.dtype), overloads
+
+
+def _noise_adu(
+    lib,
+    means: np.ndarray,
+    crop: Window,
+    response: DetectorResponse,
+    frame: int,
+    fast_pixels: int,
+    inside: np.ndarray | None,
+) -> tuple[np.ndarray, int]:
+    """:func:`detector_image` of Poisson counts without read-out noise in one compiled pass
+    (:func:`engine.noise_native.noise_adu`); the few means >= 12 are drawn as
+    :func:`engine.noise.poisson_counts` draws them, then made ADU the same way."""
+    from engine import noise_native
+    from engine.noise import MAX_FRAME, MAX_SEED, _check_int, counts_at
+
+    seed = _check_int(response.seed, "seed", MAX_SEED)
+    frame = _check_int(frame, "frame", MAX_FRAME)
+    gain, offset, overload = response.gain, response.adc_offset, response.overload
+    first = (crop.slow0, crop.fast0)
+    out, rest, overloads = noise_native.noise_adu(
+        lib, means, first, fast_pixels, seed, frame, inside, gain, offset, overload, response.dtype
+    )
+    if rest.size:
+        rows, cols = divmod(rest, out.shape[1])
+        index = (rows + crop.slow0) * fast_pixels + (cols + crop.fast0)
+        counts = counts_at(means[rows, cols], index, seed, frame)
+        mask = None if inside is None else np.asarray(inside, dtype=bool)[rows, cols]
+        adu, more = noise_native.adu(lib, counts, None, mask, gain, offset, overload, out.dtype)
+        out[rows, cols] = adu
+        overloads += more
+    return out, overloads

@@ -130,3 +130,33 @@ def test_detector_image_matches_numpy(lib, options: dict, masked: bool) -> None:
         assert adu[~inside].max() == 0
     if response.overload == 20000:
         assert over > 0 and adu.max() == 20000
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("psf", [None, "gauss:150"])
+def test_one_pass_noise_matches_numpy_on_wide_cropped_windows(lib, dtype, psf) -> None:
+    """Counts and ADU in one pass: rows wider than a piece (1024), widths that leave lane and
+    vector tails (interleaved vectors of 32 pixels), a crop inside its window (rows a stride
+    apart), means >= 12 drawn apart, a PSF's float64 means."""
+    rng = np.random.default_rng(9)
+    photons = rng.exponential(0.3, (9, 2133))
+    photons[rng.uniform(size=photons.shape) > 0.995] = 400.0
+    photons = photons.astype(dtype)
+    window = Window(40, 49, 7, 2140)
+    crop = Window(42, 47, 9, 2135)
+    inside = rng.uniform(size=crop.shape) > 0.1
+    response = DetectorResponse(seed=5, noise=True, psf=psf, gain=1.7, overload=300)
+    args = (photons, window, response, 3, 4096, 1e-4, crop, inside)
+    adu, over = detector_image(*args)
+    with dask.config.set(NUMPY):
+        adu0, over0 = detector_image(*args)
+    assert adu.shape == crop.shape and over == over0 > 0
+    np.testing.assert_array_equal(adu, adu0)
+
+
+def test_one_pass_noise_refuses_non_finite_means(lib) -> None:
+    photons = np.full((3, 40), 0.5, dtype=np.float32)
+    photons[2, 33] = np.nan
+    response = DetectorResponse(seed=1, noise=True)
+    with pytest.raises(ValueError, match="finite"):
+        detector_image(photons, Window(0, 3, 0, 40), response, 0, 40, 1e-4)
