@@ -6,9 +6,9 @@ bits, so a tile's statistics and pyramid do not depend on the worker that made t
 
 Moments: pixel i of the raster order (slow-major) goes to lane i % 8; each lane sums in
 float64 in order (pixels outside the mask as 0.0), and :func:`combine` adds the lanes in a
-fixed tree. Measured on the 2-core build machine for a 1024 x 1024 float32 tile: moments and
-deviations together about 1 ms compiled against 2.4 ms for numpy's pairwise sums; a 2x2 mean
-about 0.3 ms against 1.4 ms.
+fixed tree. Measured on the 2-core build machine for a 1024 x 1024 float32 tile: statistics
+0.8-0.9 ms compiled (numpy's pairwise sums, used before, took 2.4 ms; the numpy path here,
+which keeps the lanes' order, 13 ms); a 2x2 mean 0.3 ms against 1.4 ms.
 """
 
 from __future__ import annotations

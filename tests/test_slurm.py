@@ -32,6 +32,8 @@ import pytest
 import zarr
 from test_service import ROOT, TIMEOUT, free_port, read_events, serving, submit
 
+from tiling.gate import GATE_ENV, tile_name
+
 pytestmark = pytest.mark.slurm
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
@@ -262,6 +264,12 @@ def test_render_on_slurm_stops_cleanly_and_resumes(
     slurm: dict[str, str], in_process: np.ndarray, tmp_path: Path
 ) -> None:
     env = batch_env(slurm, tmp_path)
+    # the last tile waits at the test gate, so neither interrupted run can finish its job
+    # before its signal arrives, however fast the other tiles render
+    env[GATE_ENV] = str(tmp_path / "gate")
+    hold = tmp_path / "gate" / tile_name("hold", 1, 11, 11)
+    hold.parent.mkdir()
+    hold.touch()
     first, status, err = interrupt(render(tmp_path, env, *TWO_JOBS), env, signal.SIGINT)
     assert first == 0
     assert status == 130, err
@@ -274,6 +282,7 @@ def test_render_on_slurm_stops_cleanly_and_resumes(
     assert "terminated; run the same command again to resume" in err
     assert_queue_empties(env)
 
+    hold.unlink()
     proc = render(tmp_path, env, "--cluster", "slurm", "--max-jobs", "1", "--no-progress")
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
