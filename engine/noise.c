@@ -217,6 +217,11 @@ static inline double inversion(double lam, double u) {
 POISSON_SMALL(bt_poisson_small_f32, float)
 POISSON_SMALL(bt_poisson_small_f64, double)
 
+/* An ADU value clipped to [0, overload] (truncated by the caller's cast). */
+static inline double clip_adu(double value, double overload) {
+    return value > overload ? overload : value < 0.0 ? 0.0 : value;
+}
+
 /* ADU of n counts, as engine/response.py's detector_image: counts * gain, + extra (read-out
  * noise, ADU) when extra is not NULL, + offset; 0 where inside is 0 (when not NULL); then
  * clipped to [0, overload] and truncated, into out (OUT: uint16_t or uint32_t). Returns the
@@ -231,8 +236,7 @@ POISSON_SMALL(bt_poisson_small_f64, double)
             value = value + offset;                                                            \
             if (inside && !inside[i]) value = 0.0;                                             \
             overloads += value > overload;                                                     \
-            value = value > overload ? overload : value < 0.0 ? 0.0 : value;                   \
-            out[i] = (OUT)value;                                                               \
+            out[i] = (OUT)clip_adu(value, overload);                                           \
         }                                                                                      \
         return overloads;                                                                      \
     }
@@ -255,10 +259,6 @@ static inline double raw_adu(double count, double gain, double offset, int in) {
     double value = count * gain;
     value = value + offset;
     return in ? value : 0.0;
-}
-
-static inline double clip_adu(double value, double overload) {
-    return value > overload ? overload : value < 0.0 ? 0.0 : value;
 }
 
 #define NOISE_ADU(NAME, MEAN, OUT)                                                             \
