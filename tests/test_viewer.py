@@ -307,6 +307,8 @@ def test_viewer_sends_input_files_and_steps_through_a_float64_series(server, vie
 
 
 def test_viewer_cancels_a_running_job(server, viewer):
+    """Cancelling dismisses the job in the viewport and the list; a list answer fetched while
+    it ran but delivered after the cancel (an overtaken poll) does not show it running again."""
     page, _ = viewer
     page.fill("#nanobragg", ARGS)
     page.fill("#frames", "8")  # long enough to be still running when cancelled
@@ -317,6 +319,17 @@ def test_viewer_cancels_a_running_job(server, viewer):
         " return d.status === 'running' && Number(d.painted) > 0; }",
         timeout=600_000,
     )
+    held = []  # the first list answer after this point, fetched now, delivered later
+
+    def hold_first(route):
+        if held:
+            route.continue_()
+        else:
+            held.append((route, route.fetch()))
+
+    page.route("**/v1/jobs?limit=*", hold_first)
+    with page.expect_request("**/v1/jobs?limit=*"):
+        page.click("#refresh-jobs")
     page.click("#cancel-job")
     page.wait_for_function(
         "() => document.getElementById('viewport').dataset.status === 'dismissed'",
@@ -327,7 +340,18 @@ def test_viewer_cancels_a_running_job(server, viewer):
     assert page.locator("#cancel-job").is_hidden()
     record = json.loads(get(f"{server}/v1/jobs/{state['job']}"))
     assert record["status"] == "dismissed" and record["tiles_done"] < record["tiles_total"]
-    # The list shows it dismissed too.
+    # The list shows it dismissed too, once the refresh after the cancel has answered.
     item = page.locator(f"#job-list li[data-id='{state['job']}']")
-    item.wait_for()
+    page.locator(f"#job-list li[data-id='{state['job']}'][data-status='dismissed']").wait_for(
+        timeout=60_000
+    )
+    # The held answer (the job running) arrives last: the list ignores it.
+    route, stale = held[0]
+    assert any(j["id"] == state["job"] and j["status"] == "running" for j in stale.json()["jobs"])
+    answers = int(page.eval_on_selector("#job-list", "e => e.dataset.answers"))
+    route.fulfill(response=stale)
+    page.wait_for_function(
+        f"() => Number(document.getElementById('job-list').dataset.answers) > {answers}"
+    )
     assert item.get_attribute("data-status") == "dismissed"
+    assert page.locator("#job-status").inner_text() == "dismissed"

@@ -13,6 +13,8 @@ export class JobList {
     this.shown = PAGE;
     this.active = null;
     this.timer = null;
+    this.latest = 0; // the number of the newest refresh: an older one's answer is stale
+    this.answers = 0; // answers received, stale ones included (data-answers of the list)
     $("job-list").addEventListener("click", (event) => {
       const item = event.target.closest("li.job");
       if (item) onPick(item.dataset.id);
@@ -30,16 +32,22 @@ export class JobList {
     for (const li of document.querySelectorAll("#job-list li.job")) li.classList.toggle("active", li.dataset.id === id);
   }
 
-  /** Fetch and show the list now, then again every few seconds (less often when hidden). */
+  /** Fetch and show the list now, then again every few seconds (less often when hidden). A
+   * refresh overtaken by a newer one (a poll in flight when a job is cancelled) shows nothing:
+   * its answer may predate the change the newer one was made for. */
   async refresh() {
     clearTimeout(this.timer);
+    const number = ++this.latest;
     try {
       const { jobs, total } = await api(`/v1/jobs?limit=${this.shown}&offset=0`);
+      $("job-list").dataset.answers = ++this.answers;
+      if (number !== this.latest) return;
       this.render(jobs);
       $("more-jobs").hidden = !(total > jobs.length);
       $("more-jobs").textContent = `Show more (${jobs.length} of ${total})`;
       this.onList(jobs);
     } catch (err) {
+      if (number !== this.latest) return;
       $("jobs-empty").textContent = `Job list unavailable: ${err.message}`;
       $("jobs-empty").hidden = false;
     }
