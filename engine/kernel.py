@@ -563,12 +563,18 @@ def _try_compiled(setup: FrameSetup, slow, fast, out: torch.Tensor, kernels: Ker
 
 
 def render_window(
-    setup: FrameSetup, window: Window, kernels: KernelCache | None = None
+    setup: FrameSetup,
+    window: Window,
+    kernels: KernelCache | None = None,
+    compiled: bool | None = None,
 ) -> torch.Tensor:
     """Render ``window`` of the frame: tensor (rows, cols) of photons/pixel; 0 outside the ROI
     and where the ``-mask`` file is 0.
 
-    ``kernels``: the block functions to use and keep (default :meth:`KernelCache.shared`)."""
+    ``kernels``: the block functions to use and keep (default :meth:`KernelCache.shared`).
+    ``compiled``: the compiled (True) or eager (False) kernel, whatever the dask config says;
+    None: :func:`use_compiled`. A caller picks here rather than by ``dask.config.set``, which
+    would change the kernel of every thread of the process while it lasts."""
     keep_freed_memory()  # block buffers reused from the heap, not mapped per call
     kernels = kernels or KernelCache.shared()
     geo = setup.detector
@@ -580,7 +586,11 @@ def render_window(
         return out
     region = out[inside.slices_in(window)]
     slow, fast = (inside.slow0, inside.slow1), (inside.fast0, inside.fast1)
-    if not (use_compiled(setup) and _try_compiled(setup, slow, fast, region, kernels)):
+    if compiled is None:
+        compiled = use_compiled(setup)
+    elif compiled and not supported(setup):
+        compiled = False  # the curved detector: eager
+    if not (compiled and _try_compiled(setup, slow, fast, region, kernels)):
         render_region(setup, slow, fast, region, kernels, compiled=False)
     skipped = setup.skipped(window)
     if skipped is not None and skipped.any():  # -mask: C skips these pixels, leaving 0

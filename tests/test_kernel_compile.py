@@ -192,6 +192,27 @@ def test_block_shapes_are_bounded_and_shrink_with_samples():
     assert kernel.block_shape(heavy)[0] < rows  # more samples per pixel: fewer rows
 
 
+def test_a_caller_picks_the_kernel_without_changing_the_config():
+    """render_window(compiled=...) renders that kernel whatever braggtile.compile.mode says,
+    and leaves the setting (global to the process's threads) as it was."""
+    setup = _setup(FEATURES_F32, torch.float32)
+    geo = setup.detector
+    window = Window.full(geo.slow_pixels, geo.fast_pixels)
+    compiled, eager = _render(setup, "on"), _render(setup, "off")
+    assert not np.array_equal(compiled, eager)  # the two kernels' roundings tell them apart
+    for mode, want, other in (("off", True, False), ("on", False, True)):
+        with dask.config.set({"braggtile.compile.mode": mode}):
+            np.testing.assert_array_equal(
+                render_window(setup, window, KERNELS, compiled=want).numpy(),
+                compiled if want else eager,
+            )
+            np.testing.assert_array_equal(
+                render_window(setup, window, KERNELS, compiled=other).numpy(),
+                compiled if other else eager,
+            )
+            assert config.compile_mode() == mode
+
+
 def test_failed_compilation_falls_back_to_eager(monkeypatch, tmp_path):
     args = FEATURES_F32.replace("-N 5", "-N 3")  # a structure no other test compiles
     setup = _setup(args, torch.float32)

@@ -45,11 +45,10 @@ TASKS_TILE = 32
 
 def warm_worker(mode: str) -> dict[str, float]:
     """Run on a worker: render a small frame eagerly, and compile when ``mode`` is compile."""
-    import dask.config
     import torch
 
     from engine import noise_native
-    from engine.kernel import render_window, use_compiled
+    from engine.kernel import render_window
     from engine.resolve import parse_nanobragg
     from engine.setup import prepare_frame
     from engine.window import Window
@@ -60,8 +59,7 @@ def warm_worker(mode: str) -> dict[str, float]:
     start = time.perf_counter()
     argv = [a.format(n=64) for a in WARM_ARGS]
     setup = prepare_frame(parse_nanobragg(argv).experiment, dtype=torch.float32)
-    with dask.config.set({"braggtile.compile.mode": "off"}):
-        render_window(setup, Window(0, 64, 0, 64), kernels)
+    render_window(setup, Window(0, 64, 0, 64), kernels, compiled=False)
     noise_native.library()  # photon-noise draws: built once per CPU, loaded here
     timings["eager_s"] = time.perf_counter() - start
     start = time.perf_counter()
@@ -71,9 +69,7 @@ def warm_worker(mode: str) -> dict[str, float]:
         start = time.perf_counter()
         argv = [a.format(n=WARM_TILE) for a in WARM_ARGS]
         setup = prepare_frame(parse_nanobragg(argv).experiment, dtype=torch.float32)
-        with dask.config.set({"braggtile.compile.mode": "on"}):
-            if use_compiled(setup):
-                render_window(setup, Window(0, WARM_TILE, 0, WARM_TILE), kernels)
+        render_window(setup, Window(0, WARM_TILE, 0, WARM_TILE), kernels, compiled=True)
         timings["compile_s"] = time.perf_counter() - start
     return timings
 
