@@ -136,7 +136,12 @@ def miller_indices(q, cells_lambda, source_shift):
 
 def scattering_vector(pp, w, r, incident):
     """d - i (three components, dimensionless) from the position's part perpendicular to
-    the incident direction ``incident`` (3,): (p_perp - w i) / |r|, without cancellation."""
+    the incident direction ``incident`` (3,): (p_perp - w i) / |r|, without cancellation.
+    float32 multiplies by one reciprocal of |r| (a vector division costs as much as ten
+    multiplies; the result moves by at most an ulp); float64 divides each, as C does."""
+    if r.dtype == torch.float32:
+        inv_r = 1.0 / r
+        return [(pp[j] - w * incident[j]) * inv_r for j in range(3)]
     return [(pp[j] - w * incident[j]) / r for j in range(3)]
 
 
@@ -224,6 +229,28 @@ def _sinpi(x: torch.Tensor) -> torch.Tensor:
     return _sinpi_poly(x - k) * (1.0 - 2.0 * odd)
 
 
+#: float32: |sin(pi d)| below this counts as 0 (sincg = N): the ratio differs from N by a
+#: relative (N pi d)^2 / 6, under float32's rounding there, and a product of three
+#: denominators stays above float32's smallest normal (1e-38).
+SINCG_TINY_F32 = 1e-9
+
+
+def sincg_ratio(
+    delta: torch.Tensor, n: torch.Tensor, n_pi: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`sincg` as (numerator, denominator), (N, 1) where sin(pi d) is 0 (float32: below
+    :data:`SINCG_TINY_F32`), so a product of several ratios takes one division."""
+    if delta.dtype == torch.float32:
+        num = _sinpi(n * delta)
+        den = _sinpi_poly(delta)
+        zero = den.abs() < SINCG_TINY_F32
+    else:
+        num = torch.sin(n_pi * delta)
+        den = torch.sin(math.pi * delta)
+        zero = den == 0
+    return torch.where(zero, n, num), torch.where(zero, 1.0, den)
+
+
 def sincg(delta: torch.Tensor, n: torch.Tensor, n_pi: torch.Tensor) -> torch.Tensor:
     """sin(N pi d)/sin(pi d) for d = h - round(h) in [-1/2, 1/2] (N at d = 0), as C's sincg.
 
@@ -235,14 +262,8 @@ def sincg(delta: torch.Tensor, n: torch.Tensor, n_pi: torch.Tensor) -> torch.Ten
     not lower in 15 minutes; two sines lower at once and run faster than 8 steps). In float32
     both sines are polynomials after an exact reduction (:func:`_sinpi`), float64 uses sin.
     """
-    if delta.dtype == torch.float32:
-        num = _sinpi(n * delta)
-        den = _sinpi_poly(delta)
-    else:
-        num = torch.sin(n_pi * delta)
-        den = torch.sin(math.pi * delta)
-    safe = torch.where(den == 0, 1.0, den)
-    return torch.where(den == 0, n, num / safe)
+    num, den = sincg_ratio(delta, n, n_pi)
+    return num / den
 
 
 def _sinc3(x: torch.Tensor) -> torch.Tensor:
@@ -263,12 +284,22 @@ def lattice_transform(shape: CrystalShape, many, h, k, l, ns, shape_n, recip, fu
     shape's norm, each rounded once from float64 as C's double expressions are. ``many``:
     per axis, whether N > 1 (square shape only; an axis of one cell contributes 1)."""
     if shape is CrystalShape.SQUARE:
+        axes = [(x, j) for j, (x, more) in enumerate(zip((h, k, l), many, strict=True)) if more]
+        if not axes:
+            return torch.ones_like(h)
+        if h.dtype == torch.float32 and len(axes) > 1:
+            # one division for the product: the ratios' numerators and denominators multiply
+            # (numerators in [-N, N]; denominators in [-1, 1], each at least SINCG_TINY_F32)
+            num, den = None, None
+            for x, j in axes:
+                a, b = sincg_ratio(_frac(x), ns[0, j], ns[1, j])
+                num, den = (a, b) if num is None else (num * a, den * b)
+            return num / den
         out = None
-        for j, (x, more) in enumerate(zip((h, k, l), many, strict=True)):
-            if more:
-                term = sincg(_frac(x), ns[0, j], ns[1, j])
-                out = term if out is None else out * term
-        return out if out is not None else torch.ones_like(h)
+        for x, j in axes:
+            term = sincg(_frac(x), ns[0, j], ns[1, j])
+            out = term if out is None else out * term
+        return out
     dh, dk, dl = _frac(h), _frac(k), _frac(l)
     if shape is CrystalShape.ROUND:
         sh, sk, sl = dh * ns[0, 0], dk * ns[0, 1], dl * ns[0, 2]
@@ -443,6 +474,8 @@ def solid_angle(r0, omega_num, point_pixel: bool):
     ``omega_num`` / r0^3 with omega_num = pixel_size^2 x close_distance (m^3)."""
     if point_pixel:
         return 1.0 / (r0 * r0)
+    if r0.dtype == torch.float32:  # one division (float64 keeps C's two)
+        return omega_num / ((r0 * r0) * r0)
     return omega_num / (r0 * r0) / r0
 
 

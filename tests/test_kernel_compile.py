@@ -19,7 +19,8 @@ import torch
 
 from engine import Window, config, kernel, prepare_frame, render_window
 from engine.frame import orientation_bucket
-from engine.physics import sincg
+from engine.model import CrystalShape
+from engine.physics import lattice_transform, sincg
 from engine.resolve import parse_nanobragg
 
 # Many features in one frame, so one compiled graph covers them: 2 sources x 2 mosaic
@@ -124,6 +125,33 @@ def test_sincg_matches_the_chebyshev_polynomial(dtype):
         np.testing.assert_allclose(ours, u, rtol=0, atol=tol * n)
         assert float(sincg(torch.zeros(1, dtype=dtype), n_t, n_pi)) == n
         u_prev, u = u, x2 * u - u_prev
+
+
+def test_float32_square_lattice_is_the_product_of_its_sincg_in_one_division():
+    """float32 F_latt (one division for the three ratios) within float32's rounding of the
+    float64 product of C's sincg; at the direct beam (h, k, l tiny but not 0, where the three
+    denominators' product would underflow) exactly Na Nb Nc."""
+    cells = (5.0, 7.0, 12.0)
+    ns = torch.tensor([cells, [c * math.pi for c in cells]], dtype=torch.float64)
+    rng = np.random.default_rng(3)
+    hkl = [torch.from_numpy(rng.uniform(-30, 30, 20000)) for _ in range(3)]
+    hkl[0][:3] = torch.tensor([1e-15, -3e-12, 2.0])  # tiny, and an exact integer
+    hkl[1][:3] = torch.tensor([2e-14, 1e-13, 2.5])
+    hkl[2][:3] = torch.tensor([-1e-16, 5e-12, 3.0])
+
+    def square(dtype):
+        h, k, l = (x.to(dtype) for x in hkl)  # noqa: E741
+        return lattice_transform(
+            CrystalShape.SQUARE, (True, True, True), h, k, l, ns.to(dtype), None, None, None
+        ).double()
+
+    ours = square(torch.float32)
+    assert torch.isfinite(ours).all()
+    assert float(ours[0]) == float(ours[1]) == 5.0 * 7.0 * 12.0
+    # the float32 indices themselves are rounded: compare at those indices
+    h32 = [x.to(torch.float32).double() for x in hkl]
+    ref = lattice_transform(CrystalShape.SQUARE, (True, True, True), *h32, ns, None, None, None)
+    np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=0, atol=2e-6 * 420.0)
 
 
 def test_compile_modes():
