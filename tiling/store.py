@@ -15,6 +15,7 @@ atomic (write then rename), so readers never see a partial chunk.
 
 from __future__ import annotations
 
+import functools
 import json
 from importlib import metadata
 from typing import Any
@@ -128,8 +129,10 @@ class StoreMismatchError(UserInputError, ValueError):
     """The store at the path holds a different job (experiment or options); exit status 2."""
 
 
+@functools.cache
 def software_version() -> str:
-    """The installed braggtile version ("unknown" when run from an uninstalled tree)."""
+    """The installed braggtile version ("unknown" when run from an uninstalled tree); looked
+    up once per process (the package metadata scan took 5 ms of every store's creation)."""
     try:
         return metadata.version("braggtile")
     except metadata.PackageNotFoundError:
