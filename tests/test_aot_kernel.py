@@ -118,3 +118,20 @@ def test_processes_sharing_a_cache_build_a_package_once(tmp_path):
     assert lines[0][4] == lines[1][4]
     folder = tmp_path / "braggtile-aoti"
     assert len(list(folder.glob("*.pt2"))) == 1 and not list(folder.glob("*.tmp.pt2"))
+
+
+def test_frame_key_is_the_signature_of_each_frame_tensors():
+    """A block function makes each frame's part of the package key once, by identity: each
+    FrameTensors gets its own signature, past the number kept too."""
+    block = kernel._AotBlock(None, None, None, kernel.KernelCache())
+    experiment = parse_nanobragg(ARGS.split()).experiment
+    frames = [
+        prepare_frame(experiment, dtype).tensors
+        for _ in range(kernel.FRAME_KEYS_KEPT)
+        for dtype in (torch.float32, torch.float64)
+    ]
+    assert kernel.signature(frames[0]) != kernel.signature(frames[1])
+    for _ in range(2):
+        for ft in frames:
+            assert block.frame_key(ft) == kernel.signature(ft)
+    assert len(block._frame_keys) <= kernel.FRAME_KEYS_KEPT
