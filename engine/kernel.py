@@ -606,10 +606,7 @@ def render_window(
         return out
     region = out[inside.slices_in(window)]
     slow, fast = (inside.slow0, inside.slow1), (inside.fast0, inside.fast1)
-    if compiled is None:
-        compiled = use_compiled(setup)
-    elif compiled and not supported(setup):
-        compiled = False  # the curved detector: eager
+    compiled = use_compiled(setup) if compiled is None else compiled and supported(setup)
     if not (compiled and _try_compiled(setup, slow, fast, region, kernels)):
         render_region(setup, slow, fast, region, kernels, compiled=False)
     skipped = setup.skipped(window)

@@ -287,9 +287,10 @@ def lattice_transform(shape: CrystalShape, many, h, k, l, ns, shape_n, recip, fu
         axes = [(x, j) for j, (x, more) in enumerate(zip((h, k, l), many, strict=True)) if more]
         if not axes:
             return torch.ones_like(h)
-        if h.dtype == torch.float32 and len(axes) > 1:
-            # one division for the product: the ratios' numerators and denominators multiply
-            # (numerators in [-N, N]; denominators in [-1, 1], each at least SINCG_TINY_F32)
+        if h.dtype == torch.float32:
+            # one division for the product (one axis: sincg itself): the ratios' numerators
+            # and denominators multiply (numerators in [-N, N]; denominators in [-1, 1], each
+            # at least SINCG_TINY_F32)
             num, den = None, None
             for x, j in axes:
                 a, b = sincg_ratio(_frac(x), ns[0, j], ns[1, j])
