@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dask.config
+import distributed
 import numpy as np
 import pytest
 import torch
@@ -324,6 +325,50 @@ def test_tasks_of_narrow_tiles_write_level_2_as_binning_tasks_would(
     for level in range(len(job.level_shapes)):
         np.testing.assert_array_equal(a.level(level)[:], b.level(level)[:])
     assert a.records().keys() == b.records().keys()
+
+
+def _binning_dependencies(dask_scheduler) -> dict[str, list[str]]:
+    """On the scheduler: each pyramid task's key -> the keys of the tasks it waits on."""
+    return {
+        str(key): sorted(str(dep.key) for dep in task.dependencies)
+        for key, task in dask_scheduler.tasks.items()
+        if str(key).startswith("bt-bin-")
+    }
+
+
+def test_the_pyramid_is_submitted_with_the_tiles_and_finishes_without_the_client(
+    client, tmp_path: Path
+) -> None:
+    """A frame's binning tasks are on the scheduler with its tile tasks, each waiting on the
+    tasks that write the chunks it bins, so the workers finish the pyramid while the client is
+    held (here: in its first TileDone event, until every binning task is done)."""
+    job = JobSpec(experiment("-detpixels 200"), tile=16, pyramid_min=8)
+    # levels 200, 100, 50 (written by the tile tasks, two rows of level-1 chunks each: 4
+    # tasks), 25 (2 x 2 binning tasks), 13 and 7 (one task)
+    assert level2_in_tasks(job, "cpu") and len(job.level_shapes) == 6
+    seen: dict[str, list[str]] = {}
+
+    def hold(event) -> None:
+        if isinstance(event, TileDone) and not seen:
+            seen.update(client.run_on_scheduler(_binning_dependencies))
+            distributed.wait([distributed.Future(key, client) for key in seen])
+
+    render_job(client, str(tmp_path / "p.zarr"), job, on_event=hold)
+    # bt-bin-TOKEN-FRAME-LEVEL-ROW-COL: a chunk's task; bt-bin-TOKEN-FRAME-LEVEL: the tail's
+    level3 = {k: v for k, v in seen.items() if len(k.split("-")) == 7}
+    tails = [k for k in seen if k not in level3]
+    assert len(level3) == 4 and len(tails) == 1
+    for key, deps in level3.items():
+        row = int(key.split("-")[-2])  # a level-3 chunk bins level-1 chunk rows 4 row .. + 3
+        assert deps and all(d.startswith("bt-tiles-") for d in deps)
+        assert {int(d.split("-")[-2]) // 4 for d in deps} == {row}
+    tile_tasks = {d for deps in level3.values() for d in deps}
+    assert len(tile_tasks) == 4  # every tile task feeds a level-3 chunk
+    assert seen[tails[0]] == sorted(level3)
+    store = read_store(tmp_path / "p.zarr")
+    assert store.complete_frames() == {0}
+    assert_close(store.read_frame(0, 0), full_render(job.experiment))
+    assert_pyramid(store, 0)
 
 
 def test_resume_renders_only_the_missing_tiles(client, tmp_path: Path) -> None:

@@ -6,15 +6,16 @@ pyramid chunk, or per few of them side by side when tiles are narrower than the 
 (:func:`tiling.worker.render_runs`), writes each tile's chunk and record, then bins the level-1
 chunks from the tiles in memory (and, for the narrowest tiles, two rows of level-1 chunks to
 level 2: :func:`level2_in_tasks`). Tasks nearest the beam centre go first
-(Dask priorities). When a frame's last task lands, the client merges the tiles' statistics
-partials into the frame statistics (group attributes), then submits the rest of that frame's
-pyramid: one task per output chunk of each level, each depending on the chunks it bins, and
-one task for all the levels that fit in a single chunk; then an optional per-frame task runs
-the frame writer (SMV/noise files). Tiles already recorded in the store are not rendered again
-(resume). Small frames (all tiles in one level-1 chunk) go whole, several to a task, pyramid
-included (:mod:`tiling.stills`), so a long series of stills is a graph of a few tasks per
-worker thread and window of pending tiles. The client only ever handles small records, never
-pixels.
+(Dask priorities). The rest of a frame's pyramid is submitted with its tiles: one task per
+output chunk of each level, each depending on the tasks writing the chunks it bins, and one
+task for all the levels that fit in a single chunk, so the workers go on to it without a round
+trip through the client. When a frame's last tile-group task lands, the client merges the
+tiles' statistics partials into the frame statistics (group attributes), then submits an
+optional per-frame task that runs the frame writer (SMV/noise files) after the pyramid.
+Tiles already recorded in the store are not rendered again (resume). Small frames (all tiles
+in one level-1 chunk) go whole, several to a task, pyramid included (:mod:`tiling.stills`), so
+a long series of stills is a graph of a few tasks per worker thread and window of pending
+tiles. The client only ever handles small records, never pixels.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -105,8 +106,11 @@ class _Frame:
     remaining: int  # tiles not yet in the store
     partials: dict[tuple[int, int], TileStatistics]  # (row, col) -> partial of a finished tile
     futures: list[Future] = field(default_factory=list)  # its pyramid tasks, kept until done
+    last: list[Future] = field(default_factory=list)  # its pyramid's last level (the writer's)
     finishing: int = 0  # pyramid (and writer) tasks of the frame still running
     groups: int = 0  # tile-group tasks of the frame still running
+    tiles_in: bool = False  # every tile is in and the statistics are recorded
+    log: str = ""  # the frame writer's log
 
     @property
     def statistics(self) -> TileStatistics:
@@ -213,10 +217,11 @@ class _Run:
                 return
             frame = self.queue.popleft()
             self.store.write_truth(frame, frame_truth(self.job, frame).model_dump(mode="json"))
+            written: dict[tuple[int, int], Future] = {}  # pyramid chunk -> task writing it
             for rank, (chunks, tiles) in enumerate(self.groups(state.missing)):
                 key = f"bt-tiles-{self.token}-{frame}-{chunks[0][0]}-{chunks[0][1]}"
                 level2 = sorted({(r // 2, c // 2) for r, c in chunks}) if self.level2 else None
-                self.submit(
+                future = self.submit(
                     render_tiles,
                     key,
                     frame,
@@ -229,8 +234,11 @@ class _Run:
                 )
                 self.tasks[key] = TileGroupTask(frame, {(t.row, t.col): t for t in tiles})
                 state.groups += 1
+                written.update(dict.fromkeys(level2 or (chunks if self.level1 else ()), future))
             self.pending_tiles += len(state.missing)
             state.missing = []
+            if self.level1:  # the rest of the pyramid now, waiting on the tasks on the workers
+                self.submit_pyramid(frame, 3 if self.level2 else 2, written)
 
     def feed_frames(self) -> bool:
         """Submit the next up-to-``group`` queued frames with no tile recorded as one
@@ -289,19 +297,23 @@ class _Run:
                 group(chunk)
         return list(groups.values())
 
-    def finish_tiles(self, frame: int, first: int) -> None:
-        """All tiles of ``frame`` are in: record its statistics, submit its pyramid from level
-        ``first`` (the tile tasks wrote level 1) and its writer."""
+    def submit_pyramid(
+        self, frame: int, first: int, written: dict[tuple[int, int], Future]
+    ) -> None:
+        """Submit the pyramid of ``frame`` from level ``first`` on: one task per chunk of each
+        level, depending on the tasks writing the chunks it bins (``written``: chunk of level
+        ``first - 1`` -> the tile-group task writing it; none for chunks already in the store),
+        and one task for all the levels that fit in a single chunk. Submitted with the frame's
+        tiles, they run on the workers as soon as their chunks are written, without waiting
+        for the client to see the tiles land."""
         state, job = self.frames[frame], self.job
-        summary = state.statistics.summary()
         shapes = job.level_shapes
-        if first < len(shapes) or self.frame_writer is not None:  # else: complete at once
-            self.store.set_frame(frame, summary, complete=False)
-        previous: dict[tuple[int, int], Future] = {}
+        previous = dict(written)
+        submitted = len(state.futures)
         for level in range(first, len(shapes)):
             key = f"bt-bin-{self.token}-{frame}-{level}"
             if max(shapes[level]) <= job.tile:  # this level and all below: one chunk each
-                deps = list(previous.values())
+                deps = _distinct(previous.values())
                 tail = self.submit(bin_tail, key, frame, level, *deps, priority=FINISH_PRIORITY)
                 previous = {(0, 0): tail}
                 self.tasks[key] = PyramidTask(frame)
@@ -310,7 +322,7 @@ class _Run:
             current = {}
             for row, col in level_chunks(shapes, level, job.tile, self.grid.roi):
                 above = children(shapes[level - 1], job.tile, row, col)
-                deps = [previous[c] for c in above if c in previous]
+                deps = _distinct(previous[c] for c in above if c in previous)
                 chunk_key = f"{key}-{row}-{col}"
                 current[(row, col)] = self.submit(
                     bin_chunk, chunk_key, frame, level, row, col, *deps, priority=FINISH_PRIORITY
@@ -318,23 +330,31 @@ class _Run:
                 self.tasks[chunk_key] = PyramidTask(frame)
             state.futures.extend(current.values())
             previous = current
-        state.finishing = len(state.futures)
-        if self.frame_writer is None:  # the frame is complete when its pyramid is
-            if not state.finishing:
-                self.frame_done(frame, "")
-            return
-        key = f"bt-finish-{self.token}-{frame}"
-        self.submit(
-            finish_frame,
-            key,
-            frame,
-            summary.to_dict(),
-            self.frame_writer,
-            *previous.values(),
-            priority=FINISH_PRIORITY,
-        )
-        state.finishing += 1
-        self.tasks[key] = FinishTask(frame)
+        state.finishing += len(state.futures) - submitted
+        state.last = list(previous.values()) if len(shapes) > first else []
+
+    def tiles_finished(self, frame: int) -> None:
+        """All tiles of ``frame`` are in: record its statistics, then submit its writer (after
+        its pyramid), or end the frame if its pyramid is already done."""
+        state = self.frames[frame]
+        summary = state.statistics.summary()
+        if state.finishing or self.frame_writer is not None:  # else: complete at once
+            self.store.set_frame(frame, summary, complete=False)
+        state.tiles_in = True
+        if self.frame_writer is not None:
+            key = f"bt-finish-{self.token}-{frame}"
+            self.submit(
+                finish_frame,
+                key,
+                frame,
+                summary.to_dict(),
+                self.frame_writer,
+                *state.last,
+                priority=FINISH_PRIORITY,
+            )
+            state.finishing += 1
+            self.tasks[key] = FinishTask(frame)
+        self.finishing_done(frame)
 
     def frames_done(self, task: FramesTask, results: list[TileGroupResult], done: int) -> int:
         """A FramesTask finished: each frame's tiles and the frame are done (pyramid
@@ -343,11 +363,10 @@ class _Run:
         (fed frame by frame, a series longer than the pending-tile window went on in tasks
         of one frame, the window's worth of them on the scheduler). Returns the tiles done
         so far."""
-        last = len(self.job.level_shapes)
         self.deferred = {}
         try:
             for frame, result in zip(task.frames, results, strict=True):
-                done = self.group_done(TileGroupTask(frame, task.tiles), result, done, last)
+                done = self.group_done(TileGroupTask(frame, task.tiles), result, done)
         finally:
             deferred, self.deferred = self.deferred, None
         if deferred:
@@ -357,14 +376,9 @@ class _Run:
         self.feed()
         return done
 
-    def group_done(
-        self, task: TileGroupTask, result: TileGroupResult, done: int, first: int | None = None
-    ) -> int:
+    def group_done(self, task: TileGroupTask, result: TileGroupResult, done: int) -> int:
         """A tile-group task finished: one TileDone per tile, then, after the frame's last tile,
-        its pyramid from level ``first`` on (default: the first level the tile-group tasks do
-        not write); returns the tiles done so far."""
-        if first is None:
-            first = 3 if self.level2 else 2
+        :meth:`tiles_finished`; returns the tiles done so far."""
         for name, seconds in result.stages.items():
             self.stages[name] += seconds
         frame = task.frame
@@ -393,17 +407,20 @@ class _Run:
             )
         state.groups -= 1
         if state.groups == 0 and state.remaining == 0:
-            self.finish_tiles(frame, first)
+            self.tiles_finished(frame)
         if self.deferred is None:  # frames_done feeds once for all its frames
             self.feed()
         return done
 
-    def pyramid_done(self, frame: int) -> None:
-        """A pyramid task of ``frame`` finished; without a frame writer, the last one ends it."""
+    def finishing_done(self, frame: int, log: str | None = None) -> None:
+        """A pyramid or writer task of ``frame`` finished (``log``: the writer's), or its tiles
+        are in: the frame ends once both its tiles and those tasks are, whatever the order in
+        which their results reach the client."""
         state = self.frames[frame]
-        state.finishing -= 1
-        if self.frame_writer is None and state.finishing == 0:
-            self.frame_done(frame, "")
+        if log is not None:
+            state.log = log
+        if state.tiles_in and state.finishing == 0:
+            self.frame_done(frame, state.log)
 
     def frame_done(self, frame: int, log: str) -> None:
         """``frame`` is complete: record it, then emit its FrameDone (both deferred to the end
@@ -434,7 +451,8 @@ class _Run:
             self.tiles_total = tiles_total
             for frame, state in list(self.frames.items()):
                 if state.remaining == 0:  # recorded tiles, unfinished pyramid: from level 1
-                    self.finish_tiles(frame, 1)
+                    self.submit_pyramid(frame, 1, {})
+                    self.tiles_finished(frame)
             self.feed()
             for future, result in self.completed(cancel):
                 task = self.tasks.pop(future.key)
@@ -446,9 +464,11 @@ class _Run:
                         tiles_done = self.frames_done(task, result, tiles_done)
                     case PyramidTask():
                         self.stages["pyramid"] += float(result)
-                        self.pyramid_done(task.frame)
+                        self.frames[task.frame].finishing -= 1
+                        self.finishing_done(task.frame)
                     case FinishTask():
-                        self.frame_done(task.frame, result or "")
+                        self.frames[task.frame].finishing -= 1
+                        self.finishing_done(task.frame, result or "")
         except BaseException:
             self.cancel_live()
             raise
@@ -459,6 +479,11 @@ class _Run:
         live = list(self.live.values())
         for i in range(0, len(live), CANCEL_BATCH):
             self.client.cancel(live[i : i + CANCEL_BATCH])
+
+
+def _distinct(futures: Iterable[Future]) -> list[Future]:
+    """``futures`` without repeats (a task writes several chunks of a level), in order."""
+    return list({id(f): f for f in futures}.values())
 
 
 def chunks_per_task(tile: int, device: str) -> int:
@@ -511,9 +536,12 @@ def render_job(
     start = time.perf_counter()
     emit = on_event or (lambda event: None)
     with StoreLock(path):
-        store, _ = TileStore.open_or_create(path, job, overwrite=overwrite)
+        store, resumed = TileStore.open_or_create(path, job, overwrite=overwrite)
         run = _Run(client, store, device, emit, frame_writer, max_pending_tiles)
-        tiles_done = run.plan(store.records(), store.complete_frames())
+        if resumed:
+            tiles_done = run.plan(store.records(), store.complete_frames())
+        else:  # a new store holds no records (reading them took 6-20 ms)
+            tiles_done = run.plan({}, set())
         tiles_total = len(run.order) * job.frames
         emit(JobStarted(path, job.frames, tiles_total, tiles_done))
         run.run(tiles_done, tiles_total, cancel)
