@@ -13,6 +13,8 @@ import zarr
 from engine.resolve import parse_nanobragg
 from engine.statistics import FrameStatistics, TileStatistics
 from engine.window import Window
+from tiling import chunkio
+from tiling import store as store_module
 from tiling.grid import TileGrid
 from tiling.job import JobSpec
 from tiling.layout import chunk_window, level_chunk_of_key
@@ -144,6 +146,47 @@ def test_the_on_disk_format_is_unchanged(written) -> None:
     expected = [s.count, s.mean, s.m2, s.sumsq, s.max, s.max_slow, s.max_fast, 1.7e9, 0.25, 0.0]
     assert records[1, 0, 1].tolist() == expected
     assert np.isnan(records[0, 0, 0]).all()
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` by its path relative to it."""
+    return {str(f.relative_to(folder)): f.read_bytes() for f in folder.rglob("*") if f.is_file()}
+
+
+def test_a_new_store_is_the_files_zarr_writes_its_root_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A local store is laid out in memory and written at once: the same files, byte for byte,
+    as zarr's own local store writes for the same calls (input files included); what was at
+    the path is replaced (the lock beside it kept), and the root metadata is written last."""
+    hkl = tmp_path / "small.hkl"
+    hkl.write_text("0 0 1 10.0\n1 2 3 20.5\n")
+    job = JobSpec(
+        parse_nanobragg(shlex.split(f"{ARGS} -hkl {hkl} -detpixels 40")).experiment,
+        frames=3,
+        tile=16,
+    )
+    packed, contents = store_module.pack_inputs(job)
+    by_zarr = tmp_path / "zarr.zarr"
+    store_module._lay_out(zarr.open_group(str(by_zarr), mode="w", zarr_format=3), packed, contents)
+    path = tmp_path / "s.zarr"
+    TileStore.open_or_create(str(path), JOB)[0].write_chunk(0, 1, 0, 0, np.ones((16, 16)))
+    (path / "stray").write_text("left by someone")
+    lock = tmp_path / "s.zarr.lock"
+    lock.write_text("")
+    written: list[str] = []
+
+    def write_file(name: str, payload: bytes, within: str) -> None:
+        written.append(str(Path(name).relative_to(path)))
+        chunkio.write_file(name, payload, within)
+
+    monkeypatch.setattr(store_module, "write_file", write_file)
+    store, resumed = TileStore.open_or_create(str(path), job, overwrite=True)
+    assert not resumed and lock.exists()
+    files = _files(path)
+    assert files == _files(by_zarr) and "inputs/small.hkl/c/0" in files
+    assert sorted(written) == sorted(files) and written[-1] == "zarr.json"
+    assert StoreReader(str(path)).complete_frames() == set() and store.records() == {}
 
 
 def _records(frame: int, tiles: list[tuple[int, int]]) -> dict[tuple[int, int], TileRecord]:

@@ -49,6 +49,29 @@ def _codecs(array: zarr.Array) -> tuple[Encoder, Decoder] | None:
     return (lambda data: bytes(blosc.encode(data))), (lambda raw: bytes(blosc.decode(raw)))
 
 
+def write_file(path: str, payload: bytes, within: str) -> None:
+    """Write ``payload`` to the file ``path`` atomically (a temporary file, then a rename:
+    readers see the old file or the new one, never part of it), making its folders below
+    ``within``, which must exist (a store removed meanwhile, its job purged, is not made
+    again: FileNotFoundError)."""
+    tmp = f"{path}.{os.getpid()}-{threading.get_ident()}.partial"
+    try:
+        fh = open(tmp, "wb")
+    except FileNotFoundError:
+        if not os.path.isdir(within):
+            raise
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fh = open(tmp, "wb")
+    try:
+        with fh:
+            fh.write(payload)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk (ENOSPC), an interrupt: leave no partial file
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
 class ChunkIO:
     """Whole-chunk access to one array of a store rooted at ``root`` (a local folder, or
     None for stores zarr must handle itself)."""
@@ -88,23 +111,7 @@ class ChunkIO:
             full = padded
         little = full.astype(dtype.newbyteorder("<"), copy=False)  # no copy on x86/ARM
         payload = self.codecs[0](np.ascontiguousarray(little))
-        path = self._path(coords)
-        tmp = f"{path}.{os.getpid()}-{threading.get_ident()}.partial"
-        try:
-            fh = open(tmp, "wb")
-        except FileNotFoundError:
-            if not os.path.isdir(self.folder):  # the store was removed (its job purged)
-                raise
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fh = open(tmp, "wb")
-        try:
-            with fh:
-                fh.write(payload)
-            os.replace(tmp, path)  # atomic: readers see the old chunk or the new one, never part
-        except BaseException:  # a full disk (ENOSPC), an interrupt: leave no partial file
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(tmp)
-            raise
+        write_file(self._path(coords), payload, self.folder)
 
     def read(self, coords: tuple[int, ...]) -> np.ndarray:
         """Chunk ``coords`` cut to :meth:`region` (the fill value where it was never written)."""

@@ -17,17 +17,20 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import shutil
 from importlib import metadata
 from typing import Any
 
 import numpy as np
 import zarr
+import zarr.storage
 
 from engine import config
 from engine.errors import UserInputError
 from engine.statistics import FrameStatistics
 from engine.window import Window
-from tiling.chunkio import ChunkIO
+from tiling.chunkio import ChunkIO, write_file
 from tiling.inputs import pack_inputs, write_inputs
 from tiling.job import JobSpec
 from tiling.layout import (
@@ -123,6 +126,80 @@ def level_compressors(setting: str = "tiling.level-codec") -> list[Any]:
 def detector_compressors() -> list[Any]:
     """Chunk compressors of the detector's image, from ``braggtile.tiling.detector-codec``."""
     return level_compressors("tiling.detector-codec")
+
+
+def _lay_out(group: zarr.Group, job: JobSpec, files: dict[str, bytes]) -> None:
+    """Create the arrays and attributes of ``job``'s store in the empty ``group``."""
+    write_inputs(group, job, files)
+    tile = job.tile
+    # levels of the photons, or (no photons) the means of the detector's counts
+    codecs = level_compressors() if job.photons else detector_compressors()
+    for level, (slow, fast) in enumerate(job.level_shapes):
+        if level == 0 and not job.photons:
+            continue
+        group.create_array(
+            level_path(level),
+            shape=(job.frames, slow, fast),
+            chunks=(1, tile, tile),
+            dtype=job.dtype,
+            fill_value=0.0,
+            compressors=codecs,
+            dimension_names=LEVEL_DIMENSIONS,
+        )
+    if job.response is not None:
+        slow, fast = job.level_shapes[0]
+        group.create_array(
+            DETECTOR,
+            shape=(job.frames, slow, fast),
+            chunks=(1, tile, tile),
+            dtype=job.response.dtype,
+            fill_value=0,
+            compressors=detector_compressors(),
+            dimension_names=LEVEL_DIMENSIONS,
+            attributes={"units": "ADU"},
+        )
+    rows, cols = job.grid.shape
+    group.create_array(
+        RECORDS,
+        shape=(job.frames, rows, cols, len(RECORD_FIELDS)),
+        chunks=(1, RECORD_CHUNK_TILES, RECORD_CHUNK_TILES, len(RECORD_FIELDS)),
+        dtype="float64",
+        fill_value=float("nan"),
+        compressors=None,  # 320 bytes a chunk, written directly by workers (tiling.chunkio)
+        chunk_key_encoding=RECORD_CHUNK_KEYS,
+        dimension_names=RECORD_DIMENSIONS,
+        attributes={"fields": list(RECORD_FIELDS), "tile": tile},
+    )
+    group.create_array(TRUTH, shape=(job.frames,), chunks=(1,), dtype=str, compressors=None)
+    attributes = StoreAttributes(
+        version=software_version(),
+        fingerprint=job.fingerprint,
+        job=JobOptions.model_validate(job.options()),
+        inputs=job.inputs,
+        experiment=job.experiment.model_dump(mode="json"),
+        geometry=job_geometry(job.experiment, job.frames, job.frame_phi0s()),
+    )
+    group.update_attributes(
+        {
+            OME_KEY: ome_attributes(len(job.level_shapes), job.photons),
+            ATTRS_KEY: attributes.to_json(),
+        }
+    )
+
+
+def _write_folder(folder: str, files: dict[str, bytes]) -> None:
+    """Replace the store at ``folder`` with ``files`` (key -> bytes), as zarr's local store
+    lays keys out (``a/b`` is the file ``folder/a/b``), each written atomically; the root
+    ``zarr.json`` last, so a reader finds the group only once its arrays are there."""
+    if os.path.isdir(folder):
+        shutil.rmtree(folder)
+    os.makedirs(folder)
+    for key in sorted(files, key=lambda k: k == ROOT_METADATA):
+        write_file(os.path.join(folder, *key.split("/")), files[key], folder)
+
+
+#: The key of a store's root group metadata.
+ROOT_METADATA = "zarr.json"
 
 
 class StoreMismatchError(UserInputError, ValueError):
@@ -360,63 +437,19 @@ class TileStore(StoreReader):
 
     @classmethod
     def _create(cls, path: str, job: JobSpec, files: dict[str, bytes]) -> TileStore:
-        group = zarr.open_group(store_location(path), mode="w", zarr_format=3)
-        write_inputs(group, job, files)
-        tile = job.tile
-        # levels of the photons, or (no photons) the means of the detector's counts
-        codecs = level_compressors() if job.photons else detector_compressors()
-        for level, (slow, fast) in enumerate(job.level_shapes):
-            if level == 0 and not job.photons:
-                continue
-            group.create_array(
-                level_path(level),
-                shape=(job.frames, slow, fast),
-                chunks=(1, tile, tile),
-                dtype=job.dtype,
-                fill_value=0.0,
-                compressors=codecs,
-                dimension_names=LEVEL_DIMENSIONS,
-            )
-        if job.response is not None:
-            slow, fast = job.level_shapes[0]
-            group.create_array(
-                DETECTOR,
-                shape=(job.frames, slow, fast),
-                chunks=(1, tile, tile),
-                dtype=job.response.dtype,
-                fill_value=0,
-                compressors=detector_compressors(),
-                dimension_names=LEVEL_DIMENSIONS,
-                attributes={"units": "ADU"},
-            )
-        rows, cols = job.grid.shape
-        group.create_array(
-            RECORDS,
-            shape=(job.frames, rows, cols, len(RECORD_FIELDS)),
-            chunks=(1, RECORD_CHUNK_TILES, RECORD_CHUNK_TILES, len(RECORD_FIELDS)),
-            dtype="float64",
-            fill_value=float("nan"),
-            compressors=None,  # 320 bytes a chunk, written directly by workers (tiling.chunkio)
-            chunk_key_encoding=RECORD_CHUNK_KEYS,
-            dimension_names=RECORD_DIMENSIONS,
-            attributes={"fields": list(RECORD_FIELDS), "tile": tile},
-        )
-        group.create_array(TRUTH, shape=(job.frames,), chunks=(1,), dtype=str, compressors=None)
-        attributes = StoreAttributes(
-            version=software_version(),
-            fingerprint=job.fingerprint,
-            job=JobOptions.model_validate(job.options()),
-            inputs=job.inputs,
-            experiment=job.experiment.model_dump(mode="json"),
-            geometry=job_geometry(job.experiment, job.frames, job.frame_phi0s()),
-        )
-        group.update_attributes(
-            {
-                OME_KEY: ome_attributes(len(job.level_shapes), job.photons),
-                ATTRS_KEY: attributes.to_json(),
-            }
-        )
-        return cls(path, group, job)
+        """A new store of ``job`` at ``path`` (replacing what is there). A local one is laid
+        out in memory and its files written at once (:func:`_write_folder`): zarr's own
+        writes took 7 event-loop round trips and file-thread hops, 25-90 ms a job here."""
+        location = store_location(path)
+        if not isinstance(location, str):
+            group = zarr.open_group(location, mode="w", zarr_format=3)
+            _lay_out(group, job, files)
+            return cls(path, group, job)
+        files_of_store: dict[str, Any] = {}
+        memory = zarr.storage.MemoryStore(files_of_store)
+        _lay_out(zarr.open_group(memory, mode="w", zarr_format=3), job, files)
+        _write_folder(location, {key: buf.to_bytes() for key, buf in files_of_store.items()})
+        return cls(path, zarr.open_group(location, mode="r+"), job)
 
     @classmethod
     def open(cls, path: str) -> TileStore:
