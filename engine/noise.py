@@ -286,6 +286,12 @@ def _check_int(value: int, name: str, high: int) -> int:
     return int(value)
 
 
+def stream_key(seed: int, frame: int) -> tuple[int, int]:
+    """(seed, frame) of a noise stream as Python ints, checked against their limits
+    (:data:`MAX_SEED`, :data:`MAX_FRAME`): TypeError or ValueError naming the one that is not."""
+    return _check_int(seed, "seed", MAX_SEED), _check_int(frame, "frame", MAX_FRAME)
+
+
 def _check_index(pixel_index: torch.Tensor, expected: torch.Tensor) -> None:
     if pixel_index.dtype.is_floating_point or pixel_index.dtype.is_complex:
         raise TypeError(f"pixel_index must be an integer tensor, got {pixel_index.dtype}")
@@ -374,8 +380,7 @@ def poisson_counts(
     tensor of the same shape holding slow*fast_pixels + fast (>= 0); ``seed`` in [0, 2^63);
     ``frame`` in [0, 2^32). On CPU the pixels are drawn in pieces of bounded size.
     """
-    seed = _check_int(seed, "seed", MAX_SEED)
-    frame = _check_int(frame, "frame", MAX_FRAME)
+    seed, frame = stream_key(seed, frame)
     _check_index(pixel_index, expected)
     lam = expected.detach().reshape(-1)
     idx = pixel_index.to(device=lam.device, dtype=torch.int64).reshape(-1)
@@ -395,8 +400,7 @@ def poisson_counts(
 def counts_at(lam: np.ndarray, idx: np.ndarray, seed: int, frame: int) -> np.ndarray:
     """Float64 Poisson counts of 1-D float64 means at 1-D int64 pixel indices, the draws of
     :func:`poisson_counts` for those pixels (any mean; numpy and torch on the CPU)."""
-    seed = _check_int(seed, "seed", MAX_SEED)
-    frame = _check_int(frame, "frame", MAX_FRAME)
+    seed, frame = stream_key(seed, frame)
     return _counts_numpy(np.ascontiguousarray(lam, dtype=np.float64), idx, seed, frame)
 
 
@@ -425,8 +429,7 @@ def noise_image(
             f"window at (slow0={slow0}, fast0={fast0}) with {cols} columns does not fit a "
             f"detector of fast_pixels={fast_pixels}"
         )
-    seed = _check_int(seed, "seed", MAX_SEED)
-    frame = _check_int(frame, "frame", MAX_FRAME)
+    seed, frame = stream_key(seed, frame)
     inside = None if roi_mask is None else roi_mask.to(float_window.device, torch.bool)
     if float_window.device.type == "cpu":
         origin = (slow0, fast0, fast_pixels)

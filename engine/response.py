@@ -239,10 +239,9 @@ def _noise_adu(
     (:func:`engine.noise_native.noise_adu`); the few means >= 12 are drawn as
     :func:`engine.noise.poisson_counts` draws them, then made ADU the same way."""
     from engine import noise_native
-    from engine.noise import MAX_FRAME, MAX_SEED, _check_int, counts_at
+    from engine.noise import counts_at, stream_key
 
-    seed = _check_int(response.seed, "seed", MAX_SEED)
-    frame = _check_int(frame, "frame", MAX_FRAME)
+    seed, frame = stream_key(response.seed, frame)
     gain, offset, overload = response.gain, response.adc_offset, response.overload
     first = (crop.slow0, crop.fast0)
     out, rest, overloads = noise_native.noise_adu(
