@@ -106,7 +106,6 @@ class _Frame:
     remaining: int  # tiles not yet in the store
     partials: dict[tuple[int, int], TileStatistics]  # (row, col) -> partial of a finished tile
     futures: list[Future] = field(default_factory=list)  # its pyramid tasks, kept until done
-    last: list[Future] = field(default_factory=list)  # its pyramid's last level (the writer's)
     finishing: int = 0  # pyramid (and writer) tasks of the frame still running
     groups: int = 0  # tile-group tasks of the frame still running
     tiles_in: bool = False  # every tile is in and the statistics are recorded
@@ -234,7 +233,7 @@ class _Run:
                 )
                 self.tasks[key] = TileGroupTask(frame, {(t.row, t.col): t for t in tiles})
                 state.groups += 1
-                written.update(dict.fromkeys(level2 or (chunks if self.level1 else ()), future))
+                written.update(dict.fromkeys(level2 or chunks, future))
             self.pending_tiles += len(state.missing)
             state.missing = []
             if self.level1:  # the rest of the pyramid now, waiting on the tasks on the workers
@@ -309,7 +308,6 @@ class _Run:
         state, job = self.frames[frame], self.job
         shapes = job.level_shapes
         previous = dict(written)
-        submitted = len(state.futures)
         for level in range(first, len(shapes)):
             key = f"bt-bin-{self.token}-{frame}-{level}"
             if max(shapes[level]) <= job.tile:  # this level and all below: one chunk each
@@ -330,8 +328,7 @@ class _Run:
                 self.tasks[chunk_key] = PyramidTask(frame)
             state.futures.extend(current.values())
             previous = current
-        state.finishing += len(state.futures) - submitted
-        state.last = list(previous.values()) if len(shapes) > first else []
+        state.finishing += len(state.futures)
 
     def tiles_finished(self, frame: int) -> None:
         """All tiles of ``frame`` are in: record its statistics, then submit its writer (after
@@ -349,7 +346,7 @@ class _Run:
                 frame,
                 summary.to_dict(),
                 self.frame_writer,
-                *state.last,
+                *state.futures,
                 priority=FINISH_PRIORITY,
             )
             state.finishing += 1

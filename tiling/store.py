@@ -128,6 +128,10 @@ def detector_compressors() -> list[Any]:
     return level_compressors("tiling.detector-codec")
 
 
+#: The key of a store's root group metadata.
+ROOT_METADATA = "zarr.json"
+
+
 def _lay_out(group: zarr.Group, job: JobSpec, files: dict[str, bytes]) -> None:
     """Create the arrays and attributes of ``job``'s store in the empty ``group``."""
     write_inputs(group, job, files)
@@ -196,10 +200,6 @@ def _write_folder(folder: str, files: dict[str, bytes]) -> None:
     os.makedirs(folder)
     for key in sorted(files, key=lambda k: k == ROOT_METADATA):
         write_file(os.path.join(folder, *key.split("/")), files[key], folder)
-
-
-#: The key of a store's root group metadata.
-ROOT_METADATA = "zarr.json"
 
 
 class StoreMismatchError(UserInputError, ValueError):
