@@ -34,9 +34,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from engine import noise_native
+from engine import noise_native, vml
 
 __all__ = ["philox4x32_10", "uniform_pair", "poisson_counts", "noise_image"]
+
+vml.resolve_dispatch()  # MKL chooses its exp, log, sqrt, cos kernels before any draw runs
 
 ADC_OFFSET = 40.0
 SMALL_MEAN_LIMIT = 12.0  # C poidev: direct method below, rejection at and above

@@ -18,11 +18,14 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
+from engine import vml
 from engine.model import CrystalShape
 from engine.structure_factors import StructureFactorTable
 
 if TYPE_CHECKING:
     from engine.frame import FrameTensors, Structure
+
+vml.resolve_dispatch()  # MKL chooses its sqrt, sin, exp... kernels before any render runs
 
 R_E_SQR = 7.94079248018965e-30  # m^2, Thomson cross-section
 _ROUND_NORM = 0.723601254558268
