@@ -54,9 +54,14 @@ def library_path(source: str) -> str:
     return os.path.join(root, f"{name}-{digest}-{platform.machine()}-{cpu_flags_digest()}.so")
 
 
+def c_compiler() -> str | None:
+    """The host's C compiler: ``$CC``, else ``cc`` or ``gcc`` on PATH; None if there is none."""
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+
+
 def _build(source: str, path: str) -> None:
     """Compile ``source`` into ``path`` (atomically); CalledProcessError/OSError on failure."""
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    compiler = c_compiler()
     if compiler is None:
         raise OSError("no C compiler (cc or gcc) on PATH")
     os.makedirs(os.path.dirname(path), exist_ok=True)

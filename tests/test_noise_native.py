@@ -5,19 +5,18 @@ small and large means, gain, read-out noise, ROI masks, uint16 and uint32)."""
 from __future__ import annotations
 
 import os
-import shutil
 
 import dask.config
 import numpy as np
 import pytest
 import torch
 
-from engine import noise, noise_native
+from engine import native, noise, noise_native
 from engine.response import DetectorResponse, detector_image
 from engine.window import Window
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("cc") is None and shutil.which("gcc") is None and not os.environ.get("CI"),
+    native.c_compiler() is None and not os.environ.get("CI"),
     reason="no C compiler: the noise draws use numpy",
 )
 NUMPY = {"braggtile.noise.native": "off"}

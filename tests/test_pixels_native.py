@@ -5,7 +5,6 @@ edges, masks, NaN, ties, odd shapes and every input type the pyramid bins."""
 from __future__ import annotations
 
 import os
-import shutil
 
 import dask.config
 import numpy as np
@@ -17,7 +16,7 @@ from engine.window import Window
 from tiling.pyramid import bin2x2
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("cc") is None and shutil.which("gcc") is None and not os.environ.get("CI"),
+    native.c_compiler() is None and not os.environ.get("CI"),
     reason="no C compiler: the tile passes use numpy",
 )
 NUMPY = {"braggtile.pixels.native": "off"}
