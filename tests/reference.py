@@ -12,8 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-#: ``<repo>/../shared/reference``: the one place the tests look for the C reference data.
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+#: ``<repo>/../shared/reference`` (or ``$BRAGGTILE_REFERENCE``, e.g. a copy taken to a GPU
+#: machine): the one place the tests look for the C reference data.
+REFERENCE = Path(
+    os.environ.get("BRAGGTILE_REFERENCE")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+)
 
 
 def _in_ci() -> bool:

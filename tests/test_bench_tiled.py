@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from tiling.worker import STAGES as WORKER_STAGES
 
@@ -55,6 +56,8 @@ def test_tiled_bench_reports_cluster_jobs_rate_and_stages():
     assert result["client_cpu_seconds"] > 0
     # --compare-kernel: the in-process kernel on the same frame, and the pipeline's share of it
     assert result["kernel_warm_seconds"] > 0
+    # timed where the workers rendered: their CPUs here (a GPU where a worker declares one)
+    assert result["kernel_device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     # (rates are rounded to 3 decimals, the share to 4: abs covers the rounding of slow runs)
     assert result["kernel_mpix_per_s"] == pytest.approx(
         300 * 300 / result["kernel_warm_seconds"] / 1e6, rel=1e-3, abs=1e-3

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from engine.cli import main
 from engine.kernel import use_compiled
@@ -60,16 +61,18 @@ NEW_CASES = [
 ]
 
 
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
 #: The compiled variants: slow (one compilation per case and dtype).
 KERNEL_PARAMS = [
     pytest.param(mode, marks=pytest.mark.slow) if mode == "compiled" else mode for mode in KERNELS
 ]
 
 
-def render_through_cli(name: str, dtype: str, folder, mode: str) -> np.ndarray:
-    out = folder / f"{name}_{dtype}.bin"
+def render_through_cli(name: str, dtype: str, folder, mode: str, device: str = "cpu") -> np.ndarray:
+    out = folder / f"{name}_{dtype}_{device}.bin"
     argv = case_args(name) + ["-floatfile", str(out), "-dtype", dtype, "-nonoise", "-nopgm"]
-    argv += ["-intfile", str(folder / "int.img"), "-noprogress"]
+    argv += ["-intfile", str(folder / "int.img"), "-noprogress", "-device", device]
     with kernel(mode):
         if mode == "compiled" and not use_compiled(prepare_frame(parse_nanobragg(argv).experiment)):
             pytest.skip(f"{name}: the compiled kernel does not cover this case (eager only)")
@@ -78,25 +81,63 @@ def render_through_cli(name: str, dtype: str, folder, mode: str) -> np.ndarray:
     return np.fromfile(out, dtype="<f4").reshape(ref.shape)
 
 
-@pytest.mark.parametrize("mode", KERNEL_PARAMS)
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("name", STATIC_CASES + SAMPLING_CASES + NEW_CASES)
-def test_parity_with_c(name, dtype, mode, in_inputs, capsys):
-    ours = render_through_cli(name, dtype, in_inputs, mode)
-    p = parity(ours, reference_image(name))
+def assert_meets_floors(ours: np.ndarray, ref: np.ndarray, dtype: str) -> None:
+    p = parity(ours, ref)
     corr, sum_tol, diff_tol = FLOORS[dtype]
     assert p.correlation >= corr, p
     assert abs(p.sum_ratio - 1.0) <= sum_tol, p
     assert p.max_abs_diff_rel <= diff_tol, p
 
 
-@pytest.mark.slow
+@pytest.mark.parametrize("mode", KERNEL_PARAMS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", STATIC_CASES + SAMPLING_CASES + NEW_CASES)
+def test_parity_with_c(name, dtype, mode, in_inputs, capsys):
+    ours = render_through_cli(name, dtype, in_inputs, mode)
+    assert_meets_floors(ours, reference_image(name), dtype)
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("mode", KERNEL_PARAMS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", STATIC_CASES + SAMPLING_CASES + NEW_CASES)
+def test_parity_with_c_on_cuda(name, dtype, mode, in_inputs, capsys):
+    """Every reference case rendered on the GPU (``-device cuda``) meets the same floors."""
+    ours = render_through_cli(name, dtype, in_inputs, mode, device="cuda")
+    assert_meets_floors(ours, reference_image(name), dtype)
+
+
+@pytest.mark.gpu
+@needs_cuda
 @pytest.mark.parametrize("mode", KERNELS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_seed_benchmark_full_frame(dtype, mode, in_inputs, capsys):
+def test_seed_frame_on_cuda_matches_the_cpu(dtype, mode, in_inputs, capsys):
+    """The 4096x4096 seed frame on the GPU against the CPU's eager render of it (which the
+    CPU tests hold to C), within the parity floors; needs only the case's arguments."""
+    name = FULL_FRAME_CASE
+    outs = {}
+    for device, device_mode in (("cpu", "eager"), ("cuda", mode)):
+        out = in_inputs / f"seed_{dtype}_{device}.bin"
+        argv = case_args(name) + ["-floatfile", str(out), "-dtype", dtype, "-nonoise", "-nopgm"]
+        argv += ["-intfile", str(in_inputs / "int.img"), "-noprogress", "-device", device]
+        with kernel(device_mode):
+            assert main(argv) == 0
+        outs[device] = np.fromfile(out, dtype="<f4")
+    assert outs["cuda"].size == 4096 * 4096
+    assert_meets_floors(outs["cuda"], outs["cpu"], dtype)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "device", ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, needs_cuda])]
+)
+@pytest.mark.parametrize("mode", KERNELS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_seed_benchmark_full_frame(dtype, mode, device, in_inputs, capsys):
     """The full 4096x4096 frame, with every edge and corner strip checked on its own."""
     name = FULL_FRAME_CASE
-    ours = render_through_cli(name, dtype, in_inputs, mode)
+    ours = render_through_cli(name, dtype, in_inputs, mode, device)
     ref = reference_image(name)
     corr, sum_tol, diff_tol = FLOORS[dtype]
     p = parity(ours, ref)

@@ -281,12 +281,20 @@ def test_lookups_survive_nan(random_table):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu(random_table):
+    """Nearest look-ups agree exactly; tricubic ones within the rounding of their sum of 64
+    weighted table values (64 eps of the table's largest |F|: the GPU contracts multiply-adds
+    where the CPU does not, and an interpolated value far below the table's scale keeps the
+    terms' absolute rounding: 3.8e-6 at |F| = 1.95 seen in float32 on an H200)."""
     rng = np.random.default_rng(5)
     points = _random_inside(rng, random_table, 10_000)
+    scale = float(np.abs(random_table.values).max())
     for dtype in (torch.float32, torch.float64):
         cpu = _tensors(*points, dtype=dtype)
         gpu = [x.cuda() for x in cpu]
-        for lookup in (lookup_nearest, lookup_tricubic):
+        for lookup, atol in (
+            (lookup_nearest, 0.0),
+            (lookup_tricubic, 64 * torch.finfo(dtype).eps * scale),
+        ):
             a = lookup(random_table.to_tensor(dtype, "cpu"), random_table, *cpu)
             b = lookup(random_table.to_tensor(dtype, "cuda"), random_table, *gpu)
-            torch.testing.assert_close(b.cpu(), a, rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(b.cpu(), a, rtol=0.0, atol=atol)

@@ -23,7 +23,7 @@ from engine.smv import read_smv
 from engine.statistics import TileStatistics
 from engine.window import Window
 from tiling import graph
-from tiling.cluster import connect
+from tiling.cluster import connect, register_plugin
 from tiling.events import FrameDone, JobDone, JobStarted, TileDone
 from tiling.graph import chunks_per_task, level2_in_tasks, render_job
 from tiling.grid import TileGrid, beam_centre_pixels, roi_window
@@ -494,6 +494,32 @@ def test_tasks_put_narrow_tiles_side_by_side_to_fill_a_block() -> None:
     ]
     assert [chunks_per_task(t, "cuda") for t in (128, 1024)] == [8, 1]
     assert chunks_per_task(128, "auto") == chunks_per_task(128, "cpu")
+
+
+def test_auto_tasks_span_a_gpu_block_where_a_worker_declares_a_gpu(client, tmp_path: Path) -> None:
+    """With device "auto", tasks of a cluster with a GPU worker span a GPU's block (2048
+    columns: on an H200, tiles of 128 and 256 in 512-column tasks cost 3.2x and 2.2x the
+    pixel of tile 1024), those of a CPU-only cluster a CPU's (512); the pixels are the same.
+    The GPU worker here declares the resource without CUDA, so it renders on its CPU."""
+    job = JobSpec(experiment("-detpixels_f 1024 -detpixels_s 32"), tile=16)
+
+    def tile_tasks(c: distributed.Client, name: str) -> int:
+        with distributed.get_task_stream(c) as stream:
+            render_job(c, str(tmp_path / name), job, device="auto")
+        return sum(str(t["key"]).startswith("bt-tiles-") for t in stream.data)
+
+    assert not graph.gpu_workers(client)
+    assert tile_tasks(client, "cpu.zarr") == 1024 // (2 * 16 * chunks_per_task(16, "cpu")) == 2
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0",
+        resources={"GPU": 1},
+    )  # fmt: skip
+    with cluster, distributed.Client(cluster) as gpu_client:
+        register_plugin(gpu_client, torch_threads=1)
+        assert graph.gpu_workers(gpu_client)
+        assert tile_tasks(gpu_client, "gpu.zarr") == 1
+    a, b = read_store(tmp_path / "cpu.zarr"), read_store(tmp_path / "gpu.zarr")
+    np.testing.assert_array_equal(a.read_frame(0, 0), b.read_frame(0, 0))
 
 
 def test_narrow_tiles_render_in_block_sized_runs() -> None:

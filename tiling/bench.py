@@ -110,7 +110,7 @@ def run(args: argparse.Namespace, experiment, dtype_name: str, spec_tile: int) -
     job = _job(args, experiment, dtype_name, spec_tile)
     folder = Path(tempfile.mkdtemp(prefix="braggtile-bench-"))
     try:
-        cluster_start, workers, jobs, cpu, sizes, memory = _run_jobs(args, job, folder)
+        cluster_start, workers, gpu, jobs, cpu, sizes, memory = _run_jobs(args, job, folder)
         disk_mb_per_s = disk_bandwidth(folder, args.disk_probe_mb)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace, experiment, dtype_name: str, spec_tile: int) -
     median_index = sorted(warm_index, key=lambda i: jobs[i].wall_s)[(len(warm_index) - 1) // 2]
     median, warm_jobs = jobs[median_index], [jobs[i] for i in warm_index]
     warm = statistics.median(d.wall_s for d in warm_jobs)
-    kernel = _kernel_rate(job, dtype_name)
+    kernel = _kernel_rate(job, dtype_name, "cuda" if gpu else "cpu")
     rate = median.pixels_rendered / max(warm, 1e-12) / 1e6
     kernel["tiled_share"] = round(rate / kernel["kernel_mpix_per_s"], 4)
     stages = dict(median.stages)
@@ -178,15 +178,16 @@ def _job(args: argparse.Namespace, experiment, dtype_name: str, spec_tile: int):
 
 def _run_jobs(args: argparse.Namespace, job, folder: Path):
     """Render ``job`` 1 + ``args.repeat`` times into stores in ``folder``: (cluster start
-    seconds, workers, JobDone of each job, this process's CPU seconds during each, bytes each
-    store held, the scheduler's memory fields)."""
+    seconds, workers, whether they declare GPUs, JobDone of each job, this process's CPU
+    seconds during each, bytes each store held, the scheduler's memory fields)."""
     from tiling.cluster import connect
-    from tiling.graph import render_job
+    from tiling.graph import gpu_workers, render_job
     from tiling.remote import scheduler_memory
 
     t0 = time.perf_counter()
     with connect(args.scheduler, args.workers, in_process=args.in_process) as client:
         workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+        gpu = gpu_workers(client)
         cluster_start = time.perf_counter() - t0
         before = client.run_on_scheduler(scheduler_memory, os.getpid())  # resets its peak
         jobs, cpu, sizes = [], [], []  # cpu[i]: this process's CPU seconds during jobs[i]
@@ -205,7 +206,7 @@ def _run_jobs(args: argparse.Namespace, job, folder: Path):
         "scheduler_rss_mib": round(after["rss_mib"], 1),
         "scheduler_peak_rss_mib": round(after["peak_mib"], 1),
     }
-    return cluster_start, workers, jobs, cpu, sizes, memory
+    return cluster_start, workers, gpu, jobs, cpu, sizes, memory
 
 
 def _store_fields(job) -> dict:
@@ -268,16 +269,17 @@ def roofline(
     }
 
 
-def _kernel_rate(job, dtype_name: str) -> dict:
+def _kernel_rate(job, dtype_name: str, device_name: str = "cpu") -> dict:
     """The in-process warm kernel on the job's frames (up to its first 3, after one warm-up
-    render), timed here after the cluster closed (whole frames, every core): seconds per
-    frame (median), Mpix/s and frames/s."""
+    render), timed here after the cluster closed (whole frames, every core, or the GPU when
+    ``device_name`` is "cuda": the workers rendered on theirs): seconds per frame (median),
+    Mpix/s and frames/s."""
     import torch
 
     from engine.bench import render_frame
     from engine.precision import torch_dtype
 
-    dtype, device = torch_dtype(dtype_name), torch.device("cpu")
+    dtype, device = torch_dtype(dtype_name), torch.device(device_name)
     render_frame(job.frame_experiment(0), dtype, device)  # warm
     seconds = []
     for frame in range(min(job.frames, 3)):
@@ -291,6 +293,7 @@ def _kernel_rate(job, dtype_name: str) -> dict:
         "kernel_warm_seconds": round(warm, 6),
         "kernel_mpix_per_s": round(det.fast_pixels * det.slow_pixels / warm / 1e6, 3),
         "kernel_frames_per_s": round(1.0 / warm, 3),
+        "kernel_device": device_name,
     }
 
 

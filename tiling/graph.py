@@ -133,6 +133,8 @@ class _Run:
         self.client, self.store, self.job = client, store, store.job
         self.device = device
         self.resources = {"GPU": 1} if device == "cuda" else None
+        #: whose compiled block a task spans: a GPU's where GPU workers may take its tasks
+        self.span_device = "cuda" if device == "auto" and gpu_workers(client) else device
         self.emit = emit
         self.frame_writer = frame_writer
         self.max_pending_tiles = max_pending_tiles
@@ -140,7 +142,7 @@ class _Run:
         self.fingerprint = self.job.fingerprint  # hashed once, not per task
         self.grid = self.job.grid
         self.level1 = len(self.job.level_shapes) > 1
-        self.level2 = level2_in_tasks(self.job, device)
+        self.level2 = level2_in_tasks(self.job, self.span_device)
         self.tiles_total = 0
         self.order = self.grid.ordered(*beam_centre_pixels(self.job.experiment))
         self.frames: dict[int, _Frame] = {}
@@ -278,7 +280,7 @@ class _Run:
         kernel's block render together, in two rows of them when it writes level 2 too
         (:func:`level2_in_tasks`); with a pyramid, every level-1 chunk of the ROI is in a
         task (those with no missing tile are binned again, as a resumed frame may lack them)."""
-        span = chunks_per_task(self.job.tile, self.device)
+        span = chunks_per_task(self.job.tile, self.span_device)
         rows = 2 if self.level2 else 1
         groups: dict[tuple[int, int], tuple[list[tuple[int, int]], list[Tile]]] = {}
 
@@ -483,6 +485,13 @@ def _distinct(futures: Iterable[Future]) -> list[Future]:
     return list({id(f): f for f in futures}.values())
 
 
+def gpu_workers(client: Client) -> bool:
+    """Whether any worker of the client's cluster declares a ``GPU`` resource (then "auto"
+    tasks span a GPU's block: a CPU worker renders such a task in several of its blocks)."""
+    workers = client.scheduler_info(n_workers=-1).get("workers", {})
+    return any("GPU" in (w.get("resources") or {}) for w in workers.values())
+
+
 def chunks_per_task(tile: int, device: str) -> int:
     """Level-1 chunks (2 x 2 tiles) side by side in a task: enough for the task's tiles to
     span a compiled block's columns (:data:`engine.config.BLOCK_COLS`, of a GPU for ``device``
@@ -519,7 +528,8 @@ def render_job(
 
     ``device``: "auto" lets every worker take tiles, each rendering on its GPU when it declares a
     ``GPU`` resource and on its CPUs otherwise (mixed clusters use both kinds; float32 pixels of
-    a GPU tile may differ from a CPU tile's in the last bits); "cuda" sends tiles only to workers
+    a GPU tile may differ from a CPU tile's in the last bits; tasks span a GPU's block when a
+    worker declares a GPU, :func:`gpu_workers`); "cuda" sends tiles only to workers
     declaring ``GPU`` (each task requests one); "cpu" renders on CPUs wherever it runs. Events
     go to ``on_event`` in order, on the calling thread.
     Frames are submitted in order while fewer than ``max_pending_tiles`` tiles are pending (a
