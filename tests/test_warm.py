@@ -11,7 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import distributed
+import pytest
+import torch
+
+import tiling.warm as warm
+from engine.kernel import KernelCache
 from engine.resolve import parse_nanobragg
+from engine.setup import prepare_frame
 from tiling.cluster import connect
 from tiling.graph import render_job
 from tiling.job import JobSpec
@@ -122,3 +129,32 @@ print(json.dumps({
     assert got["zarr_io"] and got["shared"] and got["eager_kernel"], got
     assert got["stores"] == 0
     assert list(tmp_path.iterdir()) == []  # the warm-up's store was deleted
+
+
+def test_a_worker_declaring_a_gpu_warms_on_it() -> None:
+    """``--preload tiling.warm`` warms where the worker's tasks render: on its GPU when it
+    declares one and CUDA is there (its first job then finds CUDA started and the kernel
+    compiled), else on its CPU."""
+    assert warm.warm_device(None) == "cpu"
+    with connect(in_process=True, gpu=False) as client:
+        assert set(client.run(lambda dask_worker: warm.warm_device(dask_worker)).values()) == {
+            "cpu"
+        }
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0",
+        resources={"GPU": 1},
+    )  # fmt: skip
+    with cluster, distributed.Client(cluster) as client:
+        got = set(client.run(lambda dask_worker: warm.warm_device(dask_worker)).values())
+    assert got == {"cuda:0" if torch.cuda.is_available() else "cpu"}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_compile_warm_up_on_a_gpu_builds_the_cuda_kernel() -> None:
+    timings = warm.warm_worker("compile", "cuda:0")
+    assert timings["compile_s"] > 0
+    args = [a.format(n=warm.WARM_TILE) for a in warm.WARM_ARGS]
+    setup = prepare_frame(parse_nanobragg(args).experiment, torch.float32, "cuda:0")
+    kernels = KernelCache.shared()
+    assert (setup.structure, True) in kernels._graphs and not kernels.failed(setup)

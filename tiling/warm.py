@@ -4,6 +4,8 @@ The service warms its workers when it starts (:func:`warm_cluster`); a worker st
 warms itself with ``dask worker ADDRESS --preload tiling.warm`` (:func:`dask_setup`, mode from
 the dask config ``braggtile.worker.warm``), before it takes tasks.
 
+A worker declaring a ``GPU`` resource warms on its GPU (CUDA started, the compiled kernel
+built by Triton, which took 13.7 s for the seed's structure on an H200), others on their CPUs.
 ``eager`` renders a 64x64 frame with the eager kernel (imports, torch's thread pools, the
 set-up code), loads the compiled photon-noise draws (:mod:`engine.noise_native`), then runs
 the tile tasks' own path once (:func:`warm_tasks`: a 64x64 frame in 32x32 tiles rendered by
@@ -43,8 +45,21 @@ WARM_TILE = 512
 TASKS_TILE = 32
 
 
-def warm_worker(mode: str) -> dict[str, float]:
-    """Run on a worker: render a small frame eagerly, and compile when ``mode`` is compile."""
+def warm_device(worker: Any) -> str:
+    """Where ``worker``'s tasks render: "cuda:N" when it declares a ``GPU`` resource and CUDA
+    is available (its GPU, as :class:`~tiling.worker.TilingPlugin` picks it), else "cpu"."""
+    import torch
+
+    from tiling.worker import gpu_index
+
+    declared = worker is not None and "GPU" in worker.state.total_resources
+    index = gpu_index(worker.name) if declared and torch.cuda.is_available() else None
+    return "cpu" if index is None else f"cuda:{index}"
+
+
+def warm_worker(mode: str, device: str | None = None) -> dict[str, float]:
+    """Run on a worker: render a small frame eagerly, and compile when ``mode`` is compile, on
+    ``device`` (default: where the worker's plugin renders "auto" tasks: its GPU, if any)."""
     import torch
 
     from engine import noise_native
@@ -54,30 +69,32 @@ def warm_worker(mode: str) -> dict[str, float]:
     from engine.window import Window
     from tiling.worker import current_plugin
 
-    kernels = current_plugin().kernels  # the worker's torch threads and kernels
+    plugin = current_plugin()
+    kernels = plugin.kernels  # the worker's torch threads and kernels
+    where = torch.device(device) if device else plugin.device("auto")
     timings = {}
     start = time.perf_counter()
     argv = [a.format(n=64) for a in WARM_ARGS]
-    setup = prepare_frame(parse_nanobragg(argv).experiment, dtype=torch.float32)
+    setup = prepare_frame(parse_nanobragg(argv).experiment, dtype=torch.float32, device=where)
     render_window(setup, Window(0, 64, 0, 64), kernels, compiled=False)
     noise_native.library()  # photon-noise draws: built once per CPU, loaded here
     timings["eager_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    warm_tasks()
+    warm_tasks(where.type)
     timings["tasks_s"] = time.perf_counter() - start
     if mode == "compile" and config.compile_mode() != "off":
         start = time.perf_counter()
         argv = [a.format(n=WARM_TILE) for a in WARM_ARGS]
-        setup = prepare_frame(parse_nanobragg(argv).experiment, dtype=torch.float32)
+        setup = prepare_frame(parse_nanobragg(argv).experiment, torch.float32, device=where)
         render_window(setup, Window(0, WARM_TILE, 0, WARM_TILE), kernels, compiled=True)
         timings["compile_s"] = time.perf_counter() - start
     return timings
 
 
-def warm_tasks() -> None:
+def warm_tasks(device: str = "cpu") -> None:
     """Render a 64x64 frame in 32x32 tiles through the tile tasks' code (chunks, records,
-    statistics, the pyramid's levels) into a store in a new temporary folder, then delete the
-    folder and drop the store from the worker's caches."""
+    statistics, the pyramid's levels) on ``device`` ("cpu" or "cuda") into a store in a new
+    temporary folder, then delete the folder and drop the store from the worker's caches."""
     from engine.resolve import parse_nanobragg
     from tiling.job import JobSpec
     from tiling.remote import Remote
@@ -92,7 +109,7 @@ def warm_tasks() -> None:
     try:
         TileStore.open_or_create(path, job)
         tiles = [(row, col) for row in range(2) for col in range(2)]
-        Remote(render_frames)(path, job.fingerprint, [0], tiles, "cpu", (0, 0))  # as a task
+        Remote(render_frames)(path, job.fingerprint, [0], tiles, device, (0, 0))  # as a task
     finally:
         current_plugin().forget_store(path)
         shutil.rmtree(folder, ignore_errors=True)
@@ -118,4 +135,5 @@ def dask_setup(worker: Any) -> None:
     """``dask worker --preload tiling.warm``: warm this worker as it starts."""
     mode = str(config.get("worker.warm"))
     if mode != "off":
-        log.info("braggtile kernels warmed: %s", warm_worker(mode))
+        device = warm_device(worker)
+        log.info("braggtile kernels warmed on %s: %s", device, warm_worker(mode, device))

@@ -101,7 +101,7 @@ class TilingPlugin(WorkerPlugin):
         configured = config.get("worker.torch-threads")  # this worker's own setting
         self.threads = self.torch_threads or configured or max(1, (cores or 1) // max(1, per_host))
         if worker is not None and "GPU" in worker.state.total_resources:
-            self.gpu_index = _gpu_index(worker.name)
+            self.gpu_index = gpu_index(worker.name)
         self.allocator_tuned = tune_allocator()
         self.enter()
 
@@ -160,7 +160,7 @@ class TilingPlugin(WorkerPlugin):
         return setup
 
 
-def _gpu_index(name: Any) -> int | None:
+def gpu_index(name: Any) -> int | None:
     """The CUDA device of a GPU worker: one per worker by its number, or the only one visible."""
     import torch
 
