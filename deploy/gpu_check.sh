@@ -6,9 +6,11 @@
 #   deploy/gpu_check.sh [OUT_FOLDER] [SECONDS]
 #
 # Needs braggtile importable (installed, or on PYTHONPATH), CUDA, and the C reference folder at
-# ../shared/reference (or $BRAGGTILE_REFERENCE; the seed image may be left out). Writes OUT_FOLDER/pytest.log, OUT_FOLDER/bench.jsonl (one JSON line per
-# benchmark, each preceded by a line naming it) and OUT_FOLDER/env.txt; every step has its
-# own time limit and the run stops starting steps once SECONDS (default 540) have passed.
+# ../shared/reference (or $BRAGGTILE_REFERENCE; the seed image may be left out). Writes
+# OUT_FOLDER/pytest.log, OUT_FOLDER/bench.jsonl (one JSON line per benchmark, each preceded by
+# a line naming it), OUT_FOLDER/bench.log, OUT_FOLDER/cluster.log (the preloaded workers) and
+# OUT_FOLDER/env.txt; every step has its own time limit and the run stops starting steps once
+# SECONDS (default 540) have passed.
 # GPU_CHECK_TESTS (a pytest -k expression) and GPU_CHECK_BENCHES (benchmark names) narrow it.
 set -uo pipefail
 out="${1:-gpu-check}"
@@ -44,6 +46,25 @@ bench() {  # bench NAME LIMIT ARGS...: braggtile bench ARGS; its JSON line into 
     rm -f "$out/last.log"
 }
 
+preloaded() {  # preloaded NAME LIMIT ARGS...: bench --tiled ARGS on a scheduler and two workers
+    # declaring the GPU, started as the README's "Clusters" says (--preload tiling.warm)
+    local name=$1 limit=$2 pids=""
+    shift 2
+    [[ -n ${GPU_CHECK_BENCHES:-} && " $GPU_CHECK_BENCHES " != *" $name "* ]] && return
+    "$py" -m dask scheduler --port 8799 --no-dashboard >>"$out/cluster.log" 2>&1 &
+    pids=$!
+    for _ in 1 2; do
+        "$py" -m dask worker tcp://127.0.0.1:8799 --nthreads 1 --resources GPU=1 \
+            --no-dashboard --preload tiling.warm >>"$out/cluster.log" 2>&1 &
+        pids+=" $!"
+    done
+    step "workers of $name" 180 "$py" -c 'from distributed import Client
+Client("tcp://127.0.0.1:8799", timeout=60).wait_for_workers(2, timeout=170)'
+    bench "$name" "$limit" --tiled --scheduler tcp://127.0.0.1:8799 "$@"
+    kill $pids 2>/dev/null
+    wait $pids 2>/dev/null
+}
+
 {
     nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv
     "$py" -c 'import torch, sys; print(sys.version); print("torch", torch.__version__,
@@ -75,6 +96,8 @@ bench nb400 60 --device cuda --repeat 12 --nanobragg "$NB400"
 bench tiled-seed-1 90 --tiled --workers 1 --tile 1024 --frames 1 --repeat 5 --nanobragg "$SEED"
 bench tiled-seed-8 90 --tiled --workers 1 --tile 1024 --frames 8 --repeat 3 --keep-stores --nanobragg "$SEED"
 bench tiled-seed-8-w4 90 --tiled --workers 4 --tile 1024 --frames 8 --repeat 3 --keep-stores --nanobragg "$SEED"
+preloaded tiled-preloaded-1 90 --tile 1024 --frames 1 --repeat 5 --nanobragg "$SEED"
+bench tiled-noise-8-w4 90 --tiled --workers 4 --tile 1024 --frames 8 --repeat 3 --keep-stores --noise --no-photons --nanobragg "$SEED"
 bench tile-sweep 90 --tile-sweep --frames 4 --repeat 3 --nanobragg "$NB400"
 bench mos 45 --device cuda --repeat 12 --nanobragg "$MOS"
 bench div 45 --device cuda --repeat 12 --nanobragg "$DIV"

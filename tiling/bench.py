@@ -119,7 +119,7 @@ def run(args: argparse.Namespace, experiment, dtype_name: str, spec_tile: int) -
     median_index = sorted(warm_index, key=lambda i: jobs[i].wall_s)[(len(warm_index) - 1) // 2]
     median, warm_jobs = jobs[median_index], [jobs[i] for i in warm_index]
     warm = statistics.median(d.wall_s for d in warm_jobs)
-    kernel = _kernel_rate(job, dtype_name, "cuda" if gpu else "cpu")
+    kernel = _kernel_rate(job, dtype_name, gpu)
     rate = median.pixels_rendered / max(warm, 1e-12) / 1e6
     kernel["tiled_share"] = round(rate / kernel["kernel_mpix_per_s"], 4)
     stages = dict(median.stages)
@@ -269,16 +269,17 @@ def roofline(
     }
 
 
-def _kernel_rate(job, dtype_name: str, device_name: str = "cpu") -> dict:
+def _kernel_rate(job, dtype_name: str, gpu: bool = False) -> dict:
     """The in-process warm kernel on the job's frames (up to its first 3, after one warm-up
-    render), timed here after the cluster closed (whole frames, every core, or the GPU when
-    ``device_name`` is "cuda": the workers rendered on theirs): seconds per frame (median),
-    Mpix/s and frames/s."""
+    render), timed here after the cluster closed: whole frames, on every core, or on this
+    host's GPU when ``gpu`` (the workers declared GPUs) and CUDA is here; seconds per frame
+    (median), Mpix/s, frames/s and the device."""
     import torch
 
     from engine.bench import render_frame
     from engine.precision import torch_dtype
 
+    device_name = "cuda" if gpu and torch.cuda.is_available() else "cpu"
     dtype, device = torch_dtype(dtype_name), torch.device(device_name)
     render_frame(job.frame_experiment(0), dtype, device)  # warm
     seconds = []
