@@ -27,7 +27,7 @@ from engine.passthrough import split_nanobragg
 from engine.precision import PRECISIONS
 from tiling.cluster import connect, scheduler_address
 from tiling.events import Event, EventHook, FrameDone, JobDone, JobStarted, TileDone
-from tiling.graph import render_job
+from tiling.graph import JobCancelled, render_job
 from tiling.job import DEFAULT_TILE, JobSpec
 from tiling.lock import StoreLock
 from tiling.outputs import NanoBraggFiles, requested_outputs
@@ -374,29 +374,37 @@ def run_render(args: argparse.Namespace) -> int:
     return run_command(PROG, lambda: _render(args))
 
 
-class Terminated(BaseException):
-    """SIGTERM reached ``braggtile render`` (a BaseException, as KeyboardInterrupt is: no
-    ``except Exception`` stops it on its way out)."""
+#: What ``braggtile render`` says and returns after the first SIGINT or SIGTERM.
+STOPS = {
+    signal.SIGINT: ("interrupted", EXIT_INTERRUPTED),
+    signal.SIGTERM: ("terminated", EXIT_TERMINATED),
+}
 
 
 @contextmanager
-def sigterm_unwinds() -> Iterator[None]:
-    """While the block runs, the first SIGTERM raises :class:`Terminated` in the main thread,
-    so that the cluster closes on the way out as after Ctrl-C (a batch cluster cancels its
-    batch jobs) and the store stays resumable; a second SIGTERM ends the process at once."""
+def signals_cancel(cancel: threading.Event) -> Iterator[list[int]]:
+    """While the block runs, the first SIGINT or SIGTERM sets ``cancel`` and is recorded in the
+    list yielded: render_job sees it within CANCEL_POLL_S, cancels its live tasks and raises
+    JobCancelled, so the cluster closes on the way out (a batch cluster cancels its batch jobs)
+    and the store stays resumable. Nothing is raised inside whatever the main thread was doing
+    (a lock held by the client, the event loop's hand-off), which an exception raised by the
+    handler could leave half done. A second signal of the same kind ends the process at once."""
+    stops: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stops
         return
 
-    def on_sigterm(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        raise Terminated
+    def on_signal(signum: int, frame: Any) -> None:
+        signal.signal(signum, signal.SIG_DFL)
+        stops.append(signum)
+        cancel.set()
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    previous = {signum: signal.signal(signum, on_signal) for signum in STOPS}
     try:
-        yield
+        yield stops
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -421,15 +429,22 @@ def _render(args: argparse.Namespace) -> int:
             tqdm.write(event.log.rstrip("\n"))
 
     in_process = args.in_process or runs_in_process(args, job)
+    cancel = threading.Event()
     try:
-        with sigterm_unwinds():
+        with signals_cancel(cancel) as stops:
             with StoreLock(path):  # refuse a store in use before starting a cluster
                 pass
-            done, workers = _render_on_cluster(args, path, job, writer, in_process, on_event)
-    except (KeyboardInterrupt, Terminated) as stop:
-        what = "terminated" if isinstance(stop, Terminated) else "interrupted"
-        print(f"{PROG}: {what}; run the same command again to resume", file=sys.stderr)
-        return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
+            try:
+                done, workers = _render_on_cluster(
+                    args, path, job, writer, in_process, on_event, cancel
+                )
+            except JobCancelled:
+                what, status = STOPS[signal.Signals(stops[0])]
+                print(f"{PROG}: {what}; run the same command again to resume", file=sys.stderr)
+                return status
+    except KeyboardInterrupt:  # before the handler was in place, or a second Ctrl-C's default
+        print(f"{PROG}: interrupted; run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         if bar is not None:
             bar.close()
@@ -451,6 +466,7 @@ def _render_on_cluster(
     writer: FrameWriter | None,
     in_process: bool,
     on_event: EventHook,
+    cancel: threading.Event,
 ) -> tuple[JobDone, int]:
     """Render ``job`` into ``path`` on the cluster the arguments name; returns the result and
     the cluster's workers when the render ended (a batch cluster starts its workers only once
@@ -472,6 +488,7 @@ def _render_on_cluster(
             device=args.device,
             on_event=on_event,
             frame_writer=writer,
+            cancel=cancel,
         )
         workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
     return done, workers
