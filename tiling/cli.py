@@ -381,27 +381,52 @@ STOPS = {
 }
 
 
+class Terminated(BaseException):
+    """SIGTERM reached ``braggtile render`` before its job ran (a BaseException, as
+    KeyboardInterrupt is: no ``except Exception`` stops it on its way out)."""
+
+
+class Stop:
+    """The first SIGINT or SIGTERM of a render (``signum``). While the job runs (``armed``)
+    it only sets ``cancel``: render_job sees it within CANCEL_POLL_S, cancels its live tasks
+    and raises JobCancelled at a point of its own, so nothing is raised inside whatever the
+    main thread was doing (a lock of the client, the event loop's hand-off) and the cluster
+    closes whole. Before the job (a cluster starting, workers awaited) it raises
+    KeyboardInterrupt or :class:`Terminated` there, as Python's own SIGINT handler does."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.armed = False
+        self.cancel = threading.Event()
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        signal.signal(signum, signal.SIG_DFL)  # a second one ends the process at once
+        self.signum = signum
+        if self.armed:
+            self.cancel.set()
+        elif signum == signal.SIGTERM:
+            raise Terminated
+        else:
+            raise KeyboardInterrupt
+
+    @property
+    def what(self) -> tuple[str, int]:
+        """What to say, and the exit status (of a SIGINT when none came here: Python's own
+        handler raised KeyboardInterrupt before this one was in place)."""
+        return STOPS[signal.Signals(self.signum or signal.SIGINT)]
+
+
 @contextmanager
-def signals_cancel(cancel: threading.Event) -> Iterator[list[int]]:
-    """While the block runs, the first SIGINT or SIGTERM sets ``cancel`` and is recorded in the
-    list yielded: render_job sees it within CANCEL_POLL_S, cancels its live tasks and raises
-    JobCancelled, so the cluster closes on the way out (a batch cluster cancels its batch jobs)
-    and the store stays resumable. Nothing is raised inside whatever the main thread was doing
-    (a lock held by the client, the event loop's hand-off), which an exception raised by the
-    handler could leave half done. A second signal of the same kind ends the process at once."""
-    stops: list[int] = []
+def signals_stop(stop: Stop) -> Iterator[None]:
+    """While the block runs, SIGINT and SIGTERM go to ``stop``, so that the cluster closes on
+    the way out (a batch cluster cancels its batch jobs) and the store stays resumable;
+    outside the main thread nothing changes."""
     if threading.current_thread() is not threading.main_thread():
-        yield stops
+        yield
         return
-
-    def on_signal(signum: int, frame: Any) -> None:
-        signal.signal(signum, signal.SIG_DFL)
-        stops.append(signum)
-        cancel.set()
-
-    previous = {signum: signal.signal(signum, on_signal) for signum in STOPS}
+    previous = {signum: signal.signal(signum, stop) for signum in STOPS}
     try:
-        yield stops
+        yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -429,22 +454,16 @@ def _render(args: argparse.Namespace) -> int:
             tqdm.write(event.log.rstrip("\n"))
 
     in_process = args.in_process or runs_in_process(args, job)
-    cancel = threading.Event()
+    stop = Stop()
     try:
-        with signals_cancel(cancel) as stops:
+        with signals_stop(stop):
             with StoreLock(path):  # refuse a store in use before starting a cluster
                 pass
-            try:
-                done, workers = _render_on_cluster(
-                    args, path, job, writer, in_process, on_event, cancel
-                )
-            except JobCancelled:
-                what, status = STOPS[signal.Signals(stops[0])]
-                print(f"{PROG}: {what}; run the same command again to resume", file=sys.stderr)
-                return status
-    except KeyboardInterrupt:  # before the handler was in place, or a second Ctrl-C's default
-        print(f"{PROG}: interrupted; run the same command again to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+            done, workers = _render_on_cluster(args, path, job, writer, in_process, on_event, stop)
+    except (KeyboardInterrupt, Terminated, JobCancelled):
+        what, status = stop.what
+        print(f"{PROG}: {what}; run the same command again to resume", file=sys.stderr)
+        return status
     finally:
         if bar is not None:
             bar.close()
@@ -466,7 +485,7 @@ def _render_on_cluster(
     writer: FrameWriter | None,
     in_process: bool,
     on_event: EventHook,
-    cancel: threading.Event,
+    stop: Stop,
 ) -> tuple[JobDone, int]:
     """Render ``job`` into ``path`` on the cluster the arguments name; returns the result and
     the cluster's workers when the render ended (a batch cluster starts its workers only once
@@ -480,16 +499,20 @@ def _render_on_cluster(
         jobs=(args.min_jobs, args.max_jobs),
         in_process=in_process,
     ) as client:
-        done = render_job(
-            client,
-            path,
-            job,
-            overwrite=args.overwrite,
-            device=args.device,
-            on_event=on_event,
-            frame_writer=writer,
-            cancel=cancel,
-        )
+        stop.armed = True  # a signal from here on cancels the job (see Stop)
+        try:
+            done = render_job(
+                client,
+                path,
+                job,
+                overwrite=args.overwrite,
+                device=args.device,
+                on_event=on_event,
+                frame_writer=writer,
+                cancel=stop.cancel,
+            )
+        finally:
+            stop.armed = False
         workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
     return done, workers
 
