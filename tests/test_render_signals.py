@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import distributed
 import pytest
 
 from tiling.gate import GATE_ENV, tile_name
@@ -75,3 +76,32 @@ def test_a_signal_stops_the_render_and_the_same_command_resumes(
     assert summary, out
     rendered, resumed = map(int, summary.groups())
     assert resumed > 0 and rendered > 0 and rendered + resumed == 2 * 16
+
+
+def test_a_signal_stops_a_render_still_waiting_for_workers(tmp_path: Path) -> None:
+    """Before its job runs (here: a scheduler with no workers, awaited for ever), SIGTERM
+    stops the wait at once, with the same message and status."""
+    with (
+        distributed.LocalCluster(
+            n_workers=0, processes=False, protocol="tcp", dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        cmd = [sys.executable, "-m", "service.cli", "render", "-o", str(tmp_path / "w.zarr"),
+               "--scheduler", cluster.scheduler_address, *RENDER[:4], *RENDER[6:]]  # fmt: skip
+        proc = subprocess.Popen(cmd, env={**env, "PYTHONFAULTHANDLER": "1"},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+
+        def clients(dask_scheduler) -> int:
+            return len(dask_scheduler.clients)
+
+        deadline = time.monotonic() + DEADLINE_S
+        while client.run_on_scheduler(clients) < 3:  # fire-and-forget, this client, the render
+            assert proc.poll() is None, proc.communicate()[1].decode()
+            assert time.monotonic() < deadline, "the render never connected"
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGTERM)
+        out, err = communicate(proc)
+    assert proc.returncode == 143, err
+    assert "terminated; run the same command again to resume" in err
