@@ -33,10 +33,14 @@ step() {  # step NAME LIMIT_SECONDS COMMAND...: run it if time is left, say how 
     echo "== $name: exit $? after $((SECONDS - t0)) s"
 }
 
+wanted() {  # wanted NAME: whether GPU_CHECK_BENCHES (if set) names this benchmark
+    [[ -z ${GPU_CHECK_BENCHES:-} || " $GPU_CHECK_BENCHES " == *" $1 "* ]]
+}
+
 bench() {  # bench NAME LIMIT ARGS...: braggtile bench ARGS; its JSON line into bench.jsonl
     local name=$1 limit=$2
     shift 2
-    [[ -n ${GPU_CHECK_BENCHES:-} && " $GPU_CHECK_BENCHES " != *" $name "* ]] && return
+    wanted "$name" || return
     step "bench $name" "$limit" "$py" -m service.cli bench "$@" >"$out/last.log" 2>&1
     cat "$out/last.log" >>"$out/bench.log"
     grep -h "^== " "$out/last.log"
@@ -50,7 +54,7 @@ preloaded() {  # preloaded NAME LIMIT ARGS...: bench --tiled ARGS on a scheduler
     # declaring the GPU, started as the README's "Clusters" says (--preload tiling.warm)
     local name=$1 limit=$2 pids=""
     shift 2
-    [[ -n ${GPU_CHECK_BENCHES:-} && " $GPU_CHECK_BENCHES " != *" $name "* ]] && return
+    wanted "$name" || return
     "$py" -m dask scheduler --port 8799 --no-dashboard >>"$out/cluster.log" 2>&1 &
     pids=$!
     for _ in 1 2; do

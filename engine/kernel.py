@@ -75,14 +75,14 @@ def _inductor_options(st: Structure) -> dict:
     return dict(_SAMPLE_LOOP_OPTIONS if _sample_loop(st) else _INDUCTOR_OPTIONS)
 
 
-def _known_options(options: dict) -> dict:
-    """``options`` less those this torch's inductor does not know (torch 2.11, say, has no
-    ``realize_cpu_opcount_threshold`` and rejects a compile that names it); imports inductor,
-    so only where a kernel is compiled."""
+def _compile_options(st: Structure) -> dict:
+    """:func:`_inductor_options` less those this torch's inductor does not know (torch 2.11,
+    say, has no ``realize_cpu_opcount_threshold`` and rejects a compile that names it); imports
+    inductor, so only where a kernel is compiled (package names keep the full options)."""
     import torch._inductor.config as iconf
 
     known = iconf.get_config_copy()
-    return {k: v for k, v in options.items() if k in known}
+    return {k: v for k, v in _inductor_options(st).items() if k in known}
 
 
 def render_block(
@@ -309,7 +309,7 @@ class KernelCache:
                 outputs,
                 dynamic=False,
                 fullgraph=True,
-                options=_known_options(_inductor_options(st)),
+                options=_compile_options(st),
             )
             return lambda ft, gs, gf: graph(ft, gs, gf)[0]
 
@@ -503,7 +503,7 @@ class _AotBlock:
         program = torch.export.export(_BlockModule(self.st, self.table), inputs, strict=False)
         tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp.pt2"
         torch._inductor.aoti_compile_and_package(
-            program, package_path=tmp, inductor_configs=_known_options(_inductor_options(self.st))
+            program, package_path=tmp, inductor_configs=_compile_options(self.st)
         )
         os.replace(tmp, path)  # atomic: a reader sees all of it or nothing
         self.owner.packages_built += 1

@@ -69,7 +69,8 @@ KERNEL_PARAMS = [
 ]
 
 
-def render_through_cli(name: str, dtype: str, folder, mode: str, device: str = "cpu") -> np.ndarray:
+def floatfile_through_cli(name: str, dtype: str, folder, mode: str, device: str) -> np.ndarray:
+    """The case's ``-floatfile`` pixels, flat, as ``braggtile nanobragg`` writes them."""
     out = folder / f"{name}_{dtype}_{device}.bin"
     argv = case_args(name) + ["-floatfile", str(out), "-dtype", dtype, "-nonoise", "-nopgm"]
     argv += ["-intfile", str(folder / "int.img"), "-noprogress", "-device", device]
@@ -77,8 +78,12 @@ def render_through_cli(name: str, dtype: str, folder, mode: str, device: str = "
         if mode == "compiled" and not use_compiled(prepare_frame(parse_nanobragg(argv).experiment)):
             pytest.skip(f"{name}: the compiled kernel does not cover this case (eager only)")
         assert main(argv) == 0
+    return np.fromfile(out, dtype="<f4")
+
+
+def render_through_cli(name: str, dtype: str, folder, mode: str, device: str = "cpu") -> np.ndarray:
     ref = reference_image(name)
-    return np.fromfile(out, dtype="<f4").reshape(ref.shape)
+    return floatfile_through_cli(name, dtype, folder, mode, device).reshape(ref.shape)
 
 
 def assert_meets_floors(ours: np.ndarray, ref: np.ndarray, dtype: str) -> None:
@@ -115,17 +120,10 @@ def test_parity_with_c_on_cuda(name, dtype, mode, in_inputs, capsys):
 def test_seed_frame_on_cuda_matches_the_cpu(dtype, mode, in_inputs, capsys):
     """The 4096x4096 seed frame on the GPU against the CPU's eager render of it (which the
     CPU tests hold to C), within the parity floors; needs only the case's arguments."""
-    name = FULL_FRAME_CASE
-    outs = {}
-    for device, device_mode in (("cpu", "eager"), ("cuda", mode)):
-        out = in_inputs / f"seed_{dtype}_{device}.bin"
-        argv = case_args(name) + ["-floatfile", str(out), "-dtype", dtype, "-nonoise", "-nopgm"]
-        argv += ["-intfile", str(in_inputs / "int.img"), "-noprogress", "-device", device]
-        with kernel(device_mode):
-            assert main(argv) == 0
-        outs[device] = np.fromfile(out, dtype="<f4")
-    assert outs["cuda"].size == 4096 * 4096
-    assert_meets_floors(outs["cuda"], outs["cpu"], dtype)
+    cpu = floatfile_through_cli(FULL_FRAME_CASE, dtype, in_inputs, "eager", "cpu")
+    cuda = floatfile_through_cli(FULL_FRAME_CASE, dtype, in_inputs, mode, "cuda")
+    assert cuda.size == 4096 * 4096
+    assert_meets_floors(cuda, cpu, dtype)
 
 
 @pytest.mark.slow

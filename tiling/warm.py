@@ -48,12 +48,9 @@ TASKS_TILE = 32
 def warm_device(worker: Any) -> str:
     """Where ``worker``'s tasks render: "cuda:N" when it declares a ``GPU`` resource and CUDA
     is available (its GPU, as :class:`~tiling.worker.TilingPlugin` picks it), else "cpu"."""
-    import torch
+    from tiling.worker import worker_gpu
 
-    from tiling.worker import gpu_index
-
-    declared = worker is not None and "GPU" in worker.state.total_resources
-    index = gpu_index(worker.name) if declared and torch.cuda.is_available() else None
+    index = worker_gpu(worker)
     return "cpu" if index is None else f"cuda:{index}"
 
 

@@ -100,8 +100,7 @@ class TilingPlugin(WorkerPlugin):
         per_host = self.workers_per_host.get(getattr(worker, "ip", ""), 1)
         configured = config.get("worker.torch-threads")  # this worker's own setting
         self.threads = self.torch_threads or configured or max(1, (cores or 1) // max(1, per_host))
-        if worker is not None and "GPU" in worker.state.total_resources:
-            self.gpu_index = gpu_index(worker.name)
+        self.gpu_index = worker_gpu(worker)
         self.allocator_tuned = tune_allocator()
         self.enter()
 
@@ -160,7 +159,15 @@ class TilingPlugin(WorkerPlugin):
         return setup
 
 
-def gpu_index(name: Any) -> int | None:
+def worker_gpu(worker: Any) -> int | None:
+    """The CUDA device ``worker``'s tasks render on: its GPU when it declares a ``GPU``
+    resource and CUDA is available, else None (its CPUs; also for no worker)."""
+    if worker is None or "GPU" not in worker.state.total_resources:
+        return None
+    return _gpu_index(worker.name)
+
+
+def _gpu_index(name: Any) -> int | None:
     """The CUDA device of a GPU worker: one per worker by its number, or the only one visible."""
     import torch
 
