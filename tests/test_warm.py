@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shlex
 import subprocess
 import sys
@@ -24,6 +25,8 @@ from tiling.graph import render_job
 from tiling.job import JobSpec
 from tiling.remote import Remote, scheduler_memory
 from tiling.store import StoreReader
+
+from reference import case_args
 
 ARGS = "-N 3 -cell 70 80 90 90 90 90 -default_F 100 -lambda 1 -distance 60 -detpixels 96"
 #: Modules a scheduler loaded when it unpickled a task of tiling.worker.
@@ -149,12 +152,26 @@ def test_a_worker_declaring_a_gpu_warms_on_it() -> None:
     assert got == {"cuda:0" if torch.cuda.is_available() else "cpu"}
 
 
+def test_compile_warm_up_builds_the_readme_jobs_and_the_seed_benchmarks_kernels() -> None:
+    """The structures a ``compile`` warm-up builds include the README's main job's (2 x 2
+    sub-pixels) and the seed benchmark's (one sample per pixel): first jobs of either find
+    their kernel built (on a GPU, the seed's first job paid 1.1 s for it when only the README
+    job's was warmed)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    main_job = re.search(r'braggtile render --nanobragg "([^"]+)"', readme)
+    assert main_job is not None
+    warmed = {setup.structure for setup in warm.compile_setups()}
+    for args in (shlex.split(main_job.group(1)), case_args("seed_benchmark_4096")):
+        setup = prepare_frame(parse_nanobragg(args).experiment, torch.float32)
+        assert setup.structure in warmed, args
+    assert {s.oversample for s in warmed} == {1, 2}
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_compile_warm_up_on_a_gpu_builds_the_cuda_kernel() -> None:
     timings = warm.warm_worker("compile", "cuda:0")
     assert timings["compile_s"] > 0
-    args = [a.format(n=warm.WARM_TILE) for a in warm.WARM_ARGS]
-    setup = prepare_frame(parse_nanobragg(args).experiment, torch.float32, "cuda:0")
     kernels = KernelCache.shared()
-    assert (setup.structure, True) in kernels._graphs and not kernels.failed(setup)
+    for setup in warm.compile_setups("cuda:0"):
+        assert (setup.structure, True) in kernels._graphs and not kernels.failed(setup)
