@@ -90,7 +90,7 @@ tests+=" or divergence_dispersion-float32 or water_background-float32)"
 step "gpu tests" 240 "$py" -m pytest -q -p no:cacheprovider -m gpu -rfE --maxfail=12 \
     -k "${GPU_CHECK_TESTS:-$tests}" \
     tests/test_parity.py tests/test_kernel_compile.py tests/test_noise.py \
-    tests/test_structure_factors.py tests/test_tiling.py tests/test_warm.py >"$out/pytest.log" 2>    tests/test_structure_factors.py tests/test_tiling.py >"$out/pytest.log" 2>&11
+    tests/test_structure_factors.py tests/test_tiling.py tests/test_warm.py >"$out/pytest.log" 2>&1
 grep -v "^tests/.* PASSED" "$out/pytest.log" | tail -n 40
 
 bench seed-compiled 90 --device cuda --repeat 12 --compile on --nanobragg "$SEED"

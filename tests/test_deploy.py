@@ -9,6 +9,7 @@ import io
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -389,3 +390,34 @@ def test_serve_on_a_batch_cluster_through_dask_jobqueue(tmp_path: Path, monkeypa
         tile = np.load(io.BytesIO(http.get(f"/v1/jobs/{job['id']}/frames/0/tiles/0/1").content))
     expected = reference(args)[0:32, 32:64]
     assert np.abs(tile - expected).max() <= 1e-6 * expected.max()
+
+
+def test_gpu_check_runs_its_test_step_without_touching_the_checkout(tmp_path: Path) -> None:
+    """``deploy/gpu_check.sh`` on a machine without CUDA (its gpu tests skip), in a copy of
+    the checkout's tests: the test step runs pytest on the files it names and logs it, no
+    named file is written to, and no benchmark runs when ``GPU_CHECK_BENCHES`` names none."""
+    from reference import REFERENCE
+
+    checkout = tmp_path / "repo"
+    for name in ("tests", "deploy"):
+        shutil.copytree(ROOT / name, checkout / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", checkout)
+    before = {p.name: p.read_bytes() for p in (checkout / "tests").glob("test_*.py")}
+    env = {
+        **ENV,
+        "BRAGGTILE_REFERENCE": str(REFERENCE),
+        "GPU_CHECK_BENCHES": "none",
+        "GPU_CHECK_TESTS": "test_compile_warm_up_on_a_gpu",
+        "PYTHON": sys.executable,
+    }
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        ["bash", "deploy/gpu_check.sh", str(out), "200"],
+        cwd=checkout, env=env, capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "== gpu tests: exit 0" in proc.stdout, proc.stdout + proc.stderr
+    assert "== bench" not in proc.stdout and "== done" in proc.stdout
+    log = (out / "pytest.log").read_text()
+    assert re.search(r"\b1 (passed|skipped)\b", log), log
+    assert {p.name: p.read_bytes() for p in (checkout / "tests").glob("test_*.py")} == before
