@@ -108,13 +108,11 @@ import tiling.warm as warm
 before = sorted(m for m in ("zarr", "tiling.stills", "tiling.pyramid") if m in sys.modules)
 warm.dask_setup(None)
 from engine.kernel import KernelCache
-from engine.resolve import parse_nanobragg
 from engine.setup import prepare_frame
 from tiling.worker import TilingPlugin, current_plugin
 plugin = TilingPlugin(torch_threads=1)  # as the client registers it after the preload
 plugin.setup()
-args = [a.format(n=64) for a in warm.WARM_ARGS]
-setup = prepare_frame(parse_nanobragg(args).experiment, dtype=torch.float32)
+setup = prepare_frame(warm.warm_experiment(64), dtype=torch.float32)
 print(json.dumps({
     "before": before,
     "modules": [m for m in ("zarr", "numcodecs", "tiling.stills", "tiling.pyramid",

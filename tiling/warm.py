@@ -68,7 +68,6 @@ def warm_worker(mode: str, device: str | None = None) -> dict[str, float]:
 
     from engine import noise_native
     from engine.kernel import render_window
-    from engine.resolve import parse_nanobragg
     from engine.setup import prepare_frame
     from engine.window import Window
     from tiling.worker import current_plugin
@@ -78,8 +77,7 @@ def warm_worker(mode: str, device: str | None = None) -> dict[str, float]:
     where = torch.device(device) if device else plugin.device("auto")
     timings = {}
     start = time.perf_counter()
-    argv = [a.format(n=64) for a in WARM_ARGS]
-    setup = prepare_frame(parse_nanobragg(argv).experiment, dtype=torch.float32, device=where)
+    setup = prepare_frame(warm_experiment(64), dtype=torch.float32, device=where)
     render_window(setup, Window(0, 64, 0, 64), kernels, compiled=False)
     noise_native.library()  # photon-noise draws: built once per CPU, loaded here
     timings["eager_s"] = time.perf_counter() - start
@@ -94,16 +92,22 @@ def warm_worker(mode: str, device: str | None = None) -> dict[str, float]:
     return timings
 
 
+def warm_experiment(pixels: int, extra: tuple[str, ...] = ()) -> Any:
+    """The experiment of :data:`WARM_ARGS` on a ``pixels``-square detector, plus ``extra``
+    nanoBragg flags."""
+    from engine.resolve import parse_nanobragg
+
+    return parse_nanobragg([*(a.format(n=pixels) for a in WARM_ARGS), *extra]).experiment
+
+
 def compile_setups(device: Any = "cpu") -> list:
     """Float32 set-ups of a WARM_TILE-square frame on ``device``, one per structure of
     :data:`WARM_COMPILE`."""
     import torch
 
-    from engine.resolve import parse_nanobragg
     from engine.setup import prepare_frame
 
-    base = [a.format(n=WARM_TILE) for a in WARM_ARGS]
-    experiments = [parse_nanobragg([*base, *extra]).experiment for extra in WARM_COMPILE]
+    experiments = [warm_experiment(WARM_TILE, extra) for extra in WARM_COMPILE]
     return [prepare_frame(e, torch.float32, device=torch.device(device)) for e in experiments]
 
 
@@ -111,15 +115,13 @@ def warm_tasks(device: str = "cpu") -> None:
     """Render a 64x64 frame in 32x32 tiles through the tile tasks' code (chunks, records,
     statistics, the pyramid's levels) on ``device`` ("cpu" or "cuda") into a store in a new
     temporary folder, then delete the folder and drop the store from the worker's caches."""
-    from engine.resolve import parse_nanobragg
     from tiling.job import JobSpec
     from tiling.remote import Remote
     from tiling.stills import render_frames
     from tiling.store import TileStore
     from tiling.worker import current_plugin
 
-    experiment = parse_nanobragg([a.format(n=64) for a in WARM_ARGS]).experiment
-    job = JobSpec(experiment, tile=TASKS_TILE, pyramid_min=TASKS_TILE // 2)
+    job = JobSpec(warm_experiment(64), tile=TASKS_TILE, pyramid_min=TASKS_TILE // 2)
     folder = tempfile.mkdtemp(prefix="braggtile-warm-")
     path = os.path.join(folder, "warm.zarr")
     try:
