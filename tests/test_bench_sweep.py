@@ -5,14 +5,16 @@ times themselves."""
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from engine.errors import InputError
-from tiling.sweep import summarise, tile_sizes
+from tiling.sweep import keep_stores, summarise, tile_sizes
 from tiling.worker import STAGES
 
 SMALL = "-cell 100 100 100 90 90 90 -default_F 100 -lambda 1.0 -N 5 -distance 100 -detpixels 96"
@@ -37,19 +39,32 @@ def test_tile_sizes_are_positive_integers_each_once():
             tile_sizes(bad)
 
 
-def _bench(*args: str) -> subprocess.CompletedProcess:
+def test_stores_are_kept_while_the_timed_rounds_fit_in_half_the_free_space():
+    assert keep_stores({128: 300, 1024: 200}, repeat=4, free_bytes=4000)
+    assert not keep_stores({128: 300, 1024: 200}, repeat=4, free_bytes=3999)
+    assert keep_stores({128: 0}, repeat=5, free_bytes=0)
+
+
+def _bench(*args: str, tmp: Path | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "service.cli", "bench", "--tile-sweep", *args]
-    return subprocess.run([*cmd, "--nanobragg", SMALL], capture_output=True, text=True, timeout=300)
+    env = os.environ | ({"TMPDIR": str(tmp)} if tmp is not None else {})
+    return subprocess.run(
+        [*cmd, "--nanobragg", SMALL], capture_output=True, text=True, timeout=300, env=env
+    )
 
 
-def test_tile_sweep_prints_one_json_line_per_run_of_every_size():
-    proc = _bench("--sweep-tiles", "32,96", "--frames", "2", "--repeat", "2")
+def test_tile_sweep_prints_one_json_line_per_run_of_every_size(tmp_path: Path):
+    proc = _bench("--sweep-tiles", "32,96", "--frames", "2", "--repeat", "2", tmp=tmp_path)
     assert proc.returncode == 0, proc.stderr
+    assert not list(tmp_path.glob("braggtile-sweep-*"))  # the kept stores go at the end
     lines = [line for line in proc.stdout.strip().splitlines() if line.strip()]
     assert sum(line.startswith("bench: round") for line in lines[:-1]) == 3 * 2
     result = json.loads(lines[-1])
     assert result["tile_sweep"] is True and result["frames"] == 2 and result["repeat"] == 2
     assert result["pixels"] == 2 * 96 * 96 and result["dtype"] == "float32"
+    assert result["stores_kept"] is True
+    assert list(result["store_bytes"]) == ["32", "96"]
+    assert min(result["store_bytes"].values()) > 2 * 96 * 96 * 4  # 2 float32 frames and more
     sizes = result["tiles"]
     assert list(sizes) == ["32", "96"]
     for entry in sizes.values():

@@ -268,7 +268,7 @@ def test_store_opens_as_an_ome_zarr_pyramid(client, tmp_path: Path) -> None:
     assert ms["datasets"][1]["coordinateTransformations"][0]["scale"] == [1.0, 2.0, 2.0]
     level0, level1 = store.level(0), store.level(1)
     assert level0.shape == (1, 280, 300) and level0.chunks == (1, 256, 256)
-    assert level1.shape == (1, 140, 150) and level1.chunks == (1, 256, 256)
+    assert level1.shape == (1, 140, 150) and level1.chunks == (1, 140, 150)  # cut to the level
     assert level0.metadata.dimension_names == ("t", "y", "x")
     assert_pyramid(store, 0)
     meta = store.attributes
@@ -290,6 +290,24 @@ def test_store_opens_as_an_ome_zarr_pyramid(client, tmp_path: Path) -> None:
         "rmsd",
         "pixels",
     }
+
+
+def test_levels_narrower_than_a_tile_are_chunked_to_their_size(client, tmp_path: Path) -> None:
+    """A level smaller than a tile in one dimension or both is chunked to its size there (no
+    padding written); chunk (row, col) still covers the tile's pixels, and reads across
+    chunks and the pyramid's binning read it right."""
+    path = tmp_path / "wide.zarr"
+    job = JobSpec(experiment("-detpixels_f 700 -detpixels_s 300"), tile=256, pyramid_min=100)
+    render_job(client, str(path), job)
+    store = read_store(path)
+    chunks = [store.level(level).chunks for level in range(store.levels())]
+    assert job.level_shapes == [(300, 700), (150, 350), (75, 175), (38, 88)]
+    assert chunks == [(1, 256, 256), (1, 150, 256), (1, 75, 175), (1, 38, 88)]
+    assert_pyramid(store, 0)
+    level1 = store.read_frame(1, 0)
+    across = Window(10, 140, 200, 330)  # both chunks of level 1
+    np.testing.assert_array_equal(store.read_window(1, 0, across), level1[10:140, 200:330])
+    np.testing.assert_array_equal(store.read_chunk(1, 0, 0, 1), level1[:, 256:])
 
 
 @pytest.mark.parametrize("tile", [13, 14])

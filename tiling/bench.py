@@ -50,7 +50,6 @@ per-frame draws, ``--frames-table``, ``--seed``) are ``braggtile render``'s.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -183,6 +182,7 @@ def _run_jobs(args: argparse.Namespace, job, folder: Path):
     from tiling.cluster import connect
     from tiling.graph import gpu_workers, render_job
     from tiling.remote import scheduler_memory
+    from tiling.store import store_bytes
 
     t0 = time.perf_counter()
     with connect(args.scheduler, args.workers, in_process=args.in_process) as client:
@@ -217,16 +217,6 @@ def _store_fields(job) -> dict:
         "photons": job.photons,
         "levels": len(job.level_shapes),
     }
-
-
-def store_bytes(path: str) -> int:
-    """Bytes of every file under the store folder ``path`` (0 if there is none)."""
-    total = 0
-    for folder, _, names in os.walk(path):
-        for name in names:
-            with contextlib.suppress(FileNotFoundError):
-                total += os.stat(os.path.join(folder, name)).st_size
-    return total
 
 
 #: Block written by :func:`disk_bandwidth` (random bytes: no file system compresses them).

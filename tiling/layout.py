@@ -5,9 +5,10 @@ Layout of ``OUT.zarr`` (zarr v3)::
     zarr.json     group attributes: "ome" (OME-Zarr 0.5 multiscales, axes t, y, x in pixels)
                   and "braggtile" (:class:`StoreAttributes`: software version, job options,
                   full experiment, derived geometry, per-frame statistics and completion)
-    0/            level 0: (frames, slow, fast) photons/pixel, chunks (1, tile, tile); absent
-                  when the job stores no photons (``JobSpec.photons`` False)
-    1/, 2/, ...   2x2-mean pyramid levels of level 0, same chunk shape (none when
+    0/            level 0: (frames, slow, fast) photons/pixel, chunks (1, tile, tile) (cut to
+                  the image where it is smaller: :func:`image_chunks`); absent when the job
+                  stores no photons (``JobSpec.photons`` False)
+    1/, 2/, ...   2x2-mean pyramid levels of level 0, chunked alike (none when
                   ``pyramid_min`` is at least the detector's longest side)
     detector/     only for a job with a detector response: (frames, slow, fast) the detector's
                   image in ADU (uint16, or uint32 for overloads above 65535), level 0's chunks,
@@ -97,6 +98,15 @@ def chunk_window(shape: tuple[int, int], tile: int, row: int, col: int) -> Windo
     return Window(
         row * tile, min((row + 1) * tile, shape[0]), col * tile, min((col + 1) * tile, shape[1])
     )
+
+
+def image_chunks(slow: int, fast: int, tile: int) -> tuple[int, int, int]:
+    """Chunk shape of a (frames, slow, fast) image array: one frame of tile x tile pixels, cut
+    to the image where it is smaller. A pyramid level below a tile is then one chunk of its
+    own size, not a tile padded with the fill value (a 256 x 256 level of tile 1024 encodes,
+    writes and reads 256 KiB, not 4 MiB), and chunk (row, col) is :func:`chunk_window` either
+    way (stores of earlier releases pad, and read alike)."""
+    return (1, min(tile, slow), min(tile, fast))
 
 
 def chunk_counts(shape: tuple[int, int], tile: int) -> tuple[int, int]:

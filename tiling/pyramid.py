@@ -1,6 +1,7 @@
 """Multiscale pyramid: level l+1 is the 2x2 mean of level l, down to <= ``min_size`` pixels.
 
-Every level is chunked (1, tile, tile) like level 0, so chunk (row, col) of level l+1 is made
+Every level is chunked (1, tile, tile) like level 0 (cut to the level where it is smaller,
+:func:`tiling.layout.image_chunks`), so chunk (row, col) of level l+1 is made
 from exactly the chunks (2row..2row+1, 2col..2col+1) of level l: one task per output chunk, whole
 chunks only, no two tasks writing the same chunk. An odd edge row/column is averaged over the
 pixels that exist. Values stay in photons per level-0 pixel (a mean, not a sum).
