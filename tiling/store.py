@@ -49,7 +49,6 @@ from tiling.layout import (
     JobOptions,
     StoreAttributes,
     TileRecord,
-    chunk_window,
     geometry_attributes,
     image_chunks,
     job_geometry,
@@ -326,12 +325,12 @@ class StoreReader:
     def read_window(self, level: int, frame: int, window: Window) -> np.ndarray:
         """Pixels ``window`` of ``frame`` of ``level``, read chunk by chunk."""
         io = self._io(self._level(level))
-        tile = max(io.chunks[1:])  # chunks are cut to a level smaller than a tile
-        shape = io.array.shape[1:]
-        out = np.empty(window.shape, dtype=io.array.dtype)
-        for r in range(window.slow0 // tile, -(-window.slow1 // tile)):
-            for c in range(window.fast0 // tile, -(-window.fast1 // tile)):
-                w = chunk_window(shape, tile, r, c)
+        _, rows, cols = io.chunks  # cut to the level where it is smaller than a tile
+        out = np.empty(window.shape, dtype=io.dtype)
+        for r in range(window.slow0 // rows, -(-window.slow1 // rows)):
+            for c in range(window.fast0 // cols, -(-window.fast1 // cols)):
+                _, slow, fast = io.region((frame, r, c))
+                w = Window(slow.start, slow.stop, fast.start, fast.stop)
                 part = window.intersect(w)
                 if part is not None:
                     chunk = io.read((frame, r, c))[0]
