@@ -345,6 +345,55 @@ def test_tasks_of_narrow_tiles_write_level_2_as_binning_tasks_would(
     assert a.records().keys() == b.records().keys()
 
 
+def test_whole_frame_tasks_need_enough_frames_per_thread_and_small_enough_frames() -> None:
+    """Frames go whole to a task with ``whole-frame-tasks`` of them per worker thread or more,
+    up to ``whole-frame-pixels``; the last (frames modulo threads) still go by tile groups."""
+    settings = {"braggtile.tiling.whole-frame-tasks": 4, "braggtile.tiling.whole-frame-pixels": 900}
+    with dask.config.set(settings):
+        assert graph.whole_frames(list(range(8)), 2, 900) == set(range(8))
+        assert graph.whole_frames(list(range(3, 12)), 2, 900) == set(range(3, 11))
+        assert graph.whole_frames(list(range(14)), 3, 900) == set(range(12))
+        assert graph.whole_frames(list(range(7)), 2, 900) == set()  # under 4 per thread
+        assert graph.whole_frames(list(range(8)), 2, 901) == set()  # frames too large
+        assert graph.whole_frames(list(range(4)), 0, 900) == set(range(4))
+    with dask.config.set({"braggtile.tiling.whole-frame-tasks": 0}):
+        assert graph.whole_frames(list(range(100)), 2, 10) == set()
+
+
+def test_whole_frame_tasks_write_what_tile_groups_and_binning_tasks_write(
+    client, tmp_path: Path
+) -> None:
+    """With enough frames per worker thread, one task renders a whole frame and writes its
+    pyramid from memory (no binning task); the frames left over go by tile groups. The store
+    is the same, bit for bit, as the one tile-group and binning tasks write."""
+    job = JobSpec(experiment("-detpixels_f 100 -detpixels_s 72"), frames=5, tile=16, pyramid_min=8)
+    assert len(job.level_shapes) == 5 and sum(client.nthreads().values()) == 2
+    stores, tasks = {}, {}
+    for whole in (2, 0):
+        path = tmp_path / f"w{whole}.zarr"
+        with (
+            dask.config.set({"braggtile.tiling.whole-frame-tasks": whole}),
+            distributed.get_task_stream(client) as stream,
+        ):
+            render_job(client, str(path), job)
+        keys = [str(t["key"]).split("-") for t in stream.data if str(t["key"]).startswith("bt-")]
+        # bt-KIND-TOKEN-FRAME-...: each frame's tasks, by kind
+        tasks[whole] = {f: sorted(k[1] for k in keys if int(k[3]) == f) for f in range(5)}
+        stores[whole] = read_store(path)
+    # frames 0-3 whole (2 a thread x 2 threads); frame 4, left over, as without whole frames
+    assert all(tasks[2][f] == ["tiles"] for f in range(4))
+    assert tasks[2][4] == tasks[0][4] and tasks[0][4].count("tiles") > 1 and "bin" in tasks[0][4]
+    a, b = stores[2], stores[0]
+    for level in range(len(job.level_shapes)):
+        np.testing.assert_array_equal(a.level(level)[:], b.level(level)[:])
+    ra, rb = a.records(), b.records()
+    assert ra.keys() == rb.keys() and len(ra) == 5 * 5 * 7
+    assert all(ra[key].statistics == rb[key].statistics for key in ra)
+    for frame in range(job.frames):
+        assert a.frame_statistics(frame) == b.frame_statistics(frame)
+    assert a.complete_frames() == set(range(5))
+
+
 def _binning_dependencies(dask_scheduler) -> dict[str, list[str]]:
     """On the scheduler: each pyramid task's key -> the keys of the tasks it waits on."""
     return {
@@ -389,7 +438,11 @@ def test_the_pyramid_is_submitted_with_the_tiles_and_finishes_without_the_client
     assert_pyramid(store, 0)
 
 
-def test_resume_renders_only_the_missing_tiles(client, tmp_path: Path) -> None:
+@pytest.mark.parametrize("whole", [0, 1])
+def test_resume_renders_only_the_missing_tiles(client, tmp_path: Path, whole: int) -> None:
+    """A resumed job renders the tiles without records and rebuilds the pyramid, by tile
+    groups and binning tasks, or (``whole``: a frame per worker thread is enough) one task
+    per frame that bins its whole pyramid from the repaired tiles in memory."""
     path = str(tmp_path / "r.zarr")
     job = JobSpec(experiment("-detpixels_f 80 -detpixels_s 72"), frames=2, tile=16, pyramid_min=30)
     render_job(client, path, job)
@@ -398,17 +451,23 @@ def test_resume_renders_only_the_missing_tiles(client, tmp_path: Path) -> None:
     first = store.records()
     full = read_store(Path(path)).level(0)[...]
     # a crash after these tiles' chunks were (partly) written but before their records were
-    lost = [(1, 0, 0), (1, 2, 3), (1, 4, 4)]
+    lost = [(0, 1, 1), (1, 0, 0), (1, 2, 3), (1, 4, 4)]
     for f, r, c in lost:
         store.write_chunk(0, f, r, c, np.full((16, 16), -1.0))
         store.forget_tile(f, r, c)
     levels = job.level_shapes
     assert len(levels) == 3
-    for level in range(1, len(levels)):  # and frame 1's pyramid left half-written
-        store.level(level)[1] = -1.0
+    for level in range(1, len(levels)):  # and both frames' pyramids left half-written
+        store.level(level)[:] = -1.0
     store.forget_frames()
-    done = render_job(client, path, job)
-    assert (done.tiles_rendered, done.tiles_resumed) == (3, 2 * 25 - 3)
+    with (
+        dask.config.set({"braggtile.tiling.whole-frame-tasks": whole}),
+        distributed.get_task_stream(client) as stream,
+    ):
+        done = render_job(client, path, job)
+    tile_tasks = [t for t in stream.data if str(t["key"]).startswith("bt-tiles-")]
+    assert len(tile_tasks) == 2 if whole else len(tile_tasks) > 2  # whole: one task a frame
+    assert (done.tiles_rendered, done.tiles_resumed) == (4, 2 * 25 - 4)
     again = TileStore.open_or_create(path, job)[0].records()
     assert set(again) == set(first)
     for key, record in first.items():

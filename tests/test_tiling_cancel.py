@@ -6,6 +6,7 @@ import shlex
 import threading
 from pathlib import Path
 
+import dask.config
 import pytest
 from gate import TileGate
 
@@ -41,7 +42,10 @@ def test_a_cancelled_job_stops_its_tasks_and_resumes_later(tmp_path: Path, monke
         gate.wait("held", group[0])
         cancel.set()
 
-    with connect(workers=1, torch_threads=1, gpu=False) as client:
+    with (
+        dask.config.set({"braggtile.tiling.whole-frame-tasks": 0}),  # tasks of 2 tile rows
+        connect(workers=1, torch_threads=1, gpu=False) as client,
+    ):
         threading.Thread(target=cancel_when_held, daemon=True).start()
         with pytest.raises(JobCancelled):
             render_job(client, path, job, cancel=cancel)

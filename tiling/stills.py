@@ -1,10 +1,10 @@
 """Whole small frames per task: a long series of small frames (stills) as a few thousand tasks.
 
 A frame whose tiles all lie in one level-1 pyramid chunk (at most 2 x 2 tiles) renders in one
-step: its tiles, that chunk, then the rest of its pyramid (each level one chunk). A task of
-:func:`render_frames` does that for several such frames in turn, so a 10,000-frame job of a
-512 x 512 detector is a graph of hundreds of tasks instead of 10,000, and the client still
-hears of every frame (one :class:`~tiling.worker.TileGroupResult` per frame).
+step: its tiles, that chunk, then the rest of its pyramid (each level one chunk), in memory.
+A task of :func:`render_frames` does that for several such frames in turn, so a 10,000-frame
+job of a 512 x 512 detector is a graph of hundreds of tasks instead of 10,000, and the client
+still hears of every frame (one :class:`~tiling.worker.TileGroupResult` per frame).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from engine import config
-from tiling.worker import TileGroupResult, bin_tail, current_plugin, render_tiles
+from tiling.worker import TileGroupResult, current_plugin, render_tiles
 
 
 def render_frames(
@@ -24,22 +24,15 @@ def render_frames(
     level1: tuple[int, int] | None,
 ) -> list[TileGroupResult]:
     """Render ``tiles`` ((row, col) each: all of a frame's) of each of ``frames``, write
-    level-1 chunk ``level1`` (None: no pyramid) from them, then its pyramid's other levels.
-    Returns each frame's result, in ``frames`` order."""
-    results = []
-    for frame in frames:
-        chunks = None if level1 is None else [level1]
-        result = render_tiles(path, fingerprint, frame, tiles, device, chunks)
-        if level1 is not None:
-            result.stages["pyramid"] += _tail(path, fingerprint, frame)
-        results.append(result)
-    return results
-
-
-def _tail(path: str, fingerprint: str, frame: int) -> float:
-    """Pyramid levels 2 .. last of ``frame`` (each a single chunk), if any; seconds taken."""
-    shapes = current_plugin().store(path, fingerprint).job.level_shapes
-    return bin_tail(path, fingerprint, frame, 2) if len(shapes) > 2 else 0.0
+    level-1 chunk ``level1`` (None: no pyramid) from them, then its pyramid's other levels
+    (one chunk each), all binned in memory. Returns each frame's result, in ``frames``
+    order."""
+    chunks = None if level1 is None else [level1]
+    below = None
+    if level1 is not None:
+        shapes = current_plugin().store(path, fingerprint).job.level_shapes
+        below = [[(0, 0)] for _ in shapes[2:]]
+    return [render_tiles(path, fingerprint, f, tiles, device, chunks, below) for f in frames]
 
 
 def frames_per_task(frame_pixels: int, frames: int, threads: int) -> int:

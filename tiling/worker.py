@@ -236,13 +236,14 @@ def render_tiles(
     tiles: list[tuple[int, int]],
     device: str,
     level1: list[tuple[int, int]] | None = None,
-    level2: list[tuple[int, int]] | None = None,
+    below: list[list[tuple[int, int]]] | None = None,
 ) -> TileGroupResult:
     """Render ``tiles`` ((row, col) each) of ``frame``, writing each level-0 chunk, then
     their records (one file per level-1 chunk's tiles: :class:`_Records`); then write each of
     the pyramid's ``level1`` chunks (if given), binned from the tiles in memory (its other
-    tiles, already recorded or outside the ROI, read from the store), then its ``level2``
-    chunks (if given), binned from those level-1 chunks in memory.
+    tiles, already recorded or outside the ROI, read from the store), then the chunks of
+    levels 2, 3, ... listed in ``below`` (if given), each level binned from the one above in
+    memory (a task holding whole level-2 chunks, or a whole frame: its whole pyramid).
 
     A task renders the tiles of one or more level-1 chunks side by side (:mod:`tiling.graph`),
     so the first pyramid level never reads level 0 back. Tiles narrower or shorter than the
@@ -273,15 +274,11 @@ def render_tiles(
                 t0 = time.perf_counter()
                 parts[(row, col)] = _level1_part(store, data)
                 stages["pyramid"] += time.perf_counter() - t0
-    level1_images = {}
-    for chunk in level1 or ():
-        t0 = time.perf_counter()
-        level1_images[chunk] = _write_level1(store, frame, chunk, parts)
-        stages["pyramid"] += time.perf_counter() - t0
-    for chunk in level2 or ():
-        t0 = time.perf_counter()
-        _write_level2(store, frame, chunk, level1_images)
-        stages["pyramid"] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    images = {chunk: _write_level1(store, frame, chunk, parts) for chunk in level1 or ()}
+    for level, chunks in enumerate(below or (), start=2):
+        images = {chunk: _write_binned(store, frame, level, chunk, images) for chunk in chunks}
+    stages["pyramid"] += time.perf_counter() - t0
     return TileGroupResult([results[tuple(key)] for key in tiles], stages)
 
 
@@ -412,8 +409,9 @@ def _write_level1(
     store: TileStore, frame: int, chunk: tuple[int, int], parts: dict[tuple[int, int], np.ndarray]
 ) -> np.ndarray:
     """Write level-1 chunk ``chunk`` of ``frame`` from its level-0 tiles' :func:`_level1_part`
-    (``parts``; tiles not there, recorded earlier or outside the ROI, are read from the store)
-    and return it. Odd tiles split 2x2 blocks, so their chunk is assembled first, then binned."""
+    (taken out of ``parts``; tiles not there, recorded earlier or outside the ROI, are read
+    from the store) and return it. Odd tiles split 2x2 blocks, so their chunk is assembled
+    first, then binned."""
     job = store.job
     shapes, tile = job.level_shapes, job.tile
     window = chunk_window(shapes[1], tile, *chunk)
@@ -421,7 +419,7 @@ def _write_level1(
     even = tile % 2 == 0
     image = np.empty(window.shape if even else src.shape, dtype=job.dtype)
     for row, col in children(shapes[0], tile, *chunk):
-        part = parts.get((row, col))
+        part = parts.pop((row, col), None)
         if part is None:
             part = _level1_part(store, store.read_chunk(0, frame, row, col))
         w = job.grid.window(row, col)
@@ -435,21 +433,28 @@ def _write_level1(
     return image
 
 
-def _write_level2(
-    store: TileStore, frame: int, chunk: tuple[int, int], above: dict[tuple[int, int], np.ndarray]
-) -> None:
-    """Write level-2 chunk ``chunk`` of ``frame`` as :func:`bin_chunk` would, from the level-1
-    chunks in ``above`` (written by this task; others, outside the ROI, read from the store)."""
+def _write_binned(
+    store: TileStore,
+    frame: int,
+    level: int,
+    chunk: tuple[int, int],
+    above: dict[tuple[int, int], np.ndarray],
+) -> np.ndarray:
+    """Write chunk ``chunk`` of pyramid ``level`` (>= 2) of ``frame`` as :func:`bin_chunk`
+    would, from the chunks of the level above in ``above`` (written by this task; others,
+    outside the ROI, read from the store), and return it."""
     job = store.job
     shapes, tile = job.level_shapes, job.tile
-    src = source_window(chunk_window(shapes[2], tile, *chunk), shapes[1])
+    src = source_window(chunk_window(shapes[level], tile, *chunk), shapes[level - 1])
     image = np.empty(src.shape, dtype=job.dtype)
-    for row, col in children(shapes[1], tile, *chunk):
+    for row, col in children(shapes[level - 1], tile, *chunk):
         part = above.get((row, col))
         if part is None:
-            part = store.read_chunk(1, frame, row, col)
-        image[chunk_window(shapes[1], tile, row, col).slices_in(src)] = part
-    store.write_chunk(2, frame, *chunk, bin2x2(image, job.dtype))
+            part = store.read_chunk(level - 1, frame, row, col)
+        image[chunk_window(shapes[level - 1], tile, row, col).slices_in(src)] = part
+    binned = bin2x2(image, job.dtype)
+    store.write_chunk(level, frame, *chunk, binned)
+    return binned
 
 
 def bin_chunk(
