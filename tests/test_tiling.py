@@ -355,7 +355,8 @@ def test_whole_frame_tasks_need_enough_frames_per_thread_and_small_enough_frames
         assert graph.whole_frames(list(range(14)), 3, 900) == set(range(12))
         assert graph.whole_frames(list(range(7)), 2, 900) == set()  # under 4 per thread
         assert graph.whole_frames(list(range(8)), 2, 901) == set()  # frames too large
-        assert graph.whole_frames(list(range(4)), 0, 900) == set(range(4))
+        assert graph.whole_frames(list(range(4)), 1, 900) == set(range(4))
+        assert graph.whole_frames(list(range(400)), 0, 900) == set()  # no worker yet
     with dask.config.set({"braggtile.tiling.whole-frame-tasks": 0}):
         assert graph.whole_frames(list(range(100)), 2, 10) == set()
 

@@ -532,16 +532,16 @@ def whole_frames(frames: list[int], threads: int, frame_pixels: int) -> set[int]
     """The ``frames`` (in the order they are fed) that one task each renders whole, its
     pyramid included: with at least ``tiling.whole-frame-tasks`` of them per worker thread
     and frames of at most ``tiling.whole-frame-pixels`` pixels, all but the last (number of
-    frames modulo ``threads``), whose tile groups even out the workers at the end. A task per
+    frames modulo ``threads``), whose tile groups even out the workers at the end; none while
+    the cluster has no worker thread (a batch cluster's jobs still queued). A task per
     frame instead of one per level-1 chunk, plus binning tasks, saves Dask's work per task
     (scheduler, worker event loops, results to the client): on the 2-core build machine, 8
     seed frames (4096 x 4096, tile 1024) of counts went from 40 tasks to 8, and from 1.07-1.12 s
     to 0.92-0.97 s a job (three alternating rounds). Viewers then see a frame's tiles land
     together."""
     per_thread = int(config.get("tiling.whole-frame-tasks"))
-    threads = max(1, threads)
-    if per_thread < 1 or len(frames) < per_thread * threads:
-        return set()
+    if per_thread < 1 or threads < 1 or len(frames) < per_thread * threads:
+        return set()  # threads < 1: no worker yet (a batch cluster), its size unknown
     if frame_pixels > int(config.get("tiling.whole-frame-pixels")):
         return set()
     return set(frames[: len(frames) - len(frames) % threads])
