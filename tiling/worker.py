@@ -73,8 +73,8 @@ class TilingPlugin(WorkerPlugin):
     ):
         self.torch_threads = torch_threads
         self.workers_per_host = dict(workers_per_host or {})
-        self.cached_frames = cached_frames or int(config.get("tiling.cached-frames"))
-        self.cached_stores = cached_stores or int(config.get("tiling.cached-stores"))
+        self.cached_frames = cached_frames or config.integer("tiling.cached-frames")
+        self.cached_stores = cached_stores or config.integer("tiling.cached-stores")
         self.threads = 1
         self.gpu_index: int | None = None
         self.setups_prepared = 0
@@ -440,13 +440,13 @@ def _write_binned(
     chunk: tuple[int, int],
     above: dict[tuple[int, int], np.ndarray],
 ) -> np.ndarray:
-    """Write chunk ``chunk`` of pyramid ``level`` (>= 2) of ``frame`` as :func:`bin_chunk`
-    would, from the chunks of the level above in ``above`` (written by this task; others,
-    outside the ROI, read from the store), and return it."""
+    """Write chunk ``chunk`` of pyramid ``level`` (>= 1) of ``frame``, binned from its chunks
+    of the level above: those in ``above`` (written by this task), the others read from the
+    store (written by other tasks, or outside the ROI); returns it."""
     job = store.job
     shapes, tile = job.level_shapes, job.tile
     src = source_window(chunk_window(shapes[level], tile, *chunk), shapes[level - 1])
-    image = np.empty(src.shape, dtype=job.dtype)
+    image = np.empty(src.shape, dtype=store.chunks(level - 1).dtype)  # as read_window reads
     for row, col in children(shapes[level - 1], tile, *chunk):
         part = above.get((row, col))
         if part is None:
@@ -466,12 +466,7 @@ def bin_chunk(
     ``after``: futures of the chunks it reads (only to order the tasks; values unused).
     """
     start = time.perf_counter()
-    store = current_plugin().store(path, fingerprint)
-    shapes = store.job.level_shapes
-    window = chunk_window(shapes[level], store.job.tile, row, col)
-    src = source_window(window, shapes[level - 1])
-    binned = bin2x2(store.read_window(level - 1, frame, src), store.job.dtype)
-    store.write_chunk(level, frame, row, col, binned)
+    _write_binned(current_plugin().store(path, fingerprint), frame, level, (row, col), {})
     return time.perf_counter() - start
 
 
@@ -482,12 +477,9 @@ def bin_tail(path: str, fingerprint: str, frame: int, first: int, *after: Any) -
     ``after``: futures of the level-``first - 1`` chunks (only to order the tasks)."""
     start = time.perf_counter()
     store = current_plugin().store(path, fingerprint)
-    shapes = store.job.level_shapes
-    image = store.read_window(first - 1, frame, Window.full(*shapes[first - 1]))
-    for level in range(first, len(shapes)):
-        binned = bin2x2(image, store.job.dtype)
-        store.write_chunk(level, frame, 0, 0, binned)
-        image = binned
+    images: dict[tuple[int, int], np.ndarray] = {}
+    for level in range(first, len(store.job.level_shapes)):
+        images = {(0, 0): _write_binned(store, frame, level, (0, 0), images)}
     return time.perf_counter() - start
 
 
