@@ -49,6 +49,21 @@ def get(key: str) -> Any:
         return dask.config.get(f"braggtile.{key}")
 
 
+def integer(key: str) -> int:
+    """``braggtile.<key>`` as a count, an integer >= 0 (a string of one from an environment
+    variable too); an InputError naming the setting otherwise."""
+    from engine.errors import InputError  # engine.errors imports nothing of the engine
+
+    value = get(key)
+    try:
+        number = int(str(value).strip())  # no float or bool: str(4.5), str(True) refuse
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise InputError(f"braggtile.{key}", f"must be an integer >= 0, got {value!r}")
+    return number
+
+
 def compile_mode() -> str:
     """``braggtile.compile.mode`` as "on", "off" or "auto" (YAML's booleans accepted)."""
     value = get("compile.mode")

@@ -216,7 +216,7 @@ def block_shape(setup: FrameSetup, max_pixels: int | None = None) -> tuple[int, 
 def eager_block_shape(setup: FrameSetup, rows: int, cols: int) -> tuple[int, int]:
     """(rows, cols) of an eager block: at most eager-block-samples samples, one pixel at least."""
     samples = _samples_per_pixel(setup)
-    pixels = max(1, int(config.get("kernel.eager-block-samples")) // samples)
+    pixels = max(1, config.integer("kernel.eager-block-samples") // samples)
     fb = max(1, min(cols, pixels))
     return max(1, min(rows, pixels // fb)), fb
 
@@ -240,7 +240,7 @@ def _configure_inductor() -> None:
     import torch._inductor.config as iconf
 
     iconf.fx_graph_cache = True
-    per_graph = int(config.get("compile.recompile-limit"))
+    per_graph = config.integer("compile.recompile-limit")
     for name in ("recompile_limit", "cache_size_limit"):
         if hasattr(dconf, name):
             setattr(dconf, name, max(getattr(dconf, name), per_graph))
@@ -536,7 +536,7 @@ def use_compiled(setup: FrameSetup) -> bool:
     mode = config.compile_mode()
     if mode == "off" or not supported(setup):
         return False
-    return mode == "on" or setup.samples >= int(config.get("compile.threshold"))
+    return mode == "on" or setup.samples >= config.integer("compile.threshold")
 
 
 def render_region(

@@ -10,11 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dask.config
 import numpy as np
 import pytest
 import torch
 from gate import TileGate
 
+from engine import config
 from engine.cli import render_frame
 from engine.resolve import parse_nanobragg
 from engine.setup import prepare_frame
@@ -54,6 +56,28 @@ def test_bad_input_exits_2_without_starting_a_cluster(tmp_path: Path, capsys) ->
     assert "-lambda" in capsys.readouterr().err
     assert main(["--spec", str(tmp_path / "missing.json"), "-o", out]) == 2
     assert not Path(out).exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("tiling.whole-frame-tasks", "abc"),
+        ("tiling.max-pending-tiles", -3),
+        ("tiling.whole-frame-pixels", 1.5),
+        ("compile.threshold", True),
+    ],
+)
+def test_a_bad_count_setting_exits_2_naming_it(tmp_path: Path, capsys, setting, value) -> None:
+    """An integer setting that is not a count >= 0 is refused in one line, naming it."""
+    out = tmp_path / "x.zarr"
+    argv = ["--nanobragg", ARGS, "-o", str(out), "--in-process", "--no-progress", "--frames", "4"]
+    argv += ["--tile", "16"]  # frames of 8 x 8 tiles: not small, so every setting is read
+    with dask.config.set({f"braggtile.{setting}": value}):
+        assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"braggtile.{setting}: must be an integer >= 0" in err, err
+    with dask.config.set({f"braggtile.{setting}": "4"}):  # as a DASK_BRAGGTILE__ variable gives
+        assert config.integer(setting) == 4
 
 
 def test_killed_render_resumes_with_the_same_command(tmp_path: Path) -> None:

@@ -366,7 +366,7 @@ def runs_in_process(args: argparse.Namespace, job: JobSpec) -> bool:
         return False
     det = job.experiment.detector
     pixels = job.frames * det.fast_pixels * det.slow_pixels
-    return pixels <= int(config.get("tiling.in-process-pixels"))
+    return pixels <= config.integer("tiling.in-process-pixels")
 
 
 def run_render(args: argparse.Namespace) -> int:

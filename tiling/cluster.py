@@ -98,7 +98,7 @@ def connect(
     if use_gpu:
         n = workers or max(1, _cuda_devices())
     else:
-        n = workers or max(1, min(cores, int(config.get("cluster.cpu-workers"))))
+        n = workers or max(1, min(cores, config.integer("cluster.cpu-workers")))
     with _local(n, True, use_gpu, torch_threads or max(1, cores // n)) as client:
         yield client
 

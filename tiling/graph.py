@@ -539,10 +539,10 @@ def whole_frames(frames: list[int], threads: int, frame_pixels: int) -> set[int]
     seed frames (4096 x 4096, tile 1024) of counts went from 40 tasks to 8, and from 1.07-1.12 s
     to 0.92-0.97 s a job (three alternating rounds). Viewers then see a frame's tiles land
     together."""
-    per_thread = int(config.get("tiling.whole-frame-tasks"))
+    per_thread = config.integer("tiling.whole-frame-tasks")
     if per_thread < 1 or threads < 1 or len(frames) < per_thread * threads:
         return set()  # threads < 1: no worker yet (a batch cluster), its size unknown
-    if frame_pixels > int(config.get("tiling.whole-frame-pixels")):
+    if frame_pixels > config.integer("tiling.whole-frame-pixels"):
         return set()
     return set(frames[: len(frames) - len(frames) % threads])
 
@@ -586,7 +586,7 @@ def render_job(
     in the store, so the same call resumes the job.
     """
     if max_pending_tiles is None:
-        max_pending_tiles = int(config.get("tiling.max-pending-tiles"))
+        max_pending_tiles = config.integer("tiling.max-pending-tiles")
     start = time.perf_counter()
     emit = on_event or (lambda event: None)
     with StoreLock(path):

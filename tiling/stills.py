@@ -40,9 +40,9 @@ def frames_per_task(frame_pixels: int, frames: int, threads: int) -> int:
     most ``tiling.frame-group-max`` of them, and few enough that every one of the cluster's
     ``threads`` gets two tasks or more; 0 (a task per frame's tile group, then its pyramid)
     if ``tiling.frame-group-max`` is 0."""
-    limit = int(config.get("tiling.frame-group-max"))
+    limit = config.integer("tiling.frame-group-max")
     if limit < 1:
         return 0
-    by_pixels = int(config.get("tiling.frame-group-pixels")) // max(1, frame_pixels)
+    by_pixels = config.integer("tiling.frame-group-pixels") // max(1, frame_pixels)
     spread = math.ceil(frames / max(1, 2 * threads))
     return max(1, min(by_pixels, limit, spread))
